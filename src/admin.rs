@@ -1,0 +1,211 @@
+//! The admin listener: `/healthz`, `/readyz`, `/api/state`, `/metrics` and a
+//! dashboard at `/`. Never on the public listener: it shows container names
+//! and addresses.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::docker::desired::BackendStatus;
+use crate::docker::watcher::Discovery;
+use crate::proxy::Proxy;
+use crate::routing::RoutingTable;
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+#[derive(Debug)]
+pub struct Admin {
+    pub proxy: Arc<Proxy>,
+    pub discovery: Arc<Discovery>,
+    /// Set at SIGTERM: `/readyz` turns 503 so upstream load balancers stop sending.
+    pub shutting_down: AtomicBool,
+}
+
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(10));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let admin = Arc::clone(&admin);
+                let svc = service_fn(move |req| {
+                    let admin = Arc::clone(&admin);
+                    async move { Ok::<_, Infallible>(admin.handle(&req)) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                tokio::spawn(async move { let _ = conn.await; });
+            }
+            _ = &mut shutdown => return,
+        }
+    }
+}
+
+impl Admin {
+    pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+        }
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => {
+                if self.shutting_down.load(Ordering::Relaxed) {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                } else if self.discovery.ready.load(Ordering::Relaxed) {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for the first full sync with Docker\n")
+                }
+            }
+            "/api/state" => {
+                let body = serde_json::to_string_pretty(&self.state()).unwrap_or_default();
+                respond(StatusCode::OK, "application/json", body)
+            }
+            "/metrics" => respond(StatusCode::OK, "text/plain; version=0.0.4", self.metrics()),
+            "/" | "/dashboard" => respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD.to_string()),
+            _ => text(StatusCode::NOT_FOUND, "not found: try /, /api/state, /metrics, /healthz, /readyz\n"),
+        }
+    }
+
+    pub fn state(&self) -> Value {
+        let table = self.proxy.router.load();
+        state_json(&table, &self.discovery, self.discovery.ready.load(Ordering::Relaxed))
+    }
+
+    fn metrics(&self) -> String {
+        let table = self.proxy.router.load();
+        let s = &self.proxy.stats;
+        let d = self.discovery.snapshot();
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        counter("wharf_requests_total", "Requests received on the public listener.", "counter", s.requests.load(Ordering::Relaxed));
+        counter("wharf_retries_total", "Attempts on another backend after one could not be reached.", "counter", s.retries.load(Ordering::Relaxed));
+        counter("wharf_discovery_connected", "1 while the Docker events stream is up.", "gauge", u64::from(d.connected));
+        counter("wharf_discovery_reconnects_total", "Times the Docker connection was lost.", "counter", d.reconnects);
+        counter("wharf_discovery_events_total", "Docker events received.", "counter", d.events);
+        counter("wharf_discovery_syncs_total", "Full container listings.", "counter", d.syncs);
+        let _ = writeln!(out, "# HELP wharf_errors_total Requests answered by wharf itself, by cause.\n# TYPE wharf_errors_total counter");
+        for (kind, c) in [
+            ("no_route", &s.no_route),
+            ("no_backend", &s.no_backend),
+            ("unreachable", &s.unreachable),
+            ("timeout", &s.timeouts),
+        ] {
+            let _ = writeln!(out, "wharf_errors_total{{kind=\"{kind}\"}} {}", c.load(Ordering::Relaxed));
+        }
+        let metrics: [(&str, &str, &str); 4] = [
+            ("wharf_backend_requests_total", "counter", "Requests sent to a backend."),
+            ("wharf_backend_errors_total", "counter", "Failed attempts on a backend."),
+            ("wharf_backend_in_flight", "gauge", "Requests in flight on a backend."),
+            ("wharf_backend_ready", "gauge", "1 if the backend takes new requests."),
+        ];
+        for (i, (name, kind, help)) in metrics.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for p in &table.pools {
+                for b in &p.backends {
+                    let v = match i {
+                        0 => b.shared.requests.load(Ordering::Relaxed),
+                        1 => b.shared.errors.load(Ordering::Relaxed),
+                        2 => b.shared.in_flight.load(Ordering::Relaxed),
+                        _ => u64::from(b.is_ready()),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{name}{{pool=\"{}\",backend=\"{}\",container=\"{}\"}} {v}",
+                        p.name, b.addr, b.container
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The `/api/state` document.
+pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> Value {
+    let pools: Vec<Value> = table
+        .pools
+        .iter()
+        .map(|p| {
+            let backends: Vec<Value> = p
+                .backends
+                .iter()
+                .map(|b| {
+                    let state = if b.weight == 0 && b.status == BackendStatus::Ready { "draining" } else { b.status.as_str() };
+                    let reason = match &b.status {
+                        BackendStatus::Waiting(why) => Some(why.clone()),
+                        BackendStatus::Draining => Some("received a stop signal".to_string()),
+                        BackendStatus::Ready if b.weight == 0 => Some("weight 0".to_string()),
+                        BackendStatus::Ready => None,
+                    };
+                    json!({
+                        "id": b.key.id,
+                        "container": b.container,
+                        "address": b.addr.to_string(),
+                        "weight": b.weight,
+                        "state": state,
+                        "reason": reason,
+                        "in_flight": b.shared.in_flight.load(Ordering::Relaxed),
+                        "requests": b.shared.requests.load(Ordering::Relaxed),
+                        "errors": b.shared.errors.load(Ordering::Relaxed),
+                        "idle_connections": b.shared.idle.len(),
+                    })
+                })
+                .collect();
+            json!({
+                "name": p.name,
+                "balance": p.opts.balance.as_str(),
+                "balance_effective": crate::balance::effective(p.opts.balance).as_str(),
+                "hosts": p.opts.hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "path": p.opts.path,
+                "strip_prefix": p.opts.strip_prefix,
+                "retries": p.opts.retries,
+                "backends": backends,
+            })
+        })
+        .collect();
+    let routes: Vec<Value> = table
+        .routes()
+        .into_iter()
+        .map(|(host, path, pool)| json!({"host": host, "path": path, "pool": pool}))
+        .collect();
+    let mut problems = table.desired.problems.clone();
+    problems.extend(table.route_problems.iter().cloned());
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": ready,
+        "discovery": discovery.snapshot(),
+        "pools": pools,
+        "routes": routes,
+        "skipped": table.desired.skipped,
+        "problems": problems,
+        "warnings": table.desired.warnings,
+    })
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body.to_string())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}

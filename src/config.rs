@@ -1,0 +1,256 @@
+//! Command line and environment: every flag also reads `WHARF_<FLAG>`, a flag
+//! wins over its variable (clap's `env` support does exactly that).
+//!
+//! The parsed [`Cli`] is turned into a plain, validated [`Config`] so that the
+//! rest of the crate never sees clap types and tests can build a `Config` by hand.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::labels::parse_duration;
+
+/// wharf: a load balancer that configures itself from Docker labels.
+///
+/// Label a container `wharf.pool=NAME` (or `wharf.enable=true`) on the network
+/// wharf watches and it takes traffic within a fraction of a second; stop it and
+/// it leaves the pool without a failed request. No config file, no reload.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about, long_about = None)]
+#[command(after_help = "Every flag also reads WHARF_<FLAG> (e.g. WHARF_ADMIN_LISTEN); the flag wins.\n\
+DOCKER_HOST (unix://, tcp://, with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH) is honoured.\n\
+Labels are documented in labels.md.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to Docker, list containers, print the pools and backends wharf
+    /// would route and every label problem; exit 1 if there is any problem.
+    Check,
+    /// Probe the admin listener's /healthz (the image's HEALTHCHECK: it has no shell).
+    Healthcheck,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Provider {
+    /// Discover backends from the Docker Engine API (containers and their labels).
+    Docker,
+    /// Only `--static` pools; Docker is not contacted.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// Address of the HTTP listener (HTTP/1.1 and h2c).
+    #[arg(long, env = "WHARF_LISTEN", default_value = "0.0.0.0:80", global = true)]
+    pub listen: SocketAddr,
+
+    /// The Docker network whose container addresses are used (default: the
+    /// network wharf's own container shares with a backend, else its only one).
+    #[arg(long, env = "WHARF_NETWORK", global = true)]
+    pub network: Option<String>,
+
+    /// Label namespace: `<prefix>.pool`, `<prefix>.port`, …
+    #[arg(long, env = "WHARF_LABEL_PREFIX", default_value = "wharf", global = true)]
+    pub label_prefix: String,
+
+    /// Every container exposing exactly one port joins a pool, without labels
+    /// (unless it carries `<prefix>.enable=false`).
+    #[arg(long, env = "WHARF_EXPOSED_BY_DEFAULT", global = true)]
+    pub exposed_by_default: bool,
+
+    /// Address of the admin listener: /healthz, /readyz, /api/state, /metrics, dashboard.
+    #[arg(long, env = "WHARF_ADMIN_LISTEN", default_value = "127.0.0.1:8081", global = true)]
+    pub admin_listen: SocketAddr,
+
+    /// Where backends come from.
+    #[arg(long, env = "WHARF_PROVIDER", value_enum, default_value = "docker", global = true)]
+    pub provider: Provider,
+
+    /// A fixed pool serving any host, beside discovered ones: POOL=ADDR[,ADDR…] (repeatable).
+    #[arg(long = "static", env = "WHARF_STATIC", value_name = "POOL=ADDR,…", value_delimiter = ';', global = true)]
+    pub static_pools: Vec<String>,
+
+    /// Time allowed to open a TCP connection to a backend.
+    #[arg(long, env = "WHARF_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub connect_timeout: Duration,
+
+    /// Time allowed for a backend to send response headers (then 504).
+    #[arg(long, env = "WHARF_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub request_timeout: Duration,
+
+    /// Idle keep-alive time for client connections; upstream idle connections
+    /// are closed sooner (min of this and 2s) to stay below backends' own timeouts.
+    #[arg(long, env = "WHARF_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub idle_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, time given to in-flight requests before exiting.
+    #[arg(long, env = "WHARF_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub drain_timeout: Duration,
+
+    /// Log format on stderr.
+    #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    /// Log one line per proxied request.
+    #[arg(long, env = "WHARF_ACCESS_LOG", global = true)]
+    pub access_log: bool,
+}
+
+/// A `--static` pool: a name and fixed backend addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticPool {
+    pub name: String,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Validated settings, plain data.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub network: Option<String>,
+    pub label_prefix: String,
+    pub exposed_by_default: bool,
+    pub provider: Provider,
+    pub static_pools: Vec<StaticPool>,
+    pub timeouts: Timeouts,
+    pub log_format: LogFormat,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+    pub client_idle: Duration,
+    pub upstream_idle: Duration,
+    pub drain: Duration,
+    /// Slowloris guard: the whole request head must arrive within this.
+    pub header_read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            request: Duration::from_secs(60),
+            client_idle: Duration::from_secs(60),
+            upstream_idle: Duration::from_secs(2),
+            drain: Duration::from_secs(30),
+            header_read: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Opts {
+    /// Validate flags into a [`Config`]; the error names the flag and the fix.
+    pub fn into_config(self) -> Result<Config, String> {
+        let static_pools = self
+            .static_pools
+            .iter()
+            .map(|s| parse_static(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.provider == Provider::None && static_pools.is_empty() {
+            return Err("--provider none needs at least one --static POOL=ADDR[,ADDR…]".into());
+        }
+        if self.label_prefix.is_empty() || self.label_prefix.contains(char::is_whitespace) {
+            return Err(format!("--label-prefix {:?}: must be a non-empty word like `wharf`", self.label_prefix));
+        }
+        for (name, d) in [
+            ("--connect-timeout", self.connect_timeout),
+            ("--request-timeout", self.request_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        Ok(Config {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            network: self.network.filter(|n| !n.is_empty()),
+            label_prefix: self.label_prefix,
+            exposed_by_default: self.exposed_by_default,
+            provider: self.provider,
+            static_pools,
+            timeouts: Timeouts {
+                connect: self.connect_timeout,
+                request: self.request_timeout,
+                client_idle: self.idle_timeout,
+                upstream_idle: self.idle_timeout.min(Duration::from_secs(2)),
+                drain: self.drain_timeout,
+                header_read: Duration::from_secs(10),
+            },
+            log_format: self.log_format,
+            access_log: self.access_log,
+        })
+    }
+}
+
+/// `POOL=ADDR[,ADDR…]` → [`StaticPool`].
+pub fn parse_static(s: &str) -> Result<StaticPool, String> {
+    let (name, addrs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--static {s:?}: expected POOL=ADDR[,ADDR…], e.g. web=127.0.0.1:8080"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(format!("--static {s:?}: pool name {name:?} must be letters, digits, '_', '.', '-'"));
+    }
+    let addrs = addrs
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("--static {s:?}: {a:?} is not IP:PORT (e.g. 127.0.0.1:8080)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StaticPool { name: name.to_string(), addrs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_pool_parses_name_and_addresses() {
+        let p = parse_static("web=127.0.0.1:8080, 127.0.0.1:8081").unwrap();
+        assert_eq!(p.name, "web");
+        assert_eq!(p.addrs.len(), 2);
+        assert_eq!(p.addrs[1], "127.0.0.1:8081".parse().unwrap());
+    }
+
+    #[test]
+    fn static_pool_without_equals_or_with_bad_address_is_an_error_naming_the_fix() {
+        assert!(parse_static("127.0.0.1:80").unwrap_err().contains("POOL=ADDR"));
+        assert!(parse_static("web=localhost").unwrap_err().contains("IP:PORT"));
+        assert!(parse_static("w b=127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_environment_and_durations_parse() {
+        let cli = Cli::try_parse_from(["wharf", "--listen", "127.0.0.1:9000", "--connect-timeout", "250ms"]).unwrap();
+        let cfg = cli.opts.into_config().unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.timeouts.connect, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn provider_none_without_static_pools_is_refused() {
+        let cli = Cli::try_parse_from(["wharf", "--provider", "none"]).unwrap();
+        assert!(cli.opts.into_config().unwrap_err().contains("--static"));
+    }
+}

@@ -1,0 +1,297 @@
+//! Keeps the routing table in step with Docker.
+//!
+//! Events are hints, never the state: after an event the watcher re-lists
+//! and re-derives everything, so a missed or reordered event cannot leave a
+//! ghost backend. The sequence, and the race each step closes:
+//!
+//! 1. note the time, then list: events that happen during the listing are
+//!    not lost, because the events request asks for everything `since` that
+//!    time (the daemon replays its recent history);
+//! 2. on an event, wait a few milliseconds for the rest of its burst
+//!    (`docker compose up --scale` emits dozens), then re-list once;
+//! 3. a `kill` event drains its container *at once*, from the last listing,
+//!    without waiting for the re-list: it is the first sign of `docker stop`;
+//! 4. when the stream ends or fails, keep the current table, back off with
+//!    jitter, reconnect and re-list; also re-list every minute regardless.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::models::{EventMessage, EventMessageTypeEnum};
+use bollard::Docker;
+use futures::StreamExt;
+use rand::Rng;
+use tokio::time::{sleep, sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+use super::client;
+use super::desired::{self, ContainerInfo, Desired, Settings};
+use crate::config::StaticPool;
+use crate::routing::Router;
+
+/// How long a burst of events is gathered before one re-list.
+const COALESCE: Duration = Duration::from_millis(3);
+/// Re-list even without events, in case the daemon dropped some.
+const RESYNC: Duration = Duration::from_secs(60);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Discovery health, shown by `/api/state` and `/readyz`.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub ready: AtomicBool,
+    pub status: Mutex<Status>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    pub provider: String,
+    pub docker_host: Option<String>,
+    pub connected: bool,
+    pub self_container: Option<String>,
+    pub syncs: u64,
+    pub events: u64,
+    pub reconnects: u64,
+    pub last_sync_unix_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+impl Discovery {
+    pub fn update(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub fn snapshot(&self) -> Status {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Publishes desired states into the router, adding the `--static` pools and
+/// logging what changed.
+#[derive(Debug)]
+pub struct Publisher {
+    pub router: Arc<Router>,
+    pub statics: Vec<StaticPool>,
+}
+
+impl Publisher {
+    pub fn publish(&self, mut d: Desired) {
+        desired::add_static(&mut d, &self.statics);
+        let old = self.router.load();
+        log_changes(&old.desired, &d);
+        if self.router.update(d) {
+            debug!("routing table swapped");
+        }
+    }
+}
+
+pub struct Watcher {
+    pub docker: Docker,
+    pub settings: Settings,
+    pub publisher: Publisher,
+    pub discovery: Arc<Discovery>,
+}
+
+impl Watcher {
+    /// Run forever (the caller aborts the task at shutdown).
+    pub async fn run(self) {
+        let mut containers: Vec<ContainerInfo> = Vec::new();
+        let mut draining: HashSet<String> = HashSet::new();
+        let mut failures: u32 = 0;
+        loop {
+            let since = unix_now().as_secs() as i64 - 1;
+            let mut events = Box::pin(client::events(&self.docker, since));
+            match self.relist(&mut containers, &mut draining).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    self.lost(&e, failures).await;
+                    continue;
+                }
+            }
+            let mut pending: Option<Instant> = None;
+            let mut resync = Instant::now() + RESYNC;
+            let why = loop {
+                let deadline = pending.unwrap_or(resync);
+                tokio::select! {
+                    ev = events.next() => match ev {
+                        Some(Ok(ev)) => {
+                            self.discovery.update(|s| s.events += 1);
+                            if apply_event(&ev, &mut draining) {
+                                self.derive_and_publish(&containers, &draining);
+                            }
+                            pending.get_or_insert_with(|| Instant::now() + COALESCE);
+                        }
+                        Some(Err(e)) => break e.to_string(),
+                        None => break "events stream ended".to_string(),
+                    },
+                    _ = sleep_until(deadline) => {
+                        pending = None;
+                        resync = Instant::now() + RESYNC;
+                        if let Err(e) = self.relist(&mut containers, &mut draining).await {
+                            break e.to_string();
+                        }
+                    }
+                }
+            };
+            failures += 1;
+            self.lost(&why, failures).await;
+        }
+    }
+
+    async fn relist(&self, containers: &mut Vec<ContainerInfo>, draining: &mut HashSet<String>) -> Result<(), String> {
+        let list = client::list(&self.docker).await.map_err(|e| e.to_string())?;
+        *containers = list;
+        // A container that is gone (or restarted, see apply_event) stops draining.
+        draining.retain(|id| containers.iter().any(|c| &c.id == id));
+        self.derive_and_publish(containers, draining);
+        self.discovery.update(|s| {
+            s.connected = true;
+            s.syncs += 1;
+            s.last_sync_unix_ms = Some(unix_now().as_millis() as u64);
+        });
+        if !self.discovery.ready.swap(true, Ordering::Relaxed) {
+            info!(containers = containers.len(), "first sync done, ready");
+        }
+        Ok(())
+    }
+
+    fn derive_and_publish(&self, containers: &[ContainerInfo], draining: &HashSet<String>) {
+        self.publisher.publish(desired::derive(containers, draining, &self.settings));
+    }
+
+    /// The daemon went away: keep the table, say so, wait before reconnecting.
+    async fn lost(&self, why: &str, failures: u32) {
+        let delay = backoff(failures, rand::rng().random_range(0.5..1.0));
+        warn!(error = why, retry_in_ms = delay.as_millis() as u64, "Docker connection lost; serving the last known pools");
+        self.discovery.update(|s| {
+            s.connected = false;
+            s.reconnects += 1;
+            s.last_error = Some(why.to_string());
+        });
+        sleep(delay).await;
+    }
+}
+
+/// Exponential back-off from 100 ms to 5 s; `jitter` in [0.5, 1) spreads
+/// several wharf replicas apart.
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    let exp = BACKOFF_MIN.saturating_mul(1u32 << failures.saturating_sub(1).min(10));
+    exp.min(BACKOFF_MAX).mul_f64(jitter)
+}
+
+/// Update the draining set from one event. Returns true when the change must
+/// be published at once (a stop signal), before the coming re-list.
+pub fn apply_event(ev: &EventMessage, draining: &mut HashSet<String>) -> bool {
+    if ev.typ != Some(EventMessageTypeEnum::CONTAINER) {
+        return false;
+    }
+    let Some(id) = ev.actor.as_ref().and_then(|a| a.id.clone()) else {
+        return false;
+    };
+    match ev.action.as_deref() {
+        Some("kill") => {
+            let signal = ev.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("signal"));
+            if signal.is_none_or(|s| is_stop_signal(s)) && draining.insert(id) {
+                return true;
+            }
+            false
+        }
+        Some("start") | Some("restart") => {
+            draining.remove(&id);
+            false
+        }
+        _ => false,
+    }
+}
+
+/// Signals that don't end a process (reload, window change, …) don't drain.
+pub fn is_stop_signal(signal: &str) -> bool {
+    let s = signal.trim_start_matches("SIG");
+    !matches!(s, "1" | "HUP" | "10" | "USR1" | "12" | "USR2" | "28" | "WINCH" | "18" | "CONT" | "17" | "CHLD" | "0")
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// One log line per backend that appeared, left or changed state, and per new problem.
+fn log_changes(old: &Desired, new: &Desired) {
+    for (pool, p) in &new.pools {
+        for b in &p.backends {
+            let before = old.pools.get(pool).and_then(|op| op.backends.iter().find(|ob| ob.id == b.id && ob.addr == b.addr));
+            match before {
+                None => info!(pool, container = %b.container, addr = %b.addr, state = b.status.as_str(), "backend added"),
+                Some(ob) if ob.status != b.status => {
+                    info!(pool, container = %b.container, addr = %b.addr, state = b.status.as_str(), "backend state changed")
+                }
+                _ => {}
+            }
+        }
+    }
+    for (pool, op) in &old.pools {
+        for ob in &op.backends {
+            let still = new.pools.get(pool).is_some_and(|p| p.backends.iter().any(|b| b.id == ob.id && b.addr == ob.addr));
+            if !still {
+                info!(pool, container = %ob.container, addr = %ob.addr, "backend removed");
+            }
+        }
+    }
+    for s in new.skipped.iter().filter(|s| !old.skipped.contains(s)) {
+        warn!(container = %s.container, reason = %s.reason, "container skipped");
+    }
+    for p in new.problems.iter().filter(|p| !old.problems.contains(p)) {
+        warn!(problem = %p, "label problem");
+    }
+    for w in new.warnings.iter().filter(|w| !old.warnings.contains(w)) {
+        warn!(warning = %w, "label warning");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::EventActor;
+    use std::collections::HashMap;
+
+    fn ev(action: &str, signal: Option<&str>) -> EventMessage {
+        let mut attrs = HashMap::new();
+        if let Some(s) = signal {
+            attrs.insert("signal".to_string(), s.to_string());
+        }
+        EventMessage {
+            typ: Some(EventMessageTypeEnum::CONTAINER),
+            action: Some(action.into()),
+            actor: Some(EventActor { id: Some("c1".into()), attributes: Some(attrs) }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sigterm_drains_at_once_and_start_undrains() {
+        let mut d = HashSet::new();
+        assert!(apply_event(&ev("kill", Some("15")), &mut d));
+        assert!(d.contains("c1"));
+        assert!(!apply_event(&ev("kill", Some("9")), &mut d), "already draining: nothing new to publish");
+        assert!(!apply_event(&ev("start", None), &mut d));
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn reload_signals_do_not_drain() {
+        let mut d = HashSet::new();
+        assert!(!apply_event(&ev("kill", Some("1")), &mut d));
+        assert!(!apply_event(&ev("kill", Some("SIGHUP")), &mut d));
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn backoff_grows_to_a_cap_with_jitter() {
+        assert_eq!(backoff(1, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff(3, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff(30, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(1, 0.5), Duration::from_millis(50));
+    }
+}

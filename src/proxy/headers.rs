@@ -1,0 +1,173 @@
+//! Header rewriting, pure functions over `http::HeaderMap`.
+//!
+//! Hop-by-hop headers belong to one connection and must not be forwarded
+//! (RFC 9110 §7.6.1): the fixed list below plus every header named in
+//! `Connection`. Inbound `Content-Length`/`Transfer-Encoding` are dropped too:
+//! hyper re-frames the body it forwards, which also removes any
+//! request-smuggling ambiguity between the two.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// Headers that are hop-by-hop by definition (RFC 9110 §7.6.1, RFC 9112 §9.6,
+/// plus the de-facto `Proxy-Connection` and `Keep-Alive`).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Remove hop-by-hop headers, including those listed in `Connection`.
+/// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive so that a
+/// protocol upgrade (WebSocket) can be forwarded end to end.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(u) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u);
+    }
+}
+
+/// Does this request ask for a protocol upgrade (`Connection: upgrade` + `Upgrade`)?
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Prepare request headers for the backend: strip hop-by-hop and framing
+/// headers, set `X-Forwarded-For/-Proto/-Host`. Client-supplied forwarding
+/// headers are replaced, not trusted: wharf is the edge.
+pub fn rewrite_request(headers: &mut HeaderMap, client_ip: IpAddr, host: Option<&HeaderValue>, upgrade: bool) {
+    strip_hop_by_hop(headers, upgrade);
+    headers.remove(header::CONTENT_LENGTH);
+    if let Ok(v) = HeaderValue::from_str(&client_ip.to_string()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    match host {
+        Some(h) => {
+            headers.insert("x-forwarded-host", h.clone());
+        }
+        None => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+}
+
+/// The request's host: the `Host` header, else the URI authority (HTTP/2),
+/// lowercased and without port. `None` when absent or not valid.
+pub fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
+    let raw = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(h) => h,
+        None => uri.authority()?.as_str(),
+    };
+    let host = match raw.rsplit_once(':') {
+        // An IPv6 literal keeps its brackets; only strip a trailing :port.
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
+        _ => raw,
+    };
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Remove `prefix` (a path prefix that matched on a segment boundary) from
+/// `path_and_query`, keeping the query and a leading `/`.
+pub fn strip_prefix(path_and_query: &str, prefix_len: usize) -> String {
+    let rest = path_and_query.get(prefix_len..).unwrap_or("");
+    if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn upgrade_headers_survive_only_when_asked() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(wants_upgrade(&h));
+        let mut plain = h.clone();
+        strip_hop_by_hop(&mut plain, false);
+        assert!(plain.is_empty());
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_headers_replace_client_supplied_ones_and_length_is_dropped() {
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("content-length", "5"), ("host", "a.test")]);
+        let host = h.get("host").cloned();
+        rewrite_request(&mut h, "10.0.0.7".parse().unwrap(), host.as_ref(), false);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.test");
+        assert_eq!(h["host"], "a.test");
+        assert!(!h.contains_key("content-length"));
+    }
+
+    #[test]
+    fn host_is_lowercased_without_port_and_falls_back_to_authority() {
+        let uri: http::Uri = "/x".parse().unwrap();
+        assert_eq!(request_host(&map(&[("host", "API.Example.com:8080")]), &uri).as_deref(), Some("api.example.com"));
+        assert_eq!(request_host(&map(&[("host", "[::1]:80")]), &uri).as_deref(), Some("[::1]"));
+        let h2: http::Uri = "http://b.test:81/x".parse().unwrap();
+        assert_eq!(request_host(&HeaderMap::new(), &h2).as_deref(), Some("b.test"));
+        assert_eq!(request_host(&HeaderMap::new(), &uri), None);
+    }
+
+    #[test]
+    fn strip_prefix_keeps_query_and_leading_slash() {
+        assert_eq!(strip_prefix("/api/users?id=1", 4), "/users?id=1");
+        assert_eq!(strip_prefix("/api", 4), "/");
+        assert_eq!(strip_prefix("/api?x", 4), "/?x");
+    }
+}

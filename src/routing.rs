@@ -1,0 +1,278 @@
+//! The routing table: one immutable snapshot behind one [`ArcSwap`].
+//!
+//! Every request does one `load` and sees either the old table or the new
+//! one, never a mix. The table is rebuilt from the desired state and stored
+//! only when that state changed.
+//!
+//! What must survive a swap — in-flight counts, request/error counters, idle
+//! upstream connections — lives in [`BackendShared`], keyed by
+//! [`BackendKey`] (container id + address) in a [`Registry`] that hands the
+//! same `Arc` to every table that contains the same backend.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use arc_swap::ArcSwap;
+
+use crate::balance::{self, Balancer};
+use crate::docker::desired::{BackendStatus, Desired};
+use crate::labels::{HostPattern, PoolOptions};
+use crate::proxy::pool::IdleConns;
+
+/// A backend's stable identity: the same container on a new address is a new backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendKey {
+    pub id: String,
+    pub addr: SocketAddr,
+}
+
+/// Per-backend state shared by every snapshot that contains the backend.
+#[derive(Debug, Default)]
+pub struct BackendShared {
+    pub in_flight: AtomicU64,
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    /// Set while the backend drains: idle connections are closed, busy ones
+    /// are not returned to the pool.
+    pub draining: AtomicBool,
+    pub idle: IdleConns,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub key: BackendKey,
+    pub container: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub status: BackendStatus,
+    pub shared: Arc<BackendShared>,
+}
+
+impl Backend {
+    /// May this backend take a new request?
+    pub fn is_ready(&self) -> bool {
+        self.status == BackendStatus::Ready && self.weight > 0
+    }
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub opts: PoolOptions,
+    pub backends: Vec<Backend>,
+    pub balancer: Box<dyn Balancer>,
+}
+
+impl Pool {
+    pub fn has_ready(&self) -> bool {
+        self.backends.iter().any(Backend::is_ready)
+    }
+}
+
+/// A route: requests whose path starts with `path` (on a segment boundary) go to `pool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub path: Option<String>,
+    pub pool: usize,
+}
+
+/// The immutable snapshot.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    pub pools: Vec<Arc<Pool>>,
+    exact: HashMap<String, Vec<Route>>,
+    /// (suffix with leading dot, routes), longest suffix first.
+    wildcard: Vec<(String, Vec<Route>)>,
+    any_host: Vec<Route>,
+    /// The desired state it was built from: the next build compares against it.
+    pub desired: Desired,
+    /// Routes that collide (same host and path in two pools).
+    pub route_problems: Vec<String>,
+}
+
+/// A matched route: the pool and how much of the path the route consumed.
+#[derive(Debug, Clone, Copy)]
+pub struct Match<'a> {
+    pub pool: &'a Arc<Pool>,
+    /// Length of the matched prefix (0 when the route has no path).
+    pub prefix_len: usize,
+}
+
+impl RoutingTable {
+    /// Build a table from the desired state, reusing shared backend state from `registry`.
+    pub fn build(desired: Desired, registry: &Registry) -> RoutingTable {
+        let mut t = RoutingTable::default();
+        for (name, dp) in &desired.pools {
+            let backends: Vec<Backend> = dp
+                .backends
+                .iter()
+                .map(|b| {
+                    let key = BackendKey { id: b.id.clone(), addr: b.addr };
+                    let shared = registry.get(&key);
+                    let draining = b.status == BackendStatus::Draining;
+                    shared.draining.store(draining, Ordering::Relaxed);
+                    if draining {
+                        shared.idle.clear();
+                    }
+                    Backend {
+                        key,
+                        container: b.container.clone(),
+                        addr: b.addr,
+                        weight: b.weight,
+                        status: b.status.clone(),
+                        shared,
+                    }
+                })
+                .collect();
+            let balancer = balance::build(dp.opts.balance, &backends);
+            let idx = t.pools.len();
+            t.pools.push(Arc::new(Pool { name: name.clone(), opts: dp.opts.clone(), backends, balancer }));
+            let route = Route { path: dp.opts.path.clone(), pool: idx };
+            if dp.opts.hosts.is_empty() {
+                t.any_host.push(route);
+            } else {
+                for h in &dp.opts.hosts {
+                    match h {
+                        HostPattern::Exact(host) => t.exact.entry(host.clone()).or_default().push(route.clone()),
+                        HostPattern::Wildcard(sfx) => match t.wildcard.iter_mut().find(|(s, _)| s == sfx) {
+                            Some((_, routes)) => routes.push(route.clone()),
+                            None => t.wildcard.push((sfx.clone(), vec![route.clone()])),
+                        },
+                    }
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        let names: Vec<String> = t.pools.iter().map(|p| p.name.clone()).collect();
+        let mut order = |host: &str, routes: &mut Vec<Route>| {
+            // Longest path first; the pool name breaks ties so the choice is deterministic.
+            routes.sort_by(|a, b| {
+                let la = a.path.as_ref().map_or(0, String::len);
+                let lb = b.path.as_ref().map_or(0, String::len);
+                lb.cmp(&la).then_with(|| names[a.pool].cmp(&names[b.pool]))
+            });
+            for w in routes.windows(2) {
+                if w[0].path == w[1].path {
+                    problems.push(format!(
+                        "route conflict: pools {} and {} both serve host {host} path {}; {} wins",
+                        names[w[0].pool],
+                        names[w[1].pool],
+                        w[0].path.as_deref().unwrap_or("/"),
+                        names[w[0].pool],
+                    ));
+                }
+            }
+        };
+        for (host, routes) in t.exact.iter_mut() {
+            order(host, routes);
+        }
+        for (sfx, routes) in t.wildcard.iter_mut() {
+            order(&format!("*{sfx}"), routes);
+        }
+        order("*", &mut t.any_host);
+        t.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        problems.sort();
+        t.desired = desired;
+        t.route_problems = problems;
+        t
+    }
+
+    /// Find the pool for a host (lowercase, without port) and path.
+    /// Exact host beats wildcard (longest suffix first) beats any host; within
+    /// the first tier that matches at all, the longest path prefix wins.
+    pub fn route(&self, host: &str, path: &str) -> Option<Match<'_>> {
+        let tiers = self
+            .exact
+            .get(host)
+            .into_iter()
+            .chain(self.wildcard.iter().filter(|(sfx, _)| host.len() > sfx.len() && host.ends_with(sfx.as_str())).map(|(_, r)| r))
+            .chain(std::iter::once(&self.any_host));
+        for routes in tiers {
+            for r in routes {
+                let len = match &r.path {
+                    None => Some(0),
+                    Some(p) => prefix_match(p, path).then_some(p.len()),
+                };
+                if let Some(prefix_len) = len {
+                    return Some(Match { pool: &self.pools[r.pool], prefix_len });
+                }
+            }
+        }
+        None
+    }
+
+    /// All routes as (host, path, pool name), for the state API.
+    pub fn routes(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let mut push = |host: String, routes: &Vec<Route>| {
+            for r in routes {
+                out.push((host.clone(), r.path.clone().unwrap_or_else(|| "/".into()), self.pools[r.pool].name.clone()));
+            }
+        };
+        let mut exact: Vec<_> = self.exact.iter().collect();
+        exact.sort_by(|a, b| a.0.cmp(b.0));
+        for (h, r) in exact {
+            push(h.clone(), r);
+        }
+        for (s, r) in &self.wildcard {
+            push(format!("*{s}"), r);
+        }
+        push("*".into(), &self.any_host);
+        out
+    }
+}
+
+/// `/api` matches `/api`, `/api/`, `/api/x` and `/api?q`, not `/apix`.
+pub fn prefix_match(prefix: &str, path: &str) -> bool {
+    path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/') | Some(b'?'))
+}
+
+/// Hands out the shared state of each backend identity; entries whose backend
+/// left every table are dropped on the next build.
+#[derive(Debug, Default)]
+pub struct Registry {
+    map: Mutex<HashMap<BackendKey, Weak<BackendShared>>>,
+}
+
+impl Registry {
+    pub fn get(&self, key: &BackendKey) -> Arc<BackendShared> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(key).and_then(Weak::upgrade) {
+            return s;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let s = Arc::new(BackendShared::default());
+        map.insert(key.clone(), Arc::downgrade(&s));
+        s
+    }
+}
+
+/// The live table and the registry that keeps backend state across swaps.
+#[derive(Debug, Default)]
+pub struct Router {
+    table: ArcSwap<RoutingTable>,
+    registry: Registry,
+}
+
+impl Router {
+    pub fn load(&self) -> Arc<RoutingTable> {
+        self.table.load_full()
+    }
+
+    /// Build and swap in a new table if `desired` differs from the current one.
+    /// Returns whether a swap happened.
+    pub fn update(&self, desired: Desired) -> bool {
+        let current = self.table.load();
+        if current.desired == desired {
+            return false;
+        }
+        let table = RoutingTable::build(desired, &self.registry);
+        self.table.store(Arc::new(table));
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
