@@ -35,7 +35,10 @@ pub struct Admin {
 
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(10));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -67,7 +70,10 @@ impl Admin {
                 } else if self.discovery.ready.load(Ordering::Relaxed) {
                     text(StatusCode::OK, "ready\n")
                 } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for the first full sync with Docker\n")
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: waiting for the first full sync with Docker\n",
+                    )
                 }
             }
             "/api/state" => {
@@ -76,7 +82,10 @@ impl Admin {
             }
             "/metrics" => respond(StatusCode::OK, "text/plain; version=0.0.4", self.metrics()),
             "/" | "/dashboard" => respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD.to_string()),
-            _ => text(StatusCode::NOT_FOUND, "not found: try /, /api/state, /metrics, /healthz, /readyz\n"),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /, /api/state, /metrics, /healthz, /readyz\n",
+            ),
         }
     }
 
@@ -93,20 +102,57 @@ impl Admin {
         let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        counter("wharf_requests_total", "Requests received on the public listener.", "counter", s.requests.load(Ordering::Relaxed));
-        counter("wharf_retries_total", "Attempts on another backend after one could not be reached.", "counter", s.retries.load(Ordering::Relaxed));
-        counter("wharf_discovery_connected", "1 while the Docker events stream is up.", "gauge", u64::from(d.connected));
-        counter("wharf_discovery_reconnects_total", "Times the Docker connection was lost.", "counter", d.reconnects);
-        counter("wharf_discovery_events_total", "Docker events received.", "counter", d.events);
-        counter("wharf_discovery_syncs_total", "Full container listings.", "counter", d.syncs);
-        let _ = writeln!(out, "# HELP wharf_errors_total Requests answered by wharf itself, by cause.\n# TYPE wharf_errors_total counter");
+        counter(
+            "wharf_requests_total",
+            "Requests received on the public listener.",
+            "counter",
+            s.requests.load(Ordering::Relaxed),
+        );
+        counter(
+            "wharf_retries_total",
+            "Attempts on another backend after one could not be reached.",
+            "counter",
+            s.retries.load(Ordering::Relaxed),
+        );
+        counter(
+            "wharf_discovery_connected",
+            "1 while the Docker events stream is up.",
+            "gauge",
+            u64::from(d.connected),
+        );
+        counter(
+            "wharf_discovery_reconnects_total",
+            "Times the Docker connection was lost.",
+            "counter",
+            d.reconnects,
+        );
+        counter(
+            "wharf_discovery_events_total",
+            "Docker events received.",
+            "counter",
+            d.events,
+        );
+        counter(
+            "wharf_discovery_syncs_total",
+            "Full container listings.",
+            "counter",
+            d.syncs,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wharf_errors_total Requests answered by wharf itself, by cause.\n# TYPE wharf_errors_total counter"
+        );
         for (kind, c) in [
             ("no_route", &s.no_route),
             ("no_backend", &s.no_backend),
             ("unreachable", &s.unreachable),
             ("timeout", &s.timeouts),
         ] {
-            let _ = writeln!(out, "wharf_errors_total{{kind=\"{kind}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "wharf_errors_total{{kind=\"{kind}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let metrics: [(&str, &str, &str); 4] = [
             ("wharf_backend_requests_total", "counter", "Requests sent to a backend."),
@@ -146,7 +192,11 @@ pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> V
                 .backends
                 .iter()
                 .map(|b| {
-                    let state = if b.weight == 0 && b.status == BackendStatus::Ready { "draining" } else { b.status.as_str() };
+                    let state = if b.weight == 0 && b.status == BackendStatus::Ready {
+                        "draining"
+                    } else {
+                        b.status.as_str()
+                    };
                     let reason = match &b.status {
                         BackendStatus::Waiting(why) => Some(why.clone()),
                         BackendStatus::Draining => Some("received a stop signal".to_string()),
@@ -205,7 +255,9 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
-    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     r
 }

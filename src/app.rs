@@ -36,7 +36,12 @@ pub enum StartError {
 }
 
 async fn bind(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, what, flag, source })
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        addr,
+        what,
+        flag,
+        source,
+    })
 }
 
 /// The discovery settings a config implies (self id found later).
@@ -56,7 +61,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 
     let router = Arc::new(Router::default());
     let discovery = Arc::new(Discovery::default());
-    let publisher = Publisher { router: Arc::clone(&router), statics: cfg.static_pools.clone() };
+    let publisher = Publisher {
+        router: Arc::clone(&router),
+        statics: cfg.static_pools.clone(),
+    };
 
     let watcher = match cfg.provider {
         Provider::None => {
@@ -69,7 +77,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             let docker = client::connect().await?;
             // Fail fast at start (exit 2) rather than serve nothing silently.
             client::list(&docker).await.map_err(|e| match e {
-                DockerError::Api(source) => DockerError::Unreachable { host: client::docker_host(), source },
+                DockerError::Api(source) => DockerError::Unreachable {
+                    host: client::docker_host(),
+                    source,
+                },
                 other => other,
             })?;
             let mut settings = settings(&cfg);
@@ -85,13 +96,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                     ..Status::default()
                 }
             });
-            let w = Watcher { docker, settings, publisher, discovery: Arc::clone(&discovery) };
+            let w = Watcher {
+                docker,
+                settings,
+                publisher,
+                discovery: Arc::clone(&discovery),
+            };
             Some(tokio::spawn(w.run()))
         }
     };
 
     let proxy = Arc::new(Proxy::new(Arc::clone(&router), cfg.timeouts, cfg.access_log));
-    let admin = Arc::new(Admin { proxy: Arc::clone(&proxy), discovery, shutting_down: AtomicBool::new(false) });
+    let admin = Arc::new(Admin {
+        proxy: Arc::clone(&proxy),
+        discovery,
+        shutting_down: AtomicBool::new(false),
+    });
     info!(listen = %cfg.listen, admin = %cfg.admin_listen, "wharf {} serving", env!("CARGO_PKG_VERSION"));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

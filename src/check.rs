@@ -43,12 +43,28 @@ pub fn render(table: &RoutingTable) -> (String, bool) {
             .flat_map(|p| {
                 let route = format!(
                     "{}{}{}",
-                    if p.opts.hosts.is_empty() { "*".to_string() } else { p.opts.hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(",") },
+                    if p.opts.hosts.is_empty() {
+                        "*".to_string()
+                    } else {
+                        p.opts
+                            .hosts
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    },
                     p.opts.path.as_deref().unwrap_or("/"),
                     if p.opts.strip_prefix { " (strip)" } else { "" }
                 );
                 p.backends.iter().map(move |b| {
-                    [p.name.clone(), route.clone(), b.addr.to_string(), b.container.clone(), b.status.as_str().to_string(), b.weight.to_string()]
+                    [
+                        p.name.clone(),
+                        route.clone(),
+                        b.addr.to_string(),
+                        b.container.clone(),
+                        b.status.as_str().to_string(),
+                        b.weight.to_string(),
+                    ]
                 })
             })
             .collect();
@@ -79,7 +95,11 @@ pub fn render(table: &RoutingTable) -> (String, bool) {
             }
         }
     };
-    let skipped: Vec<String> = d.skipped.iter().map(|s| format!("{}: {}", s.container, s.reason)).collect();
+    let skipped: Vec<String> = d
+        .skipped
+        .iter()
+        .map(|s| format!("{}: {}", s.container, s.reason))
+        .collect();
     let mut problems = d.problems.clone();
     problems.extend(table.route_problems.iter().cloned());
     let bad = !skipped.is_empty() || !problems.is_empty() || !d.warnings.is_empty();
@@ -94,16 +114,24 @@ pub fn render(table: &RoutingTable) -> (String, bool) {
 
 /// Probe the admin `/healthz` (the image has no shell or curl for a HEALTHCHECK).
 pub fn healthcheck(admin: SocketAddr) -> Result<(), String> {
-    let addr = if admin.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], admin.port())) } else { admin };
+    let addr = if admin.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], admin.port()))
+    } else {
+        admin
+    };
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("{addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).map_err(|e| e.to_string())?;
     let head = String::from_utf8_lossy(&buf[..n]);
     if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") {
         Ok(())
     } else {
-        Err(format!("{addr}/healthz: {}", head.lines().next().unwrap_or("no answer")))
+        Err(format!(
+            "{addr}/healthz: {}",
+            head.lines().next().unwrap_or("no answer")
+        ))
     }
 }

@@ -18,9 +18,11 @@ use crate::labels::parse_duration;
 /// it leaves the pool without a failed request. No config file, no reload.
 #[derive(Debug, Parser)]
 #[command(name = "wharf", version, about, long_about = None)]
-#[command(after_help = "Every flag also reads WHARF_<FLAG> (e.g. WHARF_ADMIN_LISTEN); the flag wins.\n\
+#[command(
+    after_help = "Every flag also reads WHARF_<FLAG> (e.g. WHARF_ADMIN_LISTEN); the flag wins.\n\
 DOCKER_HOST (unix://, tcp://, with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH) is honoured.\n\
-Labels are documented in labels.md.")]
+Labels are documented in labels.md."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -81,7 +83,13 @@ pub struct Opts {
     pub provider: Provider,
 
     /// A fixed pool serving any host, beside discovered ones: POOL=ADDR[,ADDR…] (repeatable).
-    #[arg(long = "static", env = "WHARF_STATIC", value_name = "POOL=ADDR,…", value_delimiter = ';', global = true)]
+    #[arg(
+        long = "static",
+        env = "WHARF_STATIC",
+        value_name = "POOL=ADDR,…",
+        value_delimiter = ';',
+        global = true
+    )]
     pub static_pools: Vec<String>,
 
     /// Time allowed to open a TCP connection to a backend.
@@ -168,7 +176,10 @@ impl Opts {
             return Err("--provider none needs at least one --static POOL=ADDR[,ADDR…]".into());
         }
         if self.label_prefix.is_empty() || self.label_prefix.contains(char::is_whitespace) {
-            return Err(format!("--label-prefix {:?}: must be a non-empty word like `wharf`", self.label_prefix));
+            return Err(format!(
+                "--label-prefix {:?}: must be a non-empty word like `wharf`",
+                self.label_prefix
+            ));
         }
         for (name, d) in [
             ("--connect-timeout", self.connect_timeout),
@@ -208,7 +219,9 @@ pub fn parse_static(s: &str) -> Result<StaticPool, String> {
         .ok_or_else(|| format!("--static {s:?}: expected POOL=ADDR[,ADDR…], e.g. web=127.0.0.1:8080"))?;
     let name = name.trim();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-        return Err(format!("--static {s:?}: pool name {name:?} must be letters, digits, '_', '.', '-'"));
+        return Err(format!(
+            "--static {s:?}: pool name {name:?} must be letters, digits, '_', '.', '-'"
+        ));
     }
     let addrs = addrs
         .split(',')
@@ -218,7 +231,10 @@ pub fn parse_static(s: &str) -> Result<StaticPool, String> {
                 .map_err(|_| format!("--static {s:?}: {a:?} is not IP:PORT (e.g. 127.0.0.1:8080)"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(StaticPool { name: name.to_string(), addrs })
+    Ok(StaticPool {
+        name: name.to_string(),
+        addrs,
+    })
 }
 
 #[cfg(test)]

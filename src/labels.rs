@@ -150,9 +150,7 @@ impl HostPattern {
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => host == h,
-            HostPattern::Wildcard(suffix) => {
-                host.len() > suffix.len() && host.ends_with(suffix.as_str())
-            }
+            HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
         }
     }
 }
@@ -266,20 +264,14 @@ impl<'a> Reader<'a> {
 
     fn error(&mut self, name: &str, value: &str, reason: String) {
         let (label, value) = (format!("{}.{name}", self.prefix), value.to_string());
-        self.errors.push(LabelError {
-            label,
-            value,
-            reason,
-        });
+        self.errors.push(LabelError { label, value, reason });
     }
 
     /// `None` when the label is absent or does not parse (then an error is recorded).
     fn get<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
         let value = self.raw(name)?;
         let parsed = parse(value.trim());
-        parsed
-            .map_err(|reason| self.error(name, value, reason))
-            .ok()
+        parsed.map_err(|reason| self.error(name, value, reason)).ok()
     }
 
     fn warn(&mut self, warning: String) {
@@ -303,10 +295,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     unknown.sort_unstable();
     for key in unknown {
         let hint = did_you_mean(key, KNOWN_LABELS).map(|m| format!(" (did you mean {ns}{m}?)"));
-        r.warn(format!(
-            "unknown label {ns}{key}{}",
-            hint.unwrap_or_default()
-        ));
+        r.warn(format!("unknown label {ns}{key}{}", hint.unwrap_or_default()));
     }
 
     let enable = r.get("enable", bool_value);
@@ -337,22 +326,16 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
                 "container name"
             };
             let reason = |e| format!("the {from} is not a pool name: {e}; set {prefix}.pool");
-            pool_name(name)
-                .map_err(|e| r.error("pool", name, reason(e)))
-                .ok()
+            pool_name(name).map_err(|e| r.error("pool", name, reason(e))).ok()
         }
     };
-    let port = r
-        .get("port", parse_port)
-        .unwrap_or(match ctx.exposed_ports {
-            [only] => *only,
-            _ => 80,
-        });
+    let port = r.get("port", parse_port).unwrap_or(match ctx.exposed_ports {
+        [only] => *only,
+        _ => 80,
+    });
     let ports = ctx.exposed_ports;
     if r.raw("port").is_none() && ports.len() > 1 && !ports.contains(&80) {
-        r.warn(format!(
-            "exposes ports {ports:?} but has no {prefix}.port: using 80"
-        ));
+        r.warn(format!("exposes ports {ports:?} but has no {prefix}.port: using 80"));
     }
     let weight = r.get("weight", |v| int_in(v, 0, 10_000)).unwrap_or(1);
     let network = r.get("network", |v| match v {
@@ -364,9 +347,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     let path = r.get("path", parse_path).flatten();
     let strip_prefix = r.get("strip_prefix", bool_value).unwrap_or(false);
     if strip_prefix && path.is_none() {
-        r.warn(format!(
-            "{prefix}.strip_prefix has no effect without {prefix}.path"
-        ));
+        r.warn(format!("{prefix}.strip_prefix has no effect without {prefix}.path"));
     }
     let balance = r.get("balance", str::parse).unwrap_or_default();
     let sticky = r.get("sticky", parse_sticky).flatten();
@@ -389,9 +370,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
         None => {
             let ignored = HEALTH_TIMING.iter().filter(|name| r.raw(name).is_some());
             for name in ignored.collect::<Vec<_>>() {
-                r.warn(format!(
-                    "{prefix}.{name} ignored without {prefix}.health.path"
-                ));
+                r.warn(format!("{prefix}.{name} ignored without {prefix}.health.path"));
             }
             None
         }
@@ -444,9 +423,7 @@ fn pool_name(v: &str) -> Result<String, String> {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
     match v.chars().find(|&c| !ok(c)) {
         _ if v.is_empty() || v.len() > 64 => Err("a pool name has 1 to 64 characters".into()),
-        Some(c) => Err(format!(
-            "invalid character {c:?} (allowed: A-Z a-z 0-9 _ . -)"
-        )),
+        Some(c) => Err(format!("invalid character {c:?} (allowed: A-Z a-z 0-9 _ . -)")),
         None => Ok(v.to_string()),
     }
 }
@@ -478,13 +455,9 @@ fn check_host(name: &str, item: &str, pattern: HostPattern) -> Result<HostPatter
     }
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
     match name.chars().find(|&c| !ok(c)) {
-        Some('*') => Err(format!(
-            "{item:?}: '*' only as a leading \"*.\" (\"*.example.com\")"
-        )),
+        Some('*') => Err(format!("{item:?}: '*' only as a leading \"*.\" (\"*.example.com\")")),
         Some(c) => Err(format!("invalid character {c:?} in host {item:?}")),
-        None if name.len() > 253 || name.split('.').any(str::is_empty) => {
-            Err(format!("{item:?} is not a host name"))
-        }
+        None if name.len() > 253 || name.split('.').any(str::is_empty) => Err(format!("{item:?} is not a host name")),
         None => Ok(pattern),
     }
 }
@@ -500,10 +473,7 @@ fn parse_health_path(v: &str) -> Result<String, String> {
 
 /// `v` if it starts with '/' and has only visible ASCII characters, none of `forbidden`.
 fn check_path<'v>(v: &'v str, forbidden: &str) -> Result<&'v str, String> {
-    match v
-        .chars()
-        .find(|&c| !c.is_ascii_graphic() || forbidden.contains(c))
-    {
+    match v.chars().find(|&c| !c.is_ascii_graphic() || forbidden.contains(c)) {
         _ if !v.starts_with('/') => Err("must start with '/'".into()),
         Some('*') => Err("a prefix needs no wildcard: \"/api\" serves \"/api/...\"".into()),
         Some(c @ ('?' | '#')) => Err(format!("a path cannot contain {c:?}")),
@@ -523,9 +493,7 @@ fn parse_sticky(v: &str) -> Result<Option<Sticky>, String> {
     };
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if cookie.is_empty() || !cookie.chars().all(token) {
-        return Err(format!(
-            "{cookie:?} is not a cookie name (A-Z a-z 0-9 !#$%&'*+-.^_`|~)"
-        ));
+        return Err(format!("{cookie:?} is not a cookie name (A-Z a-z 0-9 !#$%&'*+-.^_`|~)"));
     }
     let cookie = cookie.to_string();
     Ok(Some(Sticky { cookie }))
@@ -620,9 +588,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -648,21 +614,14 @@ mod tests {
     /// Labels from `"key=value;key=value"`, keys relative to `prefix`.
     fn labels_in(prefix: &str, spec: &str) -> HashMap<String, String> {
         let pairs = spec.split(';').filter_map(|kv| kv.split_once('='));
-        pairs
-            .map(|(k, v)| (format!("{prefix}.{k}"), v.to_string()))
-            .collect()
+        pairs.map(|(k, v)| (format!("{prefix}.{k}"), v.to_string())).collect()
     }
 
     fn labels(spec: &str) -> HashMap<String, String> {
         labels_in("wharf", spec)
     }
 
-    fn run(
-        prefix: &str,
-        labels: &HashMap<String, String>,
-        ports: &[u16],
-        by_default: bool,
-    ) -> LabelOutcome {
+    fn run(prefix: &str, labels: &HashMap<String, String>, ports: &[u16], by_default: bool) -> LabelOutcome {
         let ctx = LabelContext {
             prefix,
             exposed_by_default: by_default,
@@ -703,17 +662,8 @@ mod tests {
         errors[0].reason.clone()
     }
 
-    fn health(
-        path: &str,
-        interval_ms: u64,
-        timeout_ms: u64,
-        rise: u32,
-        fall: u32,
-    ) -> Option<HealthCheck> {
-        let (interval, timeout) = (
-            Duration::from_millis(interval_ms),
-            Duration::from_millis(timeout_ms),
-        );
+    fn health(path: &str, interval_ms: u64, timeout_ms: u64, rise: u32, fall: u32) -> Option<HealthCheck> {
+        let (interval, timeout) = (Duration::from_millis(interval_ms), Duration::from_millis(timeout_ms));
         Some(HealthCheck {
             path: path.into(),
             interval,
@@ -732,9 +682,7 @@ mod tests {
     }
 
     fn sticky(cookie: &str) -> Option<Sticky> {
-        Some(Sticky {
-            cookie: cookie.into(),
-        })
+        Some(Sticky { cookie: cookie.into() })
     }
 
     #[test]
@@ -827,9 +775,14 @@ mod tests {
             ("sticky=off", |_| {}),
             ("protocol=h2c", |s| s.pool_opts.protocol = Protocol::H2c),
             ("protocol=HTTP", |_| {}),
-            ("health.path=/up", |s| s.pool_opts.health = health("/up", 5000, 2000, 2, 3)),
+            ("health.path=/up", |s| {
+                s.pool_opts.health = health("/up", 5000, 2000, 2, 3)
+            }),
             (
-                "health.path=/up?x=1;health.interval=1m;health.timeout=500ms;health.rise=1;health.fall=99",
+                concat!(
+                    "health.path=/up?x=1;health.interval=1m;",
+                    "health.timeout=.5s;health.rise=1;health.fall=99"
+                ),
                 |s| s.pool_opts.health = health("/up?x=1", 60_000, 500, 1, 99),
             ),
             ("slow_start=1m30s", |s| s.pool_opts.slow_start = Duration::from_secs(90)),
@@ -855,14 +808,8 @@ mod tests {
     #[test]
     fn every_label_rejects_malformed_values_with_a_reason() {
         let cases = [
-            (
-                "enable=maybe",
-                "not a boolean (true/false, yes/no, on/off, 1/0)",
-            ),
-            (
-                "pool=my shop",
-                "invalid character ' ' (allowed: A-Z a-z 0-9 _ . -)",
-            ),
+            ("enable=maybe", "not a boolean (true/false, yes/no, on/off, 1/0)"),
+            ("pool=my shop", "invalid character ' ' (allowed: A-Z a-z 0-9 _ . -)"),
             ("pool=", "a pool name has 1 to 64 characters"),
             ("port=http", "not a port number (1-65535)"),
             ("port=0", "not a port number (1-65535)"),
@@ -892,14 +839,8 @@ mod tests {
                 "health.path=/up;health.timeout=2",
                 "missing unit after 2: ms, s, m or h",
             ),
-            (
-                "health.path=/up;health.rise=0",
-                "not a whole number from 1 to 100",
-            ),
-            (
-                "health.path=/up;health.fall=101",
-                "not a whole number from 1 to 100",
-            ),
+            ("health.path=/up;health.rise=0", "not a whole number from 1 to 100"),
+            ("health.path=/up;health.fall=101", "not a whole number from 1 to 100"),
             ("slow_start=soon", "expected a number, like 5s"),
             ("retries=11", "not a whole number from 0 to 10"),
         ];
@@ -912,10 +853,7 @@ mod tests {
     #[test]
     fn malformed_hosts_are_rejected_with_a_hint() {
         let cases = [
-            (
-                "example.com:80",
-                "hosts match without the port: use \"example.com\"",
-            ),
+            ("example.com:80", "hosts match without the port: use \"example.com\""),
             (
                 "*.example.com:8443",
                 "hosts match without the port: use \"*.example.com\"",
@@ -947,14 +885,8 @@ mod tests {
             ("api", "must start with '/'"),
             ("/a?b=1", "a path cannot contain '?'"),
             ("/a#b", "a path cannot contain '#'"),
-            (
-                "/a b",
-                "spaces, control and non-ASCII characters must be %-encoded",
-            ),
-            (
-                "/api/*",
-                "a prefix needs no wildcard: \"/api\" serves \"/api/...\"",
-            ),
+            ("/a b", "spaces, control and non-ASCII characters must be %-encoded"),
+            ("/api/*", "a prefix needs no wildcard: \"/api\" serves \"/api/...\""),
         ];
         for (value, expected) in cases {
             assert_eq!(reason(&format!("path={value}")), expected, "{value}");
@@ -983,8 +915,7 @@ mod tests {
     fn the_pool_defaults_to_the_compose_service_then_the_container_name() {
         let mut compose = labels("enable=true");
         compose.insert(COMPOSE_SERVICE_LABEL.into(), "api".into());
-        let pool = |labels: &HashMap<String, String>| match run("wharf", labels, &[], false).parsed
-        {
+        let pool = |labels: &HashMap<String, String>| match run("wharf", labels, &[], false).parsed {
             Parsed::Member(spec) => spec.pool,
             other => panic!("{other:?}"),
         };
@@ -1038,8 +969,7 @@ mod tests {
     fn every_error_of_a_container_is_reported_together() {
         let errors = errors("port=http;weight=-1;host=a:1;balance=x;retries=99;enable=maybe");
         let labels: Vec<&str> = errors.iter().map(|e| e.label.as_str()).collect();
-        let expected =
-            "wharf.enable wharf.port wharf.weight wharf.host wharf.balance wharf.retries";
+        let expected = "wharf.enable wharf.port wharf.weight wharf.host wharf.balance wharf.retries";
         assert_eq!(
             labels.join(" "),
             expected,
@@ -1071,11 +1001,7 @@ mod tests {
     #[test]
     fn labels_that_cannot_take_effect_warn() {
         let warnings = |labels: &str, enable: bool| {
-            let out = if enable {
-                enabled(labels)
-            } else {
-                outcome(labels)
-            };
+            let out = if enable { enabled(labels) } else { outcome(labels) };
             out.warnings
         };
         assert_eq!(
@@ -1090,10 +1016,7 @@ mod tests {
             "wharf.health.interval ignored without wharf.health.path",
             "wharf.health.fall ignored without wharf.health.path",
         ];
-        assert_eq!(
-            warnings("health.interval=bad;health.fall=2", true),
-            expected
-        );
+        assert_eq!(warnings("health.interval=bad;health.fall=2", true), expected);
         assert_eq!(spec("health.interval=bad").pool_opts.health, None);
     }
 
@@ -1111,14 +1034,9 @@ mod tests {
         let mut acme = labels_in("acme", "pool=shop;port=x;prot=1");
         acme.insert("wharf.enable".into(), "false".into());
         let out = run("acme", &acme, &[], false);
-        let Parsed::Invalid(errors) = out.parsed else {
-            panic!()
-        };
+        let Parsed::Invalid(errors) = out.parsed else { panic!() };
         assert_eq!(errors[0].label, "acme.port");
-        assert_eq!(
-            out.warnings,
-            ["unknown label acme.prot (did you mean acme.port?)"]
-        );
+        assert_eq!(out.warnings, ["unknown label acme.prot (did you mean acme.port?)"]);
         assert_eq!(
             PoolOptions::default().differences(&spec("retries=0").pool_opts, "acme"),
             ["acme.retries"]
@@ -1142,9 +1060,7 @@ mod tests {
         );
         let members = spec("port=81;weight=0;network=n").pool_opts;
         assert!(
-            members
-                .differences(&PoolOptions::default(), "wharf")
-                .is_empty(),
+            members.differences(&PoolOptions::default(), "wharf").is_empty(),
             "per-member labels are not pool-wide"
         );
     }
@@ -1165,11 +1081,7 @@ mod tests {
             (" 1h1m1s1ms ", 3_661_001),
         ];
         for (input, ms) in cases {
-            assert_eq!(
-                parse_duration(input),
-                Ok(Duration::from_millis(ms)),
-                "{input}"
-            );
+            assert_eq!(parse_duration(input), Ok(Duration::from_millis(ms)), "{input}");
         }
     }
 
@@ -1187,11 +1099,7 @@ mod tests {
             ("99999999999999999999999h", "duration is too large"),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                parse_duration(input),
-                Err(expected.to_string()),
-                "{input:?}"
-            );
+            assert_eq!(parse_duration(input), Err(expected.to_string()), "{input:?}");
         }
     }
 
@@ -1214,10 +1122,7 @@ mod tests {
 
     #[test]
     fn parse_bool_accepts_common_spellings_in_any_case() {
-        for (inputs, expected) in [
-            ("true TRUE 1 yes On", Some(true)),
-            ("false 0 No OFF", Some(false)),
-        ] {
+        for (inputs, expected) in [("true TRUE 1 yes On", Some(true)), ("false 0 No OFF", Some(false))] {
             for input in inputs.split(' ') {
                 assert_eq!(parse_bool(input), expected, "{input}");
             }
@@ -1230,7 +1135,10 @@ mod tests {
 
     #[test]
     fn hostile_values_never_panic() {
-        let values = "| |é|\u{0}|-1|99999999999999999999999|1e400s|..|*|:|,|*.|cookie:|/\u{7f}|NaNs|/\u{1F600}";
+        let values = concat!(
+            "| |é|\u{0}|-1|99999999999999999999999|1e400s|..|*|:|,|*.|cookie:|/\u{7f}|NaNs|",
+            "/\u{1F600}|a:b:c|[::1]:80|cookie:cookie:x|1h-1s|.|0.0.0s|*.*|,,|/;/"
+        );
         for label in KNOWN_LABELS {
             for value in values.split('|') {
                 let mut all = labels("enable=on");

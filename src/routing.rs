@@ -109,7 +109,10 @@ impl RoutingTable {
                 .backends
                 .iter()
                 .map(|b| {
-                    let key = BackendKey { id: b.id.clone(), addr: b.addr };
+                    let key = BackendKey {
+                        id: b.id.clone(),
+                        addr: b.addr,
+                    };
                     let shared = registry.get(&key);
                     let draining = b.status == BackendStatus::Draining;
                     shared.draining.store(draining, Ordering::Relaxed);
@@ -128,8 +131,16 @@ impl RoutingTable {
                 .collect();
             let balancer = balance::build(dp.opts.balance, &backends);
             let idx = t.pools.len();
-            t.pools.push(Arc::new(Pool { name: name.clone(), opts: dp.opts.clone(), backends, balancer }));
-            let route = Route { path: dp.opts.path.clone(), pool: idx };
+            t.pools.push(Arc::new(Pool {
+                name: name.clone(),
+                opts: dp.opts.clone(),
+                backends,
+                balancer,
+            }));
+            let route = Route {
+                path: dp.opts.path.clone(),
+                pool: idx,
+            };
             if dp.opts.hosts.is_empty() {
                 t.any_host.push(route);
             } else {
@@ -172,7 +183,8 @@ impl RoutingTable {
             order(&format!("*{sfx}"), routes);
         }
         order("*", &mut t.any_host);
-        t.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        t.wildcard
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         problems.sort();
         t.desired = desired;
         t.route_problems = problems;
@@ -187,7 +199,12 @@ impl RoutingTable {
             .exact
             .get(host)
             .into_iter()
-            .chain(self.wildcard.iter().filter(|(sfx, _)| host.len() > sfx.len() && host.ends_with(sfx.as_str())).map(|(_, r)| r))
+            .chain(
+                self.wildcard
+                    .iter()
+                    .filter(|(sfx, _)| host.len() > sfx.len() && host.ends_with(sfx.as_str()))
+                    .map(|(_, r)| r),
+            )
             .chain(std::iter::once(&self.any_host));
         for routes in tiers {
             for r in routes {
@@ -196,7 +213,10 @@ impl RoutingTable {
                     Some(p) => prefix_match(p, path).then_some(p.len()),
                 };
                 if let Some(prefix_len) = len {
-                    return Some(Match { pool: &self.pools[r.pool], prefix_len });
+                    return Some(Match {
+                        pool: &self.pools[r.pool],
+                        prefix_len,
+                    });
                 }
             }
         }
@@ -208,7 +228,11 @@ impl RoutingTable {
         let mut out = Vec::new();
         let mut push = |host: String, routes: &Vec<Route>| {
             for r in routes {
-                out.push((host.clone(), r.path.clone().unwrap_or_else(|| "/".into()), self.pools[r.pool].name.clone()));
+                out.push((
+                    host.clone(),
+                    r.path.clone().unwrap_or_else(|| "/".into()),
+                    self.pools[r.pool].name.clone(),
+                ));
             }
         };
         let mut exact: Vec<_> = self.exact.iter().collect();

@@ -71,7 +71,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
         }
     }
     drop(listener);
-    info!(timeout_ms = timeouts.drain.as_millis() as u64, "listener closed, draining connections");
+    info!(
+        timeout_ms = timeouts.drain.as_millis() as u64,
+        "listener closed, draining connections"
+    );
     tokio::select! {
         _ = graceful.shutdown() => info!("all connections drained"),
         _ = tokio::time::sleep(timeouts.drain) => warn!("drain timeout reached; closing remaining connections"),

@@ -18,9 +18,7 @@ pub type DemoBody = BoxBody<Bytes, BoxError>;
 
 /// A complete in-memory body.
 pub fn full(data: impl Into<Bytes>) -> DemoBody {
-    Full::new(data.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(data.into()).map_err(|never| match never {}).boxed()
 }
 
 /// Largest chunk `/chunked` accepts, to bound memory use.
@@ -86,10 +84,7 @@ impl Body for Pattern {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
             if let Some(pause) = this.pause.as_mut() {
@@ -99,8 +94,7 @@ impl Body for Pattern {
                 this.pause = None;
             }
             if this.remaining > 0 {
-                let len = usize::try_from(this.remaining)
-                    .map_or(this.chunk.len(), |r| r.min(this.chunk.len()));
+                let len = usize::try_from(this.remaining).map_or(this.chunk.len(), |r| r.min(this.chunk.len()));
                 this.remaining -= len as u64;
                 return Poll::Ready(Some(Ok(Frame::data(this.chunk.slice(..len)))));
             }

@@ -42,11 +42,7 @@ pub struct ServeOptions {
 
 /// Parses `args` (without the program name). `env` looks up environment
 /// variables; `hostname` is the machine's hostname (the default name).
-pub fn parse(
-    args: &[String],
-    env: impl Fn(&str) -> Option<String>,
-    hostname: String,
-) -> Result<Command, String> {
+pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: String) -> Result<Command, String> {
     if args.first().map(String::as_str) == Some("probe") {
         return match &args[1..] {
             [url] => Ok(Command::Probe(url.clone())),
@@ -90,9 +86,7 @@ pub fn parse(
 
     let listen = listen
         .or_else(|| env("DEMO_LISTEN"))
-        .map_or(Ok(SocketAddr::from(([0, 0, 0, 0], 80))), |v| {
-            parse_listen(&v)
-        })?;
+        .map_or(Ok(SocketAddr::from(([0, 0, 0, 0], 80))), |v| parse_listen(&v))?;
     let name = name
         .or_else(|| env("DEMO_NAME"))
         .filter(|n| !n.is_empty())
@@ -133,11 +127,7 @@ mod tests {
 
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Command, String> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let lookup = |key: &str| {
-            env.iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-        };
+        let lookup = |key: &str| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string());
         parse(&args, lookup, "host-1".to_owned())
     }
 
@@ -178,10 +168,7 @@ mod tests {
         assert_eq!(opts.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert!(opts.no_sigterm);
         assert_eq!(opts.config.name, "web-1");
-        assert_eq!(
-            opts.config.keepalive_timeout,
-            Some(Duration::from_millis(500))
-        );
+        assert_eq!(opts.config.keepalive_timeout, Some(Duration::from_millis(500)));
         assert!(opts.config.health_fail);
         assert_eq!(opts.config.drain_delay, Duration::from_secs(2));
     }

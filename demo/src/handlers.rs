@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body::{self, DemoBody, Ending, Pattern, DEFAULT_CHUNK, MAX_CHUNK};
 use crate::parse::{canonical_header_name, json_escape, parse_status, query_number};
-use crate::{Config, Lifeline};
+use crate::{Config, Lifelines};
 
 const X_DEMO_NAME: HeaderName = HeaderName::from_static("x-demo-name");
 const X_DEMO_HOSTNAME: HeaderName = HeaderName::from_static("x-demo-hostname");
@@ -36,9 +36,7 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn new(config: &Config) -> Self {
-        let header = |value: &str| {
-            HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-        };
+        let header = |value: &str| HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         Self {
             name: config.name.clone(),
             hostname: config.hostname.clone(),
@@ -53,9 +51,7 @@ impl State {
 
     fn ids(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         // A panic while holding the lock cannot leave the Vec inconsistent.
-        self.ids
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -80,14 +76,11 @@ impl Drop for InFlight {
 pub(crate) struct Ctx {
     pub(crate) state: Arc<State>,
     pub(crate) peer: SocketAddr,
-    pub(crate) lifeline: Lifeline,
+    pub(crate) lifelines: Lifelines,
 }
 
 /// The hyper service function: routes, then adds the `x-demo-*` headers.
-pub(crate) async fn handle(
-    ctx: Ctx,
-    req: Request<Incoming>,
-) -> Result<Response<DemoBody>, Infallible> {
+pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Result<Response<DemoBody>, Infallible> {
     for id in req.headers().get_all(X_DEMO_ID) {
         let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
         ctx.state.ids().push(id);
@@ -138,14 +131,12 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<DemoBody> {
             query_number(&query, "n", None),
             query_number(&query, "chunk", Some(DEFAULT_CHUNK as u64)),
         ) {
-            (Ok(n), Ok(chunk @ 1..)) if chunk <= MAX_CHUNK as u64 => {
-                pattern(n, chunk as usize, Ending::Streamed)
-            }
+            (Ok(n), Ok(chunk @ 1..)) if chunk <= MAX_CHUNK as u64 => pattern(n, chunk as usize, Ending::Streamed),
             (Err(err), _) | (_, Err(err)) => bad_request(err),
             _ => bad_request(format!("chunk must be between 1 and {MAX_CHUNK}")),
         },
         "/abort" => abort(&query),
-        "/ws" => upgrade_echo(req, ctx.lifeline.clone()),
+        "/ws" => upgrade_echo(req, &ctx.lifelines),
         "/echo-body" => {
             let body = req.into_body().map_err(Into::into).boxed();
             let mut response = Response::new(body);
@@ -189,10 +180,9 @@ fn stats(state: &State) -> Response<DemoBody> {
         json_escape(&state.hostname),
     );
     let mut response = text(StatusCode::OK, json);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -212,16 +202,12 @@ fn abort(query: &str) -> Response<DemoBody> {
         Ok(n) => n,
         Err(err) => return bad_request(err),
     };
-    let chunked = matches!(
-        crate::parse::query_param(query, "chunked"),
-        Some("1" | "true")
-    );
+    let chunked = matches!(crate::parse::query_param(query, "chunked"), Some("1" | "true"));
     let mut response = pattern(n, DEFAULT_CHUNK, Ending::Abort);
     if !chunked {
-        response.headers_mut().insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from(n.saturating_mul(2)),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n.saturating_mul(2)));
     }
     response
 }
@@ -229,11 +215,7 @@ fn abort(query: &str) -> Response<DemoBody> {
 /// The whoami-style echo of the request.
 async fn echo(ctx: &Ctx, req: Request<Incoming>) -> Response<DemoBody> {
     let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
     let host = parts
         .headers
         .get(header::HOST)
@@ -270,7 +252,7 @@ async fn echo(ctx: &Ctx, req: Request<Incoming>) -> Response<DemoBody> {
 }
 
 /// `/ws`: accept any HTTP/1.1 `Upgrade` and echo raw bytes back.
-fn upgrade_echo(mut req: Request<Incoming>, lifeline: Lifeline) -> Response<DemoBody> {
+fn upgrade_echo(mut req: Request<Incoming>, lifelines: &Lifelines) -> Response<DemoBody> {
     let Some(protocol) = req.headers().get(header::UPGRADE).cloned() else {
         return bad_request("/ws needs an Upgrade header".to_owned());
     };
@@ -278,8 +260,10 @@ fn upgrade_echo(mut req: Request<Incoming>, lifeline: Lifeline) -> Response<Demo
         return bad_request("/ws needs an HTTP/1.1 upgrade".to_owned());
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // Taken now, while this connection still holds its own lifeline, so the
+    // server never sees zero open connections in between.
+    let mut lifeline = lifelines.take();
     tokio::spawn(async move {
-        let mut lifeline = lifeline;
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };

@@ -77,11 +77,25 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Held by every connection task and upgraded-connection task. The server
-/// waits at shutdown until all lifelines are dropped, and a task learns
-/// from its lifeline when the server stops.
-#[derive(Clone)]
+/// Held by every connection task and upgraded-connection task (one each).
+/// The server waits at shutdown until all lifelines are dropped, and a task
+/// learns from its lifeline when the server stops.
 pub(crate) struct Lifeline(watch::Receiver<bool>);
+
+/// Hands out [`Lifeline`]s; the value is `true` once the server drains.
+#[derive(Clone)]
+pub(crate) struct Lifelines(watch::Sender<bool>);
+
+impl Lifelines {
+    pub(crate) fn take(&self) -> Lifeline {
+        Lifeline(self.0.subscribe())
+    }
+
+    /// Number of lifelines held, i.e. of open connections.
+    fn count(&self) -> usize {
+        self.0.receiver_count()
+    }
+}
 
 impl Lifeline {
     /// Resolves once the server has stopped accepting connections.
@@ -95,21 +109,14 @@ impl Lifeline {
 /// for `config.drain_delay`, stops accepting, asks open connections to
 /// close after their in-flight requests and returns when all are closed
 /// (or after [`DRAIN_CAP`]).
-pub async fn run(
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    config: Config,
-) -> io::Result<()> {
+pub async fn run(listener: TcpListener, shutdown: impl Future<Output = ()>, config: Config) -> io::Result<()> {
     let local_addr = listener.local_addr()?;
     eprintln!("wharf-demo {} listening on {local_addr}", config.name);
 
     let server = Server::new(&config);
     server.accept_until(&listener, shutdown).await;
     if !config.drain_delay.is_zero() {
-        eprintln!(
-            "wharf-demo: drain delay: still serving for {:?}",
-            config.drain_delay
-        );
+        eprintln!("wharf-demo: drain delay: still serving for {:?}", config.drain_delay);
         server
             .accept_until(&listener, tokio::time::sleep(config.drain_delay))
             .await;
@@ -117,7 +124,7 @@ pub async fn run(
     drop(listener);
     eprintln!(
         "wharf-demo: stopped accepting; draining {} open connection(s)",
-        server.lifelines.receiver_count()
+        server.lifelines.count()
     );
     server.drain().await;
     Ok(())
@@ -127,8 +134,7 @@ struct Server {
     builder: auto::Builder<TokioExecutor>,
     state: Arc<State>,
     graceful: GracefulShutdown,
-    /// `true` once draining; see [`Lifeline`].
-    lifelines: watch::Sender<bool>,
+    lifelines: Lifelines,
     keepalive_timeout: Option<Duration>,
 }
 
@@ -139,16 +145,13 @@ impl Server {
             // Hyper starts the header read timer as soon as it waits for the
             // next request head, so an idle keep-alive connection is closed
             // after `idle`.
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(idle);
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(idle);
         }
         Self {
             builder,
             state: Arc::new(State::new(config)),
             graceful: GracefulShutdown::new(),
-            lifelines: watch::Sender::new(false),
+            lifelines: Lifelines(watch::Sender::new(false)),
             keepalive_timeout: config.keepalive_timeout,
         }
     }
@@ -174,17 +177,19 @@ impl Server {
         // Both are taken before spawning so that a shutdown starting right
         // now still sees (and waits for) this connection.
         let watcher = self.graceful.watcher();
-        let lifeline = Lifeline(self.lifelines.subscribe());
+        let mut lifeline = self.lifelines.take();
+        let lifelines = self.lifelines.clone();
         let builder = self.builder.clone();
         let state = Arc::clone(&self.state);
         let idle = self.keepalive_timeout;
         tokio::spawn(async move {
             if let Some(idle) = idle {
-                if !first_byte_within(&stream, idle, lifeline.clone()).await {
+                if !first_byte_within(&stream, idle, &mut lifeline).await {
                     return;
                 }
             }
-            serve_connection(builder, watcher, stream, peer, state, lifeline).await;
+            serve_connection(builder, watcher, stream, peer, state, lifelines).await;
+            drop(lifeline);
         });
     }
 
@@ -192,10 +197,9 @@ impl Server {
     /// waits for all of them (at most [`DRAIN_CAP`]).
     async fn drain(self) {
         let Self {
-            graceful,
-            lifelines,
-            ..
+            graceful, lifelines, ..
         } = self;
+        let Lifelines(lifelines) = lifelines;
         lifelines.send_replace(true);
         let all_closed = async {
             graceful.shutdown().await;
@@ -214,7 +218,7 @@ impl Server {
 /// Waits for a fresh connection's first byte, so that a connection that
 /// never sends a request is closed after the keep-alive timeout too (hyper's
 /// timer only starts once the protocol is detected).
-async fn first_byte_within(stream: &TcpStream, idle: Duration, mut lifeline: Lifeline) -> bool {
+async fn first_byte_within(stream: &TcpStream, idle: Duration, lifeline: &mut Lifeline) -> bool {
     let mut byte = [0u8; 1];
     tokio::select! {
         biased;
@@ -231,13 +235,13 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<State>,
-    lifeline: Lifeline,
+    lifelines: Lifelines,
 ) {
     let service = service_fn(move |req| {
         let ctx = Ctx {
             state: Arc::clone(&state),
             peer,
-            lifeline: lifeline.clone(),
+            lifelines: lifelines.clone(),
         };
         handlers::handle(ctx, req)
     });

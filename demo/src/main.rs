@@ -29,10 +29,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Probe(url) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(err) => return fail(&format!("cannot start runtime: {err}")),
             };
@@ -48,10 +45,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve(options) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(err) => return fail(&format!("cannot start runtime: {err}")),
             };

@@ -33,9 +33,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 /// interfaces).
 pub fn parse_listen(input: &str) -> Result<SocketAddr, String> {
     if let Some(port) = input.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("invalid listen address {input:?}"))?;
+        let port: u16 = port.parse().map_err(|_| format!("invalid listen address {input:?}"))?;
         return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
     }
     input
@@ -138,9 +136,7 @@ pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
         None => (rest, "/".to_owned()),
     };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("invalid host in {url:?}"))?;
+        let (host, after) = v6.split_once(']').ok_or_else(|| format!("invalid host in {url:?}"))?;
         (host, after.strip_prefix(':'))
     } else {
         match authority.split_once(':') {
@@ -185,14 +181,8 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert_eq!(
-            parse_listen(":8080"),
-            Ok(SocketAddr::from(([0, 0, 0, 0], 8080)))
-        );
-        assert_eq!(
-            parse_listen("127.0.0.1:80"),
-            Ok(SocketAddr::from(([127, 0, 0, 1], 80)))
-        );
+        assert_eq!(parse_listen(":8080"), Ok(SocketAddr::from(([0, 0, 0, 0], 8080))));
+        assert_eq!(parse_listen("127.0.0.1:80"), Ok(SocketAddr::from(([127, 0, 0, 1], 80))));
         assert!(parse_listen("[::]:80").is_ok());
         assert!(parse_listen("localhost").is_err());
         assert!(parse_listen(":http").is_err());
@@ -262,15 +252,9 @@ mod tests {
             })
         );
         let url = parse_http_url("http://localhost").expect("valid url");
-        assert_eq!(
-            (url.host.as_str(), url.port, url.path.as_str()),
-            ("localhost", 80, "/")
-        );
+        assert_eq!((url.host.as_str(), url.port, url.path.as_str()), ("localhost", 80, "/"));
         let url = parse_http_url("http://[::1]:81?q").expect("valid url");
-        assert_eq!(
-            (url.host.as_str(), url.port, url.path.as_str()),
-            ("::1", 81, "/?q")
-        );
+        assert_eq!((url.host.as_str(), url.port, url.path.as_str()), ("::1", 81, "/?q"));
         assert_eq!(url.authority, "[::1]:81");
         assert!(parse_http_url("https://example.com/").is_err());
         assert!(parse_http_url("http:///path").is_err());

@@ -20,7 +20,9 @@ pub struct RoundRobin {
 
 impl RoundRobin {
     pub fn new(n: usize) -> Self {
-        RoundRobin { current: Mutex::new(vec![0; n]) }
+        RoundRobin {
+            current: Mutex::new(vec![0; n]),
+        }
     }
 
     /// The algorithm on plain weights, so tests can pin exact sequences.
@@ -72,7 +74,11 @@ mod tests {
     fn run(weights: &[u32], n: usize) -> String {
         let rr = RoundRobin::new(weights.len());
         (0..n)
-            .map(|_| rr.pick(weights, &|_| true).map(|i| (b'a' + i as u8) as char).unwrap_or('-'))
+            .map(|_| {
+                rr.pick(weights, &|_| true)
+                    .map(|i| (b'a' + i as u8) as char)
+                    .unwrap_or('-')
+            })
             .collect()
     }
 

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, EventMessage, PortSummaryTypeEnum};
+use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
 use bollard::Docker;
 use futures::Stream;
 
@@ -34,31 +34,56 @@ pub fn docker_host() -> String {
 /// daemon may be older than the API version bollard speaks by default.
 pub async fn connect() -> Result<Docker, DockerError> {
     let host = docker_host();
-    let unreachable = |source| DockerError::Unreachable { host: host.clone(), source };
+    let unreachable = |source| DockerError::Unreachable {
+        host: host.clone(),
+        source,
+    };
     let docker = Docker::connect_with_defaults().map_err(unreachable)?;
     docker.negotiate_version().await.map_err(unreachable)
 }
 
 /// Running (and paused) containers.
 pub async fn list(docker: &Docker) -> Result<Vec<ContainerInfo>, DockerError> {
-    let opts = ListContainersOptions { all: false, ..Default::default() };
+    let opts = ListContainersOptions {
+        all: false,
+        ..Default::default()
+    };
     let list = docker.list_containers(Some(opts)).await?;
     Ok(list.into_iter().filter_map(from_summary).collect())
 }
 
 /// The container events wharf reacts to, and network connect/disconnect.
 /// No label filter: it would drop network events.
-pub fn events(docker: &Docker, since_unix: i64) -> impl Stream<Item = Result<EventMessage, bollard::errors::Error>> + use<> {
+pub fn events(
+    docker: &Docker,
+    since_unix: i64,
+) -> impl Stream<Item = Result<EventMessage, bollard::errors::Error>> + use<> {
     let mut filters = HashMap::new();
     filters.insert("type".to_string(), vec!["container".to_string(), "network".to_string()]);
     filters.insert(
         "event".to_string(),
-        ["start", "die", "stop", "kill", "pause", "unpause", "health_status", "destroy", "connect", "disconnect", "restart"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        [
+            "start",
+            "die",
+            "stop",
+            "kill",
+            "pause",
+            "unpause",
+            "health_status",
+            "destroy",
+            "connect",
+            "disconnect",
+            "restart",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
     );
-    let opts = EventsOptions { since: Some(since_unix.to_string()), until: None, filters: Some(filters) };
+    let opts = EventsOptions {
+        since: Some(since_unix.to_string()),
+        until: None,
+        filters: Some(filters),
+    };
     docker.events(Some(opts))
 }
 
@@ -110,7 +135,10 @@ fn from_summary(s: ContainerSummary) -> Option<ContainerInfo> {
         .map(|n| n.trim_start_matches('/').to_string())
         .unwrap_or_else(|| id.chars().take(12).collect());
     let paused = s.state == Some(ContainerSummaryStateEnum::PAUSED);
-    if !matches!(s.state, Some(ContainerSummaryStateEnum::RUNNING) | Some(ContainerSummaryStateEnum::PAUSED)) {
+    if !matches!(
+        s.state,
+        Some(ContainerSummaryStateEnum::RUNNING) | Some(ContainerSummaryStateEnum::PAUSED)
+    ) {
         return None;
     }
     let networks: BTreeMap<String, Option<IpAddr>> = s

@@ -150,8 +150,12 @@ pub fn derive(containers: &[ContainerInfo], draining: &HashSet<String>, settings
             exposed_ports: &c.exposed_ports,
         };
         let outcome = labels::parse(&c.labels, &ctx);
-        out.warnings
-            .extend(outcome.warnings.into_iter().map(|w| format!("container {}: {w}", c.name)));
+        out.warnings.extend(
+            outcome
+                .warnings
+                .into_iter()
+                .map(|w| format!("container {}: {w}", c.name)),
+        );
         let spec = match outcome.parsed {
             Parsed::NotMember => continue,
             Parsed::Invalid(errors) => {
@@ -189,7 +193,13 @@ pub fn derive(containers: &[ContainerInfo], draining: &HashSet<String>, settings
         match out.pools.get_mut(&spec.pool) {
             None => {
                 first.insert(spec.pool.clone(), c.name.clone());
-                out.pools.insert(spec.pool, DesiredPool { opts: spec.pool_opts, backends: vec![backend] });
+                out.pools.insert(
+                    spec.pool,
+                    DesiredPool {
+                        opts: spec.pool_opts,
+                        backends: vec![backend],
+                    },
+                );
             }
             Some(pool) => {
                 let diffs = pool.opts.differences(&spec.pool_opts, &settings.label_prefix);
@@ -215,7 +225,10 @@ pub fn derive(containers: &[ContainerInfo], draining: &HashSet<String>, settings
 pub fn add_static(d: &mut Desired, statics: &[crate::config::StaticPool]) {
     for sp in statics {
         if d.pools.contains_key(&sp.name) {
-            d.problems.push(format!("pool {}: --static replaces the discovered pool of that name", sp.name));
+            d.problems.push(format!(
+                "pool {}: --static replaces the discovered pool of that name",
+                sp.name
+            ));
         }
         let backends = sp
             .addrs
@@ -228,12 +241,22 @@ pub fn add_static(d: &mut Desired, statics: &[crate::config::StaticPool]) {
                 status: BackendStatus::Ready,
             })
             .collect();
-        d.pools.insert(sp.name.clone(), DesiredPool { opts: PoolOptions::default(), backends });
+        d.pools.insert(
+            sp.name.clone(),
+            DesiredPool {
+                opts: PoolOptions::default(),
+                backends,
+            },
+        );
     }
 }
 
 fn skip(c: &ContainerInfo, reason: String) -> Skipped {
-    Skipped { id: c.id.clone(), container: c.name.clone(), reason }
+    Skipped {
+        id: c.id.clone(),
+        container: c.name.clone(),
+        reason,
+    }
 }
 
 /// SPEC "Network address": label > flag > the network wharf shares > the only network.
@@ -244,11 +267,18 @@ pub fn choose_network(
     settings: &Settings,
     own_networks: &[&str],
 ) -> Result<(String, IpAddr), String> {
-    let with_ip: Vec<(&str, IpAddr)> =
-        c.networks.iter().filter_map(|(n, ip)| ip.map(|ip| (n.as_str(), ip))).collect();
+    let with_ip: Vec<(&str, IpAddr)> = c
+        .networks
+        .iter()
+        .filter_map(|(n, ip)| ip.map(|ip| (n.as_str(), ip)))
+        .collect();
     let names = || {
         let v: Vec<&str> = c.networks.keys().map(String::as_str).collect();
-        if v.is_empty() { "none".to_string() } else { v.join(", ") }
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
     };
     let named = |net: &str, source: &str| -> Result<(String, IpAddr), String> {
         with_ip

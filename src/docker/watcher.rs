@@ -11,7 +11,10 @@
 //!    (`docker compose up --scale` emits dozens), then re-list once;
 //! 3. a `kill` event drains its container *at once*, from the last listing,
 //!    without waiting for the re-list: it is the first sign of `docker stop`;
-//! 4. when the stream ends or fails, keep the current table, back off with
+//! 4. a `die` or `destroy` removes its container at once and keeps it out
+//!    of re-listings until the daemon stops listing it or it starts again:
+//!    a listing taken just after `die` can still show it running;
+//! 5. when the stream ends or fails, keep the current table, back off with
 //!    jitter, reconnect and re-list; also re-list every minute regardless.
 
 use std::collections::HashSet;
@@ -98,12 +101,12 @@ impl Watcher {
     /// Run forever (the caller aborts the task at shutdown).
     pub async fn run(self) {
         let mut containers: Vec<ContainerInfo> = Vec::new();
-        let mut draining: HashSet<String> = HashSet::new();
+        let mut hints = Hints::default();
         let mut failures: u32 = 0;
         loop {
             let since = unix_now().as_secs() as i64 - 1;
             let mut events = Box::pin(client::events(&self.docker, since));
-            match self.relist(&mut containers, &mut draining).await {
+            match self.relist(&mut containers, &mut hints).await {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures += 1;
@@ -119,8 +122,8 @@ impl Watcher {
                     ev = events.next() => match ev {
                         Some(Ok(ev)) => {
                             self.discovery.update(|s| s.events += 1);
-                            if apply_event(&ev, &mut draining) {
-                                self.derive_and_publish(&containers, &draining);
+                            if hints.apply(&ev) {
+                                self.derive_and_publish(&containers, &hints);
                             }
                             pending.get_or_insert_with(|| Instant::now() + COALESCE);
                         }
@@ -130,7 +133,7 @@ impl Watcher {
                     _ = sleep_until(deadline) => {
                         pending = None;
                         resync = Instant::now() + RESYNC;
-                        if let Err(e) = self.relist(&mut containers, &mut draining).await {
+                        if let Err(e) = self.relist(&mut containers, &mut hints).await {
                             break e.to_string();
                         }
                     }
@@ -141,12 +144,11 @@ impl Watcher {
         }
     }
 
-    async fn relist(&self, containers: &mut Vec<ContainerInfo>, draining: &mut HashSet<String>) -> Result<(), String> {
+    async fn relist(&self, containers: &mut Vec<ContainerInfo>, hints: &mut Hints) -> Result<(), String> {
         let list = client::list(&self.docker).await.map_err(|e| e.to_string())?;
         *containers = list;
-        // A container that is gone (or restarted, see apply_event) stops draining.
-        draining.retain(|id| containers.iter().any(|c| &c.id == id));
-        self.derive_and_publish(containers, draining);
+        hints.forget_missing(containers);
+        self.derive_and_publish(containers, hints);
         self.discovery.update(|s| {
             s.connected = true;
             s.syncs += 1;
@@ -158,14 +160,24 @@ impl Watcher {
         Ok(())
     }
 
-    fn derive_and_publish(&self, containers: &[ContainerInfo], draining: &HashSet<String>) {
-        self.publisher.publish(desired::derive(containers, draining, &self.settings));
+    fn derive_and_publish(&self, containers: &[ContainerInfo], hints: &Hints) {
+        let alive: Vec<ContainerInfo> = containers
+            .iter()
+            .filter(|c| !hints.dead.contains(&c.id))
+            .cloned()
+            .collect();
+        self.publisher
+            .publish(desired::derive(&alive, &hints.draining, &self.settings));
     }
 
     /// The daemon went away: keep the table, say so, wait before reconnecting.
     async fn lost(&self, why: &str, failures: u32) {
         let delay = backoff(failures, rand::rng().random_range(0.5..1.0));
-        warn!(error = why, retry_in_ms = delay.as_millis() as u64, "Docker connection lost; serving the last known pools");
+        warn!(
+            error = why,
+            retry_in_ms = delay.as_millis() as u64,
+            "Docker connection lost; serving the last known pools"
+        );
         self.discovery.update(|s| {
             s.connected = false;
             s.reconnects += 1;
@@ -182,35 +194,59 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     exp.min(BACKOFF_MAX).mul_f64(jitter)
 }
 
-/// Update the draining set from one event. Returns true when the change must
-/// be published at once (a stop signal), before the coming re-list.
-pub fn apply_event(ev: &EventMessage, draining: &mut HashSet<String>) -> bool {
-    if ev.typ != Some(EventMessageTypeEnum::CONTAINER) {
-        return false;
-    }
-    let Some(id) = ev.actor.as_ref().and_then(|a| a.id.clone()) else {
-        return false;
-    };
-    match ev.action.as_deref() {
-        Some("kill") => {
-            let signal = ev.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("signal"));
-            if signal.is_none_or(|s| is_stop_signal(s)) && draining.insert(id) {
-                return true;
+/// What the events stream says ahead of the next listing.
+#[derive(Debug, Default)]
+pub struct Hints {
+    /// Received a stop signal: no new requests.
+    pub draining: HashSet<String>,
+    /// Died or destroyed: gone, even if a listing still shows it running.
+    pub dead: HashSet<String>,
+}
+
+impl Hints {
+    /// Apply one event. Returns true when the change must be published at
+    /// once, before the coming re-list.
+    pub fn apply(&mut self, ev: &EventMessage) -> bool {
+        if ev.typ != Some(EventMessageTypeEnum::CONTAINER) {
+            return false;
+        }
+        let Some(id) = ev.actor.as_ref().and_then(|a| a.id.clone()) else {
+            return false;
+        };
+        match ev.action.as_deref() {
+            Some("kill") => {
+                let signal = ev
+                    .actor
+                    .as_ref()
+                    .and_then(|a| a.attributes.as_ref())
+                    .and_then(|a| a.get("signal"));
+                signal.is_none_or(|s| is_stop_signal(s)) && self.draining.insert(id)
             }
-            false
+            Some("die") | Some("destroy") => self.dead.insert(id),
+            Some("start") | Some("restart") | Some("unpause") => {
+                self.draining.remove(&id);
+                self.dead.remove(&id);
+                false
+            }
+            _ => false,
         }
-        Some("start") | Some("restart") => {
-            draining.remove(&id);
-            false
-        }
-        _ => false,
+    }
+
+    /// Containers the daemon no longer lists need no hint any more.
+    pub fn forget_missing(&mut self, listed: &[ContainerInfo]) {
+        let present = |id: &String| listed.iter().any(|c| &c.id == id);
+        self.draining.retain(present);
+        self.dead.retain(present);
     }
 }
 
 /// Signals that don't end a process (reload, window change, …) don't drain.
 pub fn is_stop_signal(signal: &str) -> bool {
     let s = signal.trim_start_matches("SIG");
-    !matches!(s, "1" | "HUP" | "10" | "USR1" | "12" | "USR2" | "28" | "WINCH" | "18" | "CONT" | "17" | "CHLD" | "0")
+    !matches!(
+        s,
+        "1" | "HUP" | "10" | "USR1" | "12" | "USR2" | "28" | "WINCH" | "18" | "CONT" | "17" | "CHLD" | "0"
+    )
 }
 
 fn unix_now() -> Duration {
@@ -221,9 +257,14 @@ fn unix_now() -> Duration {
 fn log_changes(old: &Desired, new: &Desired) {
     for (pool, p) in &new.pools {
         for b in &p.backends {
-            let before = old.pools.get(pool).and_then(|op| op.backends.iter().find(|ob| ob.id == b.id && ob.addr == b.addr));
+            let before = old
+                .pools
+                .get(pool)
+                .and_then(|op| op.backends.iter().find(|ob| ob.id == b.id && ob.addr == b.addr));
             match before {
-                None => info!(pool, container = %b.container, addr = %b.addr, state = b.status.as_str(), "backend added"),
+                None => {
+                    info!(pool, container = %b.container, addr = %b.addr, state = b.status.as_str(), "backend added")
+                }
                 Some(ob) if ob.status != b.status => {
                     info!(pool, container = %b.container, addr = %b.addr, state = b.status.as_str(), "backend state changed")
                 }
@@ -233,7 +274,10 @@ fn log_changes(old: &Desired, new: &Desired) {
     }
     for (pool, op) in &old.pools {
         for ob in &op.backends {
-            let still = new.pools.get(pool).is_some_and(|p| p.backends.iter().any(|b| b.id == ob.id && b.addr == ob.addr));
+            let still = new
+                .pools
+                .get(pool)
+                .is_some_and(|p| p.backends.iter().any(|b| b.id == ob.id && b.addr == ob.addr));
             if !still {
                 info!(pool, container = %ob.container, addr = %ob.addr, "backend removed");
             }
@@ -264,27 +308,44 @@ mod tests {
         EventMessage {
             typ: Some(EventMessageTypeEnum::CONTAINER),
             action: Some(action.into()),
-            actor: Some(EventActor { id: Some("c1".into()), attributes: Some(attrs) }),
+            actor: Some(EventActor {
+                id: Some("c1".into()),
+                attributes: Some(attrs),
+            }),
             ..Default::default()
         }
     }
 
     #[test]
     fn sigterm_drains_at_once_and_start_undrains() {
-        let mut d = HashSet::new();
-        assert!(apply_event(&ev("kill", Some("15")), &mut d));
-        assert!(d.contains("c1"));
-        assert!(!apply_event(&ev("kill", Some("9")), &mut d), "already draining: nothing new to publish");
-        assert!(!apply_event(&ev("start", None), &mut d));
-        assert!(d.is_empty());
+        let mut h = Hints::default();
+        assert!(h.apply(&ev("kill", Some("15"))));
+        assert!(h.draining.contains("c1"));
+        assert!(
+            !h.apply(&ev("kill", Some("9"))),
+            "already draining: nothing new to publish"
+        );
+        assert!(h.apply(&ev("die", None)));
+        assert!(h.dead.contains("c1"));
+        assert!(!h.apply(&ev("start", None)));
+        assert!(h.draining.is_empty() && h.dead.is_empty());
     }
 
     #[test]
     fn reload_signals_do_not_drain() {
-        let mut d = HashSet::new();
-        assert!(!apply_event(&ev("kill", Some("1")), &mut d));
-        assert!(!apply_event(&ev("kill", Some("SIGHUP")), &mut d));
-        assert!(d.is_empty());
+        let mut h = Hints::default();
+        assert!(!h.apply(&ev("kill", Some("1"))));
+        assert!(!h.apply(&ev("kill", Some("SIGHUP"))));
+        assert!(h.draining.is_empty());
+    }
+
+    #[test]
+    fn hints_are_forgotten_once_the_daemon_stops_listing_the_container() {
+        let mut h = Hints::default();
+        h.apply(&ev("kill", Some("15")));
+        h.apply(&ev("die", None));
+        h.forget_missing(&[]);
+        assert!(h.draining.is_empty() && h.dead.is_empty());
     }
 
     #[test]

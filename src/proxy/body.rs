@@ -75,7 +75,10 @@ impl Tracked {
             guard.complete();
             return Tracked { inner, guard: None };
         }
-        Tracked { inner, guard: Some(guard) }
+        Tracked {
+            inner,
+            guard: Some(guard),
+        }
     }
 }
 

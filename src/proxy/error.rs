@@ -46,7 +46,10 @@ impl ProxyError {
         let mut resp = Response::new(Full::new(Bytes::from(format!("wharf: {self}\n"))));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         h.insert("x-wharf-error", HeaderValue::from_static(self.code()));
         resp
     }
@@ -61,7 +64,14 @@ mod tests {
         let cases = [
             (ProxyError::NoRoute, 404, "no-route"),
             (ProxyError::NoBackend("web".into()), 503, "no-backend"),
-            (ProxyError::Unreachable { pool: "web".into(), detail: "refused".into() }, 502, "unreachable"),
+            (
+                ProxyError::Unreachable {
+                    pool: "web".into(),
+                    detail: "refused".into(),
+                },
+                502,
+                "unreachable",
+            ),
             (ProxyError::Timeout(std::time::Duration::from_secs(1)), 504, "timeout"),
             (ProxyError::BadRequest("no host"), 400, "bad-request"),
         ];

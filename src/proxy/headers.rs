@@ -33,7 +33,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    let upgrade = if keep_upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     for name in named {
         headers.remove(name);
     }
@@ -110,7 +114,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -144,7 +151,11 @@ mod tests {
 
     #[test]
     fn forwarded_headers_replace_client_supplied_ones_and_length_is_dropped() {
-        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("content-length", "5"), ("host", "a.test")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("content-length", "5"),
+            ("host", "a.test"),
+        ]);
         let host = h.get("host").cloned();
         rewrite_request(&mut h, "10.0.0.7".parse().unwrap(), host.as_ref(), false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
@@ -157,8 +168,14 @@ mod tests {
     #[test]
     fn host_is_lowercased_without_port_and_falls_back_to_authority() {
         let uri: http::Uri = "/x".parse().unwrap();
-        assert_eq!(request_host(&map(&[("host", "API.Example.com:8080")]), &uri).as_deref(), Some("api.example.com"));
-        assert_eq!(request_host(&map(&[("host", "[::1]:80")]), &uri).as_deref(), Some("[::1]"));
+        assert_eq!(
+            request_host(&map(&[("host", "API.Example.com:8080")]), &uri).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            request_host(&map(&[("host", "[::1]:80")]), &uri).as_deref(),
+            Some("[::1]")
+        );
         let h2: http::Uri = "http://b.test:81/x".parse().unwrap();
         assert_eq!(request_host(&HeaderMap::new(), &h2).as_deref(), Some("b.test"));
         assert_eq!(request_host(&HeaderMap::new(), &uri), None);

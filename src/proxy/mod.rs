@@ -63,7 +63,12 @@ enum AttemptError {
 
 impl Proxy {
     pub fn new(router: Arc<Router>, timeouts: Timeouts, access_log: bool) -> Proxy {
-        Proxy { router, timeouts, access_log, stats: Stats::default() }
+        Proxy {
+            router,
+            timeouts,
+            access_log,
+            stats: Stats::default(),
+        }
     }
 
     pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
@@ -119,7 +124,10 @@ impl Proxy {
         };
         let uri: Uri = pq.parse().map_err(|_| ProxyError::BadRequest("invalid path"))?;
         let host_value = parts.headers.get(http::header::HOST).cloned().or_else(|| {
-            parts.uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            parts
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
         });
         headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade);
         if let Some(h) = host_value {
@@ -139,13 +147,19 @@ impl Proxy {
         let max_attempts = 1 + pool.opts.retries as usize;
         loop {
             if tried.len() >= max_attempts {
-                return Err(ProxyError::Unreachable { pool: pool.name.clone(), detail: last_err });
+                return Err(ProxyError::Unreachable {
+                    pool: pool.name.clone(),
+                    detail: last_err,
+                });
             }
             let Some(idx) = pick(&pool, &ctx, &tried) else {
                 return Err(if tried.is_empty() {
                     ProxyError::NoBackend(pool.name.clone())
                 } else {
-                    ProxyError::Unreachable { pool: pool.name.clone(), detail: last_err }
+                    ProxyError::Unreachable {
+                        pool: pool.name.clone(),
+                        detail: last_err,
+                    }
                 });
             };
             if !tried.is_empty() {
@@ -161,7 +175,10 @@ impl Proxy {
                             let on_backend = hyper::upgrade::on(&mut resp);
                             tokio::spawn(tunnel(on_client, on_backend, guard));
                             let (p, _) = resp.into_parts();
-                            return Ok((Response::from_parts(p, Either::Right(Full::new(Bytes::new()))), Some(backend.addr)));
+                            return Ok((
+                                Response::from_parts(p, Either::Right(Full::new(Bytes::new()))),
+                                Some(backend.addr),
+                            ));
                         }
                     }
                     headers::strip_hop_by_hop(resp.headers_mut(), false);
@@ -179,7 +196,12 @@ impl Proxy {
                     last_err = why;
                     match &replay {
                         Some((m, u, h)) => req = rebuild(m, u, h),
-                        None => return Err(ProxyError::Unreachable { pool: pool.name.clone(), detail: last_err }),
+                        None => {
+                            return Err(ProxyError::Unreachable {
+                                pool: pool.name.clone(),
+                                detail: last_err,
+                            })
+                        }
                     }
                 }
                 Err(AttemptError::Timeout) => {
@@ -201,7 +223,11 @@ impl Proxy {
         // A pooled connection can turn out dead; those don't count as attempts,
         // but a fresh connection is the last word on this backend.
         loop {
-            let pooled = if upgrade { None } else { backend.shared.idle.take(self.timeouts.upstream_idle) };
+            let pooled = if upgrade {
+                None
+            } else {
+                backend.shared.idle.take(self.timeouts.upstream_idle)
+            };
             let fresh = pooled.is_none();
             let mut sender: Sender = match pooled {
                 Some(s) => s,
@@ -212,7 +238,10 @@ impl Proxy {
             };
             if sender.ready().await.is_err() {
                 if fresh {
-                    return Err(AttemptError::NotSent(req, format!("connection to {} closed", backend.addr)));
+                    return Err(AttemptError::NotSent(
+                        req,
+                        format!("connection to {} closed", backend.addr),
+                    ));
                 }
                 continue;
             }
@@ -245,7 +274,10 @@ fn pick(pool: &Pool, ctx: &Context, tried: &[usize]) -> Option<usize> {
 }
 
 fn is_idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 fn rebuild(method: &Method, uri: &Uri, headers: &http::HeaderMap) -> Request<UpBody> {

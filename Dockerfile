@@ -1,0 +1,37 @@
+# wharf: build from source, ship a static binary in an empty image.
+#
+#   docker build -t wharf .                    # the load balancer (default target)
+#   docker build -t wharf-demo --target demo . # the demo/test backend
+#
+# The final images hold one static binary and nothing else (no shell, no libc).
+# The test suite builds the same runtime stage from a locally built static binary,
+# because it cannot pull this file's builder image.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN set -eux; \
+    target="$(uname -m)-unknown-linux-gnu"; \
+    RUSTFLAGS='-C target-feature=+crt-static' \
+      cargo build --release --locked --target "$target" -p wharf -p wharf-demo; \
+    mkdir /out; \
+    cp "target/$target/release/wharf" "target/$target/release/wharf-demo" /out/
+
+# The demo backend (like traefik/whoami): echoes who answered and the request.
+FROM scratch AS demo
+COPY --from=build /out/wharf-demo /wharf-demo
+EXPOSE 80
+HEALTHCHECK --interval=10s --timeout=3s CMD ["/wharf-demo", "probe", "http://127.0.0.1:80/health"]
+ENTRYPOINT ["/wharf-demo"]
+
+# wharf itself. It runs as root by default because reading /var/run/docker.sock
+# needs root or the socket's group; to run unprivileged, add
+#   --user 65534 --group-add "$(stat -c %g /var/run/docker.sock)"
+# or point DOCKER_HOST at a read-only socket proxy.
+FROM scratch AS wharf
+COPY --from=build /out/wharf /wharf
+ENV WHARF_LISTEN=0.0.0.0:80 \
+    WHARF_ADMIN_LISTEN=0.0.0.0:8081
+EXPOSE 80 8081
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["/wharf", "healthcheck"]
+ENTRYPOINT ["/wharf"]
