@@ -26,7 +26,7 @@ pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
         desired = desired::derive(&list, &Default::default(), &s);
     }
     desired::add_static(&mut desired, &cfg.static_pools);
-    let table = RoutingTable::build(desired, &Registry::default());
+    let table = RoutingTable::build(desired, &Registry::default(), None);
     Ok(render(&table))
 }
 

@@ -101,10 +101,22 @@ pub struct Match<'a> {
 }
 
 impl RoutingTable {
-    /// Build a table from the desired state, reusing shared backend state from `registry`.
-    pub fn build(desired: Desired, registry: &Registry) -> RoutingTable {
+    /// Build a table from the desired state, reusing shared backend state from
+    /// `registry`. A pool identical to one in `previous` is reused as it is, so
+    /// an unrelated change elsewhere does not reset its balancer (a round-robin
+    /// cycle keeps its place).
+    pub fn build(desired: Desired, registry: &Registry, previous: Option<&RoutingTable>) -> RoutingTable {
         let mut t = RoutingTable::default();
         for (name, dp) in &desired.pools {
+            let same = previous.and_then(|prev| {
+                let old = prev.desired.pools.get(name)?;
+                (old == dp).then(|| prev.pools.iter().find(|p| &p.name == name).cloned())?
+            });
+            if let Some(pool) = same {
+                t.add_routes(&dp.opts, t.pools.len());
+                t.pools.push(pool);
+                continue;
+            }
             let backends: Vec<Backend> = dp
                 .backends
                 .iter()
@@ -189,6 +201,26 @@ impl RoutingTable {
         t.desired = desired;
         t.route_problems = problems;
         t
+    }
+
+    fn add_routes(&mut self, opts: &PoolOptions, idx: usize) {
+        let route = Route {
+            path: opts.path.clone(),
+            pool: idx,
+        };
+        if opts.hosts.is_empty() {
+            self.any_host.push(route);
+            return;
+        }
+        for h in &opts.hosts {
+            match h {
+                HostPattern::Exact(host) => self.exact.entry(host.clone()).or_default().push(route.clone()),
+                HostPattern::Wildcard(sfx) => match self.wildcard.iter_mut().find(|(s, _)| s == sfx) {
+                    Some((_, routes)) => routes.push(route.clone()),
+                    None => self.wildcard.push((sfx.clone(), vec![route.clone()])),
+                },
+            }
+        }
     }
 
     /// Find the pool for a host (lowercase, without port) and path.
@@ -292,7 +324,7 @@ impl Router {
         if current.desired == desired {
             return false;
         }
-        let table = RoutingTable::build(desired, &self.registry);
+        let table = RoutingTable::build(desired, &self.registry, Some(&current));
         self.table.store(Arc::new(table));
         true
     }

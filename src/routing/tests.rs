@@ -46,6 +46,7 @@ fn exact_host_beats_wildcard_beats_any_host() {
             ("any", pool(&[], None, &["10.0.0.3:80"])),
         ]),
         &Registry::default(),
+        None,
     );
     assert_eq!(routed(&t, "api.example.com", "/").as_deref(), Some("exact"));
     assert_eq!(routed(&t, "www.example.com", "/").as_deref(), Some("wild"));
@@ -63,6 +64,7 @@ fn longest_path_prefix_wins_on_segment_boundaries() {
             ("root", pool(&[], None, &["10.0.0.3:80"])),
         ]),
         &Registry::default(),
+        None,
     );
     assert_eq!(routed(&t, "h", "/api/v2/users").as_deref(), Some("v2"));
     assert_eq!(routed(&t, "h", "/api/v2").as_deref(), Some("v2"));
@@ -76,6 +78,7 @@ fn no_matching_route_is_none() {
     let t = RoutingTable::build(
         desired(vec![("api", pool(&["a.test"], Some("/api"), &["10.0.0.1:80"]))]),
         &Registry::default(),
+        None,
     );
     assert!(t.route("a.test", "/").is_none());
     assert!(t.route("b.test", "/api").is_none());
@@ -90,6 +93,7 @@ fn a_host_tier_without_a_path_match_falls_through_to_the_next_tier() {
             ("any", pool(&[], None, &["10.0.0.2:80"])),
         ]),
         &Registry::default(),
+        None,
     );
     assert_eq!(routed(&t, "a.test", "/only/x").as_deref(), Some("exact"));
     assert_eq!(routed(&t, "a.test", "/other").as_deref(), Some("any"));
@@ -103,6 +107,7 @@ fn two_pools_on_the_same_route_are_reported_and_resolved_by_name() {
             ("a", pool(&[], Some("/x"), &["10.0.0.2:80"])),
         ]),
         &Registry::default(),
+        None,
     );
     assert_eq!(routed(&t, "h", "/x").as_deref(), Some("a"));
     assert_eq!(t.route_problems.len(), 1, "{:?}", t.route_problems);
@@ -156,7 +161,7 @@ fn draining_backends_are_not_ready_and_a_pool_of_them_has_none() {
     let mut p = pool(&[], None, &["10.0.0.1:80", "10.0.0.2:80"]);
     p.backends[0].status = BackendStatus::Draining;
     p.backends[1].weight = 0;
-    let t = RoutingTable::build(desired(vec![("web", p)]), &Registry::default());
+    let t = RoutingTable::build(desired(vec![("web", p)]), &Registry::default(), None);
     assert!(!t.pools[0].has_ready());
     assert!(t.pools[0].backends[0].shared.draining.load(Ordering::Relaxed));
 }
@@ -168,4 +173,24 @@ fn prefix_match_respects_segments_and_queries() {
     assert!(prefix_match("/api", "/api?x=1"));
     assert!(!prefix_match("/api", "/apix"));
     assert!(!prefix_match("/api", "/ap"));
+}
+
+#[test]
+fn an_unchanged_pool_keeps_its_balancer_across_an_unrelated_swap() {
+    let router = Router::default();
+    router.update(desired(vec![("web", pool(&[], None, &["10.0.0.1:80", "10.0.0.2:80"]))]));
+    let before = router.load();
+    let mut d = desired(vec![("web", pool(&[], None, &["10.0.0.1:80", "10.0.0.2:80"]))]);
+    d.skipped.push(crate::docker::desired::Skipped {
+        id: "x".into(),
+        container: "x".into(),
+        reason: "test".into(),
+    });
+    assert!(router.update(d));
+    let after = router.load();
+    assert!(!Arc::ptr_eq(&before, &after), "the table was swapped");
+    assert!(
+        Arc::ptr_eq(&before.pools[0], &after.pools[0]),
+        "the pool (and its round-robin position) was kept"
+    );
 }

@@ -1,0 +1,213 @@
+//! Discovery end to end on the real daemon: a labelled container takes
+//! traffic with no config edit, leaves on `docker stop`, comes back with its
+//! new address, and bad or ambiguous containers are skipped with the reason.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::Value;
+use support::*;
+
+/// Ready backends of `pool` as (container name, address).
+async fn ready(wharf: &Wharf, pool: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = wharf
+        .backends(pool)
+        .await
+        .iter()
+        .filter(|b| b["state"] == "ready")
+        .map(|b| {
+            (
+                b["container"].as_str().unwrap_or("").to_string(),
+                b["address"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn wait_pool(wharf: &Wharf, pool: &str, want: &[&Container], net: &str, what: &str) {
+    let mut expected: Vec<(String, String)> = want
+        .iter()
+        .map(|c| (c.name.clone(), c.addr(net, 80).to_string()))
+        .collect();
+    expected.sort();
+    poll(what, secs(20), || async {
+        let got = ready(wharf, pool).await;
+        if got == expected {
+            Ok(())
+        } else {
+            Err(format!("pool {pool}: {got:?}, want {expected:?}"))
+        }
+    })
+    .await;
+}
+
+fn demo(net: &Network, tag: &str, labels: &[&str]) -> Container {
+    let mut args = vec!["--network", net.name.as_str()];
+    for l in labels {
+        args.extend(["--label", l]);
+    }
+    args.push(demo_image());
+    Container::run(tag, &args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_labelled_container_is_served_within_a_second_and_three_split_requests_evenly() {
+    let net = Network::create("disc");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    demo_image();
+
+    // Time from `docker run` returning to the first 200 through wharf.
+    let a = demo(&net, "a", &["wharf.pool=web"]);
+    let started = Instant::now();
+    let hostname = a.hostname();
+    let (_, took) = poll("first 200 through wharf after docker run", secs(10), || async {
+        match wharf.get("any.test", "/").await {
+            Ok(r) if r.status == 200 && r.header("x-demo-hostname") == Some(hostname.as_str()) => Ok(()),
+            Ok(r) => Err(format!("{} {}", r.status, r.body)),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    eprintln!(
+        "served {} ms after docker run returned (target < 1000 ms)",
+        started.elapsed().as_millis()
+    );
+    assert!(took < secs(10));
+
+    let b = demo(&net, "b", &["wharf.pool=web"]);
+    let c = demo(&net, "c", &["wharf.pool=web"]);
+    wait_pool(&wharf, "web", &[&a, &b, &c], &net.name, "three ready backends").await;
+
+    let client = Client::new();
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..300 {
+        let r = client
+            .get(wharf.listen, "any.test", "/count")
+            .await
+            .expect("request through wharf");
+        assert_eq!(r.status, 200, "{}", r.body);
+        *counts
+            .entry(r.header("x-demo-hostname").unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    eprintln!("300 requests over 3 backends: {counts:?}");
+    let want: BTreeMap<String, u32> = [&a, &b, &c].iter().map(|c| (c.hostname(), 100)).collect();
+    assert_eq!(counts, want, "round robin splits 300 requests 100/100/100 exactly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_address() {
+    let net = Network::create("stop");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let a = demo(&net, "a", &["wharf.pool=web"]);
+    let b = demo(&net, "b", &["wharf.pool=web"]);
+    wait_pool(&wharf, "web", &[&a, &b], &net.name, "two ready backends").await;
+    let old_ip = a.ip(&net.name);
+
+    a.stop(10);
+    wait_pool(&wharf, "web", &[&b], &net.name, "stopped backend removed").await;
+    let b_host = b.hostname();
+    for _ in 0..20 {
+        let r = wharf.get("any.test", "/").await.expect("request");
+        assert_eq!((r.status, r.header("x-demo-hostname")), (200, Some(b_host.as_str())));
+    }
+
+    // Take the old address so the restarted container very likely gets another one.
+    let _filler = demo(&net, "filler", &[]);
+    a.start();
+    wait_pool(&wharf, "web", &[&a, &b], &net.name, "restarted backend back").await;
+    let new_ip = a.ip(&net.name);
+    eprintln!("restarted container: {old_ip} -> {new_ip}");
+    let a_host = a.hostname();
+    poll("restarted backend answers through wharf", secs(10), || async {
+        let r = wharf.get("any.test", "/").await?;
+        (r.header("x-demo-hostname") == Some(a_host.as_str()))
+            .then_some(())
+            .ok_or(format!("{}", r.status))
+    })
+    .await;
+}
+
+fn skipped(state: &Value) -> Vec<(String, String)> {
+    state["skipped"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["container"].as_str().unwrap_or("").to_string(),
+                s["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_label_skips_only_that_container_with_the_reason() {
+    let net = Network::create("bad");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let good = demo(&net, "good", &["wharf.pool=web"]);
+    let bad = demo(&net, "bad", &["wharf.pool=web", "wharf.port=http"]);
+    wait_pool(&wharf, "web", &[&good], &net.name, "good backend served").await;
+    let (reason, _) = poll("bad container listed as skipped", secs(10), || async {
+        let s = wharf.state().await;
+        skipped(&s)
+            .into_iter()
+            .find(|(c, _)| *c == bad.name)
+            .map(|(_, r)| r)
+            .ok_or(format!("{}", s["skipped"]))
+    })
+    .await;
+    assert!(
+        reason.contains("wharf.port") && reason.contains("http"),
+        "reason: {reason}"
+    );
+    let r = wharf.get("any.test", "/").await.expect("request");
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_on_two_networks_is_ambiguous_until_a_label_picks_one() {
+    // A private label prefix keeps containers of other tests out of this wharf,
+    // which runs without --network (so the "only network" rule applies).
+    let prefix = format!("t{}", std::process::id());
+    let front = Network::create("front");
+    let back = Network::create("back");
+    let wharf = Wharf::spawn(&["--label-prefix", &prefix], &[]).await;
+    let pool = format!("{prefix}.pool=web");
+    let both = demo(&front, "both", &[&pool]);
+    both.connect(&back.name, &[]);
+    let picked_label = format!("{prefix}.network={}", back.name);
+    let picked = demo(&front, "picked", &[&pool, &picked_label]);
+    picked.connect(&back.name, &[]);
+
+    let (reason, _) = poll("container on two networks skipped as ambiguous", secs(10), || async {
+        let s = wharf.state().await;
+        skipped(&s)
+            .into_iter()
+            .find(|(c, _)| *c == both.name)
+            .map(|(_, r)| r)
+            .ok_or(format!("{}", s["skipped"]))
+    })
+    .await;
+    assert!(reason.contains("ambiguous"), "reason: {reason}");
+    assert!(
+        reason.contains(&front.name) && reason.contains(&back.name),
+        "reason names both networks: {reason}"
+    );
+
+    let want = picked.addr(&back.name, 80).to_string();
+    poll("labelled container served on the chosen network", secs(10), || async {
+        let got = ready(&wharf, "web").await;
+        (got == vec![(picked.name.clone(), want.clone())])
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+    })
+    .await;
+    let r = wharf.get("any.test", "/").await.expect("request");
+    assert_eq!(r.header("x-demo-hostname"), Some(picked.hostname().as_str()));
+}
