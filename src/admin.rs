@@ -20,8 +20,9 @@ use tokio::net::TcpListener;
 
 use crate::docker::desired::BackendStatus;
 use crate::docker::watcher::Discovery;
+use crate::health;
 use crate::proxy::Proxy;
-use crate::routing::RoutingTable;
+use crate::routing::{Backend, RoutingTable};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -115,6 +116,12 @@ impl Admin {
             s.retries.load(Ordering::Relaxed),
         );
         counter(
+            "wharf_panic_requests_total",
+            "Requests sent in panic mode: every ready backend of the pool was ejected or failing checks.",
+            "counter",
+            s.panics.load(Ordering::Relaxed),
+        );
+        counter(
             "wharf_discovery_connected",
             "1 while the Docker events stream is up.",
             "gauge",
@@ -168,7 +175,7 @@ impl Admin {
                         0 => b.shared.requests.load(Ordering::Relaxed),
                         1 => b.shared.errors.load(Ordering::Relaxed),
                         2 => b.shared.in_flight.load(Ordering::Relaxed),
-                        _ => u64::from(b.is_ready()),
+                        _ => u64::from(b.is_available(health::now_ms())),
                     };
                     let _ = writeln!(
                         out,
@@ -184,6 +191,7 @@ impl Admin {
 
 /// The `/api/state` document.
 pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> Value {
+    let now = health::now_ms();
     let pools: Vec<Value> = table
         .pools
         .iter()
@@ -192,17 +200,7 @@ pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> V
                 .backends
                 .iter()
                 .map(|b| {
-                    let state = if b.weight == 0 && b.status == BackendStatus::Ready {
-                        "draining"
-                    } else {
-                        b.status.as_str()
-                    };
-                    let reason = match &b.status {
-                        BackendStatus::Waiting(why) => Some(why.clone()),
-                        BackendStatus::Draining => Some("received a stop signal".to_string()),
-                        BackendStatus::Ready if b.weight == 0 => Some("weight 0".to_string()),
-                        BackendStatus::Ready => None,
-                    };
+                    let (state, reason) = backend_state(b, now);
                     json!({
                         "id": b.key.id,
                         "container": b.container,
@@ -225,6 +223,7 @@ pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> V
                 "path": p.opts.path,
                 "strip_prefix": p.opts.strip_prefix,
                 "retries": p.opts.retries,
+                "panic": p.in_panic(now),
                 "backends": backends,
             })
         })
@@ -246,6 +245,28 @@ pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> V
         "problems": problems,
         "warnings": table.desired.warnings,
     })
+}
+
+/// A backend's state for people: why it does or doesn't take requests.
+fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
+    let h = &b.shared.health;
+    match &b.status {
+        BackendStatus::Waiting(why) => ("unhealthy", Some(why.clone())),
+        BackendStatus::Draining => ("draining", Some("received a stop signal".into())),
+        BackendStatus::Ready if b.weight == 0 => ("draining", Some("weight 0".into())),
+        BackendStatus::Ready if h.is_active_down() => {
+            let why = h.last_probe_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            (
+                "unhealthy",
+                Some(format!(
+                    "health check: {}",
+                    why.unwrap_or_else(|| "no passing probe yet".into())
+                )),
+            )
+        }
+        BackendStatus::Ready if h.is_ejected(now) => ("ejected", Some("consecutive delivery failures".into())),
+        BackendStatus::Ready => ("ready", None),
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

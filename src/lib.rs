@@ -12,6 +12,7 @@
 //!   state that must survive swaps lives in a registry keyed by container id
 //!   + address.
 //! - [`balance`]: one `Balancer` per pool, built per snapshot, asked per request.
+//! - [`health`]: passive ejection and active checks, kept per backend identity.
 //! - [`proxy`]: the hyper service: route, pick, forward, retry what was never
 //!   delivered, stream the response back.
 //! - [`server`] and [`admin`]: the public listener and the status/metrics one.
@@ -24,6 +25,7 @@ pub mod balance;
 pub mod check;
 pub mod config;
 pub mod docker;
+pub mod health;
 pub mod labels;
 pub mod proxy;
 pub mod routing;

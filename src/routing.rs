@@ -18,8 +18,10 @@ use arc_swap::ArcSwap;
 
 use crate::balance::{self, Balancer};
 use crate::docker::desired::{BackendStatus, Desired};
+use crate::health::{self, BackendHealth};
 use crate::labels::{HostPattern, PoolOptions};
 use crate::proxy::pool::IdleConns;
+use crate::proxy::retry::RetryBudget;
 
 /// A backend's stable identity: the same container on a new address is a new backend.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,6 +40,8 @@ pub struct BackendShared {
     /// are not returned to the pool.
     pub draining: AtomicBool,
     pub idle: IdleConns,
+    /// Passive and active health; survives swaps with the rest of this state.
+    pub health: BackendHealth,
 }
 
 #[derive(Debug, Clone)]
@@ -51,9 +55,14 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// May this backend take a new request?
+    /// Is it running, not draining, weight > 0 (what Docker and the labels say)?
     pub fn is_ready(&self) -> bool {
         self.status == BackendStatus::Ready && self.weight > 0
+    }
+
+    /// Ready, and neither ejected nor failing its active checks at `now_ms`.
+    pub fn is_available(&self, now_ms: u64) -> bool {
+        self.is_ready() && self.shared.health.is_healthy(now_ms)
     }
 }
 
@@ -63,11 +72,28 @@ pub struct Pool {
     pub opts: PoolOptions,
     pub backends: Vec<Backend>,
     pub balancer: Box<dyn Balancer>,
+    pub retry_budget: RetryBudget,
 }
 
 impl Pool {
     pub fn has_ready(&self) -> bool {
         self.backends.iter().any(Backend::is_ready)
+    }
+
+    /// Panic mode: backends are ready but none is healthy, so wharf tries
+    /// them all rather than answer 503 to everyone.
+    pub fn in_panic(&self, now_ms: u64) -> bool {
+        self.has_ready() && !self.backends.iter().any(|b| b.is_available(now_ms))
+    }
+
+    /// May one more backend be ejected (see [`health::eject::may_eject`])?
+    pub fn may_eject(&self, now_ms: u64) -> bool {
+        let ejected = self
+            .backends
+            .iter()
+            .filter(|b| b.shared.health.is_ejected(now_ms))
+            .count();
+        health::eject::may_eject(ejected, self.backends.len())
     }
 }
 
@@ -131,6 +157,9 @@ impl RoutingTable {
                     if draining {
                         shared.idle.clear();
                     }
+                    if let Some(hc) = &dp.opts.health {
+                        shared.health.enable_active(hc.rise, hc.fall);
+                    }
                     Backend {
                         key,
                         container: b.container.clone(),
@@ -142,30 +171,14 @@ impl RoutingTable {
                 })
                 .collect();
             let balancer = balance::build(dp.opts.balance, &backends);
-            let idx = t.pools.len();
+            t.add_routes(&dp.opts, t.pools.len());
             t.pools.push(Arc::new(Pool {
                 name: name.clone(),
                 opts: dp.opts.clone(),
                 backends,
                 balancer,
+                retry_budget: RetryBudget::default(),
             }));
-            let route = Route {
-                path: dp.opts.path.clone(),
-                pool: idx,
-            };
-            if dp.opts.hosts.is_empty() {
-                t.any_host.push(route);
-            } else {
-                for h in &dp.opts.hosts {
-                    match h {
-                        HostPattern::Exact(host) => t.exact.entry(host.clone()).or_default().push(route.clone()),
-                        HostPattern::Wildcard(sfx) => match t.wildcard.iter_mut().find(|(s, _)| s == sfx) {
-                            Some((_, routes)) => routes.push(route.clone()),
-                            None => t.wildcard.push((sfx.clone(), vec![route.clone()])),
-                        },
-                    }
-                }
-            }
         }
         let mut problems = Vec::new();
         let names: Vec<String> = t.pools.iter().map(|p| p.name.clone()).collect();

@@ -86,6 +86,7 @@ impl Publisher {
         log_changes(&old.desired, &d);
         if self.router.update(d) {
             debug!("routing table swapped");
+            crate::health::probe::ensure_probes(&self.router.load());
         }
     }
 }

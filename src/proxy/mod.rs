@@ -12,6 +12,7 @@ pub mod body;
 pub mod error;
 pub mod headers;
 pub mod pool;
+pub mod retry;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::balance::Context;
 use crate::config::Timeouts;
+use crate::health;
 use crate::routing::{Backend, Pool, Router};
 use body::{Guard, Tracked};
 pub use error::ProxyError;
@@ -42,6 +44,8 @@ pub struct Stats {
     pub no_backend: AtomicU64,
     pub unreachable: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Requests served in panic mode (every ready backend unhealthy).
+    pub panics: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -55,7 +59,7 @@ pub struct Proxy {
 /// Why one attempt on one backend failed, and whether the request survives it.
 enum AttemptError {
     /// The request was not sent: try elsewhere with the same request.
-    NotSent(Request<UpBody>, String),
+    NotSent(Box<Request<UpBody>>, String),
     /// The request was sent and the connection died before response headers.
     Lost(String),
     Timeout,
@@ -142,43 +146,51 @@ impl Proxy {
         *req.headers_mut() = parts.headers;
 
         let ctx = Context { client_ip: client.ip() };
+        let now = health::now_ms();
+        pool.retry_budget.deposit();
+        // Panic mode: every ready backend is ejected or failing its checks;
+        // trying them all beats answering 503 to everyone.
+        let panic = pool.in_panic(now);
+        if panic {
+            self.stats.panics.fetch_add(1, Ordering::Relaxed);
+        }
         let mut tried: Vec<usize> = Vec::with_capacity(2);
         let mut last_err = String::new();
         let max_attempts = 1 + pool.opts.retries as usize;
+        let unreachable = |detail: String| ProxyError::Unreachable {
+            pool: pool.name.clone(),
+            detail,
+        };
         loop {
             if tried.len() >= max_attempts {
-                return Err(ProxyError::Unreachable {
-                    pool: pool.name.clone(),
-                    detail: last_err,
-                });
+                return Err(unreachable(last_err));
             }
-            let Some(idx) = pick(&pool, &ctx, &tried) else {
+            let Some(idx) = pick(&pool, &ctx, &tried, now, panic) else {
                 return Err(if tried.is_empty() {
                     ProxyError::NoBackend(pool.name.clone())
                 } else {
-                    ProxyError::Unreachable {
-                        pool: pool.name.clone(),
-                        detail: last_err,
-                    }
+                    unreachable(last_err)
                 });
             };
             if !tried.is_empty() {
+                if !pool.retry_budget.try_withdraw() {
+                    return Err(unreachable(format!("{last_err}; retry budget exhausted")));
+                }
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
             tried.push(idx);
             let backend = &pool.backends[idx];
             match self.attempt(backend, req, upgrade).await {
                 Ok((mut resp, guard)) => {
+                    backend.shared.health.record_success();
                     let status = resp.status();
                     if upgrade && status == http::StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(on_client) = client_upgrade {
                             let on_backend = hyper::upgrade::on(&mut resp);
                             tokio::spawn(tunnel(on_client, on_backend, guard));
                             let (p, _) = resp.into_parts();
-                            return Ok((
-                                Response::from_parts(p, Either::Right(Full::new(Bytes::new()))),
-                                Some(backend.addr),
-                            ));
+                            let resp = Response::from_parts(p, Either::Right(Full::new(Bytes::new())));
+                            return Ok((resp, Some(backend.addr)));
                         }
                     }
                     headers::strip_hop_by_hop(resp.headers_mut(), false);
@@ -187,21 +199,16 @@ impl Proxy {
                 }
                 Err(AttemptError::NotSent(r, why)) => {
                     debug!(backend = %backend.addr, %why, "not delivered, trying another backend");
-                    backend.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    record_failure(&pool, backend, now);
                     last_err = why;
-                    req = r;
+                    req = *r;
                 }
                 Err(AttemptError::Lost(why)) => {
-                    backend.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    record_failure(&pool, backend, now);
                     last_err = why;
                     match &replay {
                         Some((m, u, h)) => req = rebuild(m, u, h),
-                        None => {
-                            return Err(ProxyError::Unreachable {
-                                pool: pool.name.clone(),
-                                detail: last_err,
-                            })
-                        }
+                        None => return Err(unreachable(last_err)),
                     }
                 }
                 Err(AttemptError::Timeout) => {
@@ -233,15 +240,13 @@ impl Proxy {
                 Some(s) => s,
                 None => match pool::connect(backend.addr, self.timeouts.connect, upgrade).await {
                     Ok(s) => s,
-                    Err(e) => return Err(AttemptError::NotSent(req, e.to_string())),
+                    Err(e) => return Err(AttemptError::NotSent(Box::new(req), e.to_string())),
                 },
             };
             if sender.ready().await.is_err() {
                 if fresh {
-                    return Err(AttemptError::NotSent(
-                        req,
-                        format!("connection to {} closed", backend.addr),
-                    ));
+                    let why = format!("connection to {} closed", backend.addr);
+                    return Err(AttemptError::NotSent(Box::new(req), why));
                 }
                 continue;
             }
@@ -259,7 +264,7 @@ impl Proxy {
                         req = r;
                         continue;
                     }
-                    Some(r) => return Err(AttemptError::NotSent(r, e.into_error().to_string())),
+                    Some(r) => return Err(AttemptError::NotSent(Box::new(r), e.into_error().to_string())),
                     None => return Err(AttemptError::Lost(e.into_error().to_string())),
                 },
             }
@@ -268,9 +273,24 @@ impl Proxy {
 }
 
 /// Ask the pool's balancer for a ready backend not yet tried by this request.
-fn pick(pool: &Pool, ctx: &Context, tried: &[usize]) -> Option<usize> {
-    let eligible = |i: usize| pool.backends[i].is_ready() && !tried.contains(&i);
+/// Ask the pool's balancer for a backend not yet tried by this request:
+/// an available one, or in panic mode any ready one.
+fn pick(pool: &Pool, ctx: &Context, tried: &[usize], now: u64, panic: bool) -> Option<usize> {
+    let eligible = |i: usize| {
+        let b = &pool.backends[i];
+        (if panic { b.is_ready() } else { b.is_available(now) }) && !tried.contains(&i)
+    };
     pool.balancer.select(&pool.backends, ctx, &eligible)
+}
+
+/// A delivery failure: count it, and eject the backend if it keeps failing
+/// and the pool can spare it.
+fn record_failure(pool: &Pool, backend: &Backend, now: u64) {
+    backend.shared.errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(d) = backend.shared.health.record_failure(now, pool.may_eject(now)) {
+        warn!(pool = %pool.name, container = %backend.container, addr = %backend.addr,
+              ejected_for_ms = d.as_millis() as u64, "backend ejected after consecutive delivery failures");
+    }
 }
 
 fn is_idempotent(m: &Method) -> bool {
