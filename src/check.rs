@@ -27,15 +27,19 @@ pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
     }
     desired::add_static(&mut desired, &cfg.static_pools);
     let table = RoutingTable::build(desired, &Registry::default(), None);
-    Ok(render(&table))
+    Ok(render(&table, &cfg.label_prefix))
 }
 
 /// The human-readable report for a table.
-pub fn render(table: &RoutingTable) -> (String, bool) {
+pub fn render(table: &RoutingTable, prefix: &str) -> (String, bool) {
     let mut out = String::new();
     let d = &table.desired;
     if table.pools.is_empty() {
-        out.push_str("no pools: no running container carries wharf.enable=true or wharf.pool=NAME\n");
+        let _ = writeln!(
+            out,
+            "no pools: no running container carries {0}.enable=true or {0}.pool=NAME",
+            prefix
+        );
     } else {
         let rows: Vec<[String; 6]> = table
             .pools

@@ -101,7 +101,7 @@ pub struct Opts {
     pub request_timeout: Duration,
 
     /// Idle keep-alive time for client connections; upstream idle connections
-    /// are closed sooner (min of this and 2s) to stay below backends' own timeouts.
+    /// are closed sooner (min of this and 900ms) to stay below backends' own timeouts.
     #[arg(long, env = "WHARF_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
     pub idle_timeout: Duration,
 
@@ -124,6 +124,11 @@ pub struct StaticPool {
     pub name: String,
     pub addrs: Vec<SocketAddr>,
 }
+
+/// Idle upstream connections are closed after at most this long: below the
+/// shortest keep-alive timeout common servers use (1 s), so wharf never
+/// reuses a connection the backend is about to close.
+pub const UPSTREAM_IDLE_MAX: Duration = Duration::from_millis(900);
 
 /// Validated settings, plain data.
 #[derive(Debug, Clone)]
@@ -157,7 +162,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(2),
             request: Duration::from_secs(60),
             client_idle: Duration::from_secs(60),
-            upstream_idle: Duration::from_secs(2),
+            upstream_idle: UPSTREAM_IDLE_MAX,
             drain: Duration::from_secs(30),
             header_read: Duration::from_secs(10),
         }
@@ -202,7 +207,7 @@ impl Opts {
                 connect: self.connect_timeout,
                 request: self.request_timeout,
                 client_idle: self.idle_timeout,
-                upstream_idle: self.idle_timeout.min(Duration::from_secs(2)),
+                upstream_idle: self.idle_timeout.min(UPSTREAM_IDLE_MAX),
                 drain: self.drain_timeout,
                 header_read: Duration::from_secs(10),
             },

@@ -125,6 +125,7 @@ impl Watcher {
                             self.discovery.update(|s| s.events += 1);
                             if hints.apply(&ev) {
                                 self.derive_and_publish(&containers, &hints);
+                                log_applied(&ev);
                             }
                             pending.get_or_insert_with(|| Instant::now() + COALESCE);
                         }
@@ -248,6 +249,34 @@ pub fn is_stop_signal(signal: &str) -> bool {
         s,
         "1" | "HUP" | "10" | "USR1" | "12" | "USR2" | "28" | "WINCH" | "18" | "CONT" | "17" | "CHLD" | "0"
     )
+}
+
+/// Log a stop signal or exit applied straight from the stream, with the time
+/// from the daemon's event to the swapped table (SIGTERM → drained).
+fn log_applied(ev: &EventMessage) {
+    let actor = ev.actor.as_ref();
+    let name = actor
+        .and_then(|a| a.attributes.as_ref())
+        .and_then(|a| a.get("name"))
+        .cloned()
+        .unwrap_or_default();
+    let id: String = actor
+        .and_then(|a| a.id.as_deref())
+        .unwrap_or("")
+        .chars()
+        .take(12)
+        .collect();
+    let lag_us = ev
+        .time_nano
+        .map(|t| (unix_now().as_nanos() as i64 - t) / 1000)
+        .unwrap_or(-1);
+    let action = ev.action.as_deref().unwrap_or("");
+    let what = if action == "kill" {
+        "stop signal: draining"
+    } else {
+        "container gone: removed"
+    };
+    info!(container = %name, id = %id, action, lag_us, "{what}");
 }
 
 fn unix_now() -> Duration {
