@@ -19,6 +19,7 @@ options (flag / environment variable):
   --health-fail                DEMO_HEALTH_FAIL=1      start with /health failing
   --no-sigterm                 DEMO_NO_SIGTERM=1       do not handle SIGTERM (as PID 1: ignore it)
   --drain-delay DURATION       DEMO_DRAIN_DELAY        on SIGTERM/SIGINT keep serving this long before draining
+  --delay DURATION             DEMO_DELAY              wait this long before answering any request but /health* and /_demo/*
   -h, --help                                           print this help
 
 probe URL: GET a plain http:// URL with a 2 s timeout; exit 0 on 2xx, else 1.
@@ -56,6 +57,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: St
     let mut health_fail = None;
     let mut no_sigterm = None;
     let mut drain_delay = None;
+    let mut delay = None;
 
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -75,6 +77,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: St
             "--name" => name = Some(value()?),
             "--keepalive-timeout" => keepalive_timeout = Some(value()?),
             "--drain-delay" => drain_delay = Some(value()?),
+            "--delay" => delay = Some(value()?),
             "--health-fail" | "--no-sigterm" if inline_value.is_some() => {
                 return Err(format!("{flag} takes no value"));
             }
@@ -100,6 +103,10 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: St
         .or_else(|| env("DEMO_DRAIN_DELAY"))
         .filter(|v| !v.is_empty())
         .map_or(Ok(Duration::ZERO), |v| parse_duration(&v))?;
+    let delay = delay
+        .or_else(|| env("DEMO_DELAY"))
+        .filter(|v| !v.is_empty())
+        .map_or(Ok(Duration::ZERO), |v| parse_duration(&v))?;
     let env_flag = |key: &str| env(key).map_or(Ok(false), |v| parse_bool(&v));
     let health_fail = health_fail.map_or_else(|| env_flag("DEMO_HEALTH_FAIL"), Ok)?;
     let no_sigterm = no_sigterm.map_or_else(|| env_flag("DEMO_NO_SIGTERM"), Ok)?;
@@ -117,6 +124,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: St
             keepalive_timeout,
             health_fail,
             drain_delay,
+            delay,
         },
     }))
 }
@@ -148,6 +156,7 @@ mod tests {
         assert_eq!(opts.config.keepalive_timeout, None);
         assert!(!opts.config.health_fail);
         assert_eq!(opts.config.drain_delay, Duration::ZERO);
+        assert_eq!(opts.config.delay, Duration::ZERO);
     }
 
     #[test]
@@ -162,6 +171,8 @@ mod tests {
                 "--health-fail",
                 "--no-sigterm",
                 "--drain-delay=2s",
+                "--delay",
+                "150ms",
             ],
             &[],
         );
@@ -171,6 +182,7 @@ mod tests {
         assert_eq!(opts.config.keepalive_timeout, Some(Duration::from_millis(500)));
         assert!(opts.config.health_fail);
         assert_eq!(opts.config.drain_delay, Duration::from_secs(2));
+        assert_eq!(opts.config.delay, Duration::from_millis(150));
     }
 
     #[test]
@@ -182,6 +194,7 @@ mod tests {
             ("DEMO_HEALTH_FAIL", "1"),
             ("DEMO_NO_SIGTERM", "true"),
             ("DEMO_DRAIN_DELAY", "3s"),
+            ("DEMO_DELAY", "20ms"),
         ];
         let opts = serve(&[], &env);
         assert_eq!(opts.listen, SocketAddr::from(([0, 0, 0, 0], 9000)));
@@ -189,6 +202,7 @@ mod tests {
         assert_eq!(opts.config.keepalive_timeout, Some(Duration::from_secs(1)));
         assert!(opts.config.health_fail && opts.no_sigterm);
         assert_eq!(opts.config.drain_delay, Duration::from_secs(3));
+        assert_eq!(opts.config.delay, Duration::from_millis(20));
 
         let opts = serve(&["--listen", ":81", "--name", "flag"], &env);
         assert_eq!(opts.listen.port(), 81);
@@ -215,6 +229,7 @@ mod tests {
         assert!(parse_with(&["--listen"], &[]).is_err());
         assert!(parse_with(&["--listen", "nowhere"], &[]).is_err());
         assert!(parse_with(&["--drain-delay", "soon"], &[]).is_err());
+        assert!(parse_with(&["--delay", "slow"], &[]).is_err());
         assert!(parse_with(&["--keepalive-timeout", "0s"], &[]).is_err());
         assert!(parse_with(&["--health-fail=1"], &[]).is_err());
         assert!(parse_with(&[], &[("DEMO_NO_SIGTERM", "perhaps")]).is_err());

@@ -32,6 +32,7 @@ pub(crate) struct State {
     requests: AtomicU64,
     in_flight: AtomicU64,
     ids: Mutex<Vec<String>>,
+    delay: Duration,
 }
 
 impl State {
@@ -46,6 +47,7 @@ impl State {
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             ids: Mutex::new(Vec::new()),
+            delay: config.delay,
         }
     }
 
@@ -88,6 +90,9 @@ pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Result<Response<
     let path = req.uri().path();
     let counted = path != "/_demo/stats" && !path.starts_with("/health");
     let _in_flight = counted.then(|| InFlight::start(&ctx.state));
+    if counted && !path.starts_with("/_demo/") && !ctx.state.delay.is_zero() {
+        tokio::time::sleep(ctx.state.delay).await;
+    }
 
     let mut response = route(&ctx, req).await;
     let headers = response.headers_mut();

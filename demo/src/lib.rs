@@ -51,6 +51,9 @@ pub struct Config {
     pub health_fail: bool,
     /// After the shutdown signal, keep accepting and serving this long.
     pub drain_delay: Duration,
+    /// Added before answering every request except `/health*` and
+    /// `/_demo/*`: makes one backend uniformly slower than its peers.
+    pub delay: Duration,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             keepalive_timeout: None,
             health_fail: false,
             drain_delay: Duration::ZERO,
+            delay: Duration::ZERO,
         }
     }
 }

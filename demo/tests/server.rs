@@ -384,3 +384,19 @@ async fn graceful_shutdown_drains() {
     assert_eq!(header(split(&response).0, "connection"), Some("close"));
     assert_eq!(read_to_close(&mut idle).await, "");
 }
+
+#[tokio::test]
+async fn delay_slows_every_request_but_health_and_stats() {
+    let mut cfg = config();
+    cfg.delay = Duration::from_millis(300);
+    let server = TestServer::start(cfg).await;
+    let started = Instant::now();
+    let response = get(server.addr, "/").await;
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+    let started = Instant::now();
+    assert!(get(server.addr, "/health").await.starts_with("HTTP/1.1 200 "));
+    assert!(get(server.addr, "/_demo/stats").await.starts_with("HTTP/1.1 200 "));
+    assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+    server.shutdown().await;
+}
