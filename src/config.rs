@@ -100,7 +100,8 @@ pub struct Opts {
     #[arg(long, env = "WHARF_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
     pub request_timeout: Duration,
 
-    /// Idle keep-alive time for client connections; upstream idle connections
+    /// Idle keep-alive time for client connections, also the time a request
+    /// head may take to arrive (slow-client guard); upstream idle connections
     /// are closed sooner (min of this and 900ms) to stay below backends' own timeouts.
     #[arg(long, env = "WHARF_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
     pub idle_timeout: Duration,
@@ -152,8 +153,6 @@ pub struct Timeouts {
     pub client_idle: Duration,
     pub upstream_idle: Duration,
     pub drain: Duration,
-    /// Slowloris guard: the whole request head must arrive within this.
-    pub header_read: Duration,
 }
 
 impl Default for Timeouts {
@@ -164,7 +163,6 @@ impl Default for Timeouts {
             client_idle: Duration::from_secs(60),
             upstream_idle: UPSTREAM_IDLE_MAX,
             drain: Duration::from_secs(30),
-            header_read: Duration::from_secs(10),
         }
     }
 }
@@ -209,7 +207,6 @@ impl Opts {
                 client_idle: self.idle_timeout,
                 upstream_idle: self.idle_timeout.min(UPSTREAM_IDLE_MAX),
                 drain: self.drain_timeout,
-                header_read: Duration::from_secs(10),
             },
             log_format: self.log_format,
             access_log: self.access_log,

@@ -31,8 +31,11 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
     builder
         .http1()
         // Without a timer hyper's header read timeout silently does nothing.
+        // The timer runs while a keep-alive connection waits for its next
+        // request too, so it is both the slow-client guard and the idle
+        // timeout (nginx's client_header_timeout and keepalive_timeout).
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header_read)
+        .header_read_timeout(timeouts.client_idle)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     builder
