@@ -38,7 +38,11 @@ pub async fn connect() -> Result<Docker, DockerError> {
         host: host.clone(),
         source,
     };
-    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    // A hung daemon should not stall the watcher for bollard's default 2 min
+    // (the timeout covers response headers, not the long-lived events body).
+    let docker = Docker::connect_with_defaults()
+        .map_err(unreachable)?
+        .with_timeout(std::time::Duration::from_secs(20));
     docker.negotiate_version().await.map_err(unreachable)
 }
 
