@@ -61,6 +61,16 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// Does `TE` ask for trailers (gRPC does)?
+pub fn te_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
 /// Prepare request headers for the backend: strip hop-by-hop and framing
 /// headers, set `X-Forwarded-For/-Proto/-Host`. Client-supplied forwarding
 /// headers are replaced, not trusted: wharf is the edge.

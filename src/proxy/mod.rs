@@ -28,10 +28,11 @@ use tracing::{debug, info, warn};
 use crate::balance::Context;
 use crate::config::Timeouts;
 use crate::health;
+use crate::labels::Protocol;
 use crate::routing::{Backend, Pool, Router};
 use body::{Guard, Tracked};
 pub use error::ProxyError;
-use pool::{Sender, UpBody};
+use pool::{Conn, UpBody};
 
 pub type RespBody = Either<Tracked, Full<Bytes>>;
 
@@ -126,23 +127,42 @@ impl Proxy {
         } else {
             pq.to_string()
         };
-        let uri: Uri = pq.parse().map_err(|_| ProxyError::BadRequest("invalid path"))?;
         let host_value = parts.headers.get(http::header::HOST).cloned().or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
         });
+        let h2 = pool.opts.protocol == Protocol::H2c && !upgrade;
+        // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
+        let te_trailers = h2 && headers::te_trailers(&parts.headers);
         headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade);
-        if let Some(h) = host_value {
-            parts.headers.insert(http::header::HOST, h);
+        let uri: Uri = if h2 {
+            // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
+            let authority = host_value
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+                .to_string();
+            format!("http://{authority}{pq}").parse()
+        } else {
+            if let Some(h) = host_value {
+                parts.headers.insert(http::header::HOST, h);
+            }
+            pq.parse()
+        }
+        .map_err(|_| ProxyError::BadRequest("invalid path or host"))?;
+        if te_trailers {
+            parts
+                .headers
+                .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
         }
         let replay = (is_idempotent(&parts.method) && body.is_end_stream())
             .then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
         let mut req = Request::new(Either::Left(body));
         *req.method_mut() = parts.method;
         *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
+        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
         *req.headers_mut() = parts.headers;
 
         let ctx = Context { client_ip: client.ip() };
@@ -180,7 +200,7 @@ impl Proxy {
             }
             tried.push(idx);
             let backend = &pool.backends[idx];
-            match self.attempt(backend, req, upgrade).await {
+            match self.attempt(backend, req, upgrade, h2).await {
                 Ok((mut resp, guard)) => {
                     backend.shared.health.record_success();
                     let status = resp.status();
@@ -207,7 +227,7 @@ impl Proxy {
                     record_failure(&pool, backend, now);
                     last_err = why;
                     match &replay {
-                        Some((m, u, h)) => req = rebuild(m, u, h),
+                        Some((m, u, h)) => req = rebuild(m, u, h, if h2 { Version::HTTP_2 } else { Version::HTTP_11 }),
                         None => return Err(unreachable(last_err)),
                     }
                 }
@@ -225,37 +245,53 @@ impl Proxy {
         backend: &Backend,
         mut req: Request<UpBody>,
         upgrade: bool,
+        h2: bool,
     ) -> Result<(Response<Incoming>, Guard), AttemptError> {
         let mut guard = Guard::new(Arc::clone(&backend.shared));
+        let idle = &backend.shared.idle;
         // A pooled connection can turn out dead; those don't count as attempts,
         // but a fresh connection is the last word on this backend.
         loop {
-            let pooled = if upgrade {
-                None
-            } else {
-                backend.shared.idle.take(self.timeouts.upstream_idle)
+            let pooled = match (upgrade, h2) {
+                (true, _) => None,
+                (false, false) => idle.take(self.timeouts.upstream_idle).map(Conn::H1),
+                (false, true) => idle.take_h2().map(Conn::H2),
             };
             let fresh = pooled.is_none();
-            let mut sender: Sender = match pooled {
-                Some(s) => s,
-                None => match pool::connect(backend.addr, self.timeouts.connect, upgrade).await {
-                    Ok(s) => s,
-                    Err(e) => return Err(AttemptError::NotSent(Box::new(req), e.to_string())),
-                },
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let connected = if h2 {
+                        pool::connect_h2(backend.addr, self.timeouts.connect).await.map(|s| {
+                            idle.set_h2(s.clone());
+                            Conn::H2(s)
+                        })
+                    } else {
+                        pool::connect(backend.addr, self.timeouts.connect, upgrade)
+                            .await
+                            .map(Conn::H1)
+                    };
+                    match connected {
+                        Ok(c) => c,
+                        Err(e) => return Err(AttemptError::NotSent(Box::new(req), e.to_string())),
+                    }
+                }
             };
-            if sender.ready().await.is_err() {
+            if conn.ready().await.is_err() {
                 if fresh {
                     let why = format!("connection to {} closed", backend.addr);
                     return Err(AttemptError::NotSent(Box::new(req), why));
                 }
                 continue;
             }
-            let sent = tokio::time::timeout(self.timeouts.request, sender.try_send_request(req)).await;
+            let sent = tokio::time::timeout(self.timeouts.request, conn.try_send(req)).await;
             match sent {
                 Err(_) => return Err(AttemptError::Timeout),
                 Ok(Ok(resp)) => {
-                    if !upgrade {
-                        guard.set_sender(sender);
+                    // HTTP/1 connections go back to the pool when the body ends;
+                    // the shared HTTP/2 one never left it.
+                    if let (Conn::H1(s), false) = (conn, upgrade) {
+                        guard.set_sender(s);
                     }
                     return Ok((resp, guard));
                 }
@@ -300,8 +336,9 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-fn rebuild(method: &Method, uri: &Uri, headers: &http::HeaderMap) -> Request<UpBody> {
+fn rebuild(method: &Method, uri: &Uri, headers: &http::HeaderMap, version: Version) -> Request<UpBody> {
     let mut r = Request::new(Either::Right(Empty::new()));
+    *r.version_mut() = version;
     *r.method_mut() = method.clone();
     *r.uri_mut() = uri.clone();
     *r.headers_mut() = headers.clone();

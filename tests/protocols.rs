@@ -1,0 +1,105 @@
+//! Protocols through wharf on the real daemon: h2c to a backend labelled
+//! `wharf.protocol=h2c`, and a WebSocket-style upgrade tunnelled both ways.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
+    let net = Network::create("h2c");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let _b = Container::run(
+        "h2c",
+        &[
+            "--network",
+            &net.name,
+            "--label",
+            "wharf.pool=grpc",
+            "--label",
+            "wharf.protocol=h2c",
+            demo_image(),
+        ],
+    );
+    let (r, _) = poll("h2c backend answers through wharf", secs(15), || async {
+        let r = wharf
+            .request("GET", "g.test", "/h2?x=1", &[("te", "trailers")], b"")
+            .await?;
+        (r.status == 200)
+            .then_some(r.clone())
+            .ok_or(format!("{} {}", r.status, r.body))
+    })
+    .await;
+    assert!(
+        r.body.contains("GET /h2?x=1 HTTP/2.0"),
+        "backend saw HTTP/2: {}",
+        r.body
+    );
+    assert!(
+        r.body.contains("Te: trailers"),
+        "te: trailers kept for gRPC: {}",
+        r.body
+    );
+    assert_eq!(r.body_field("Host"), Some("g.test"), "host carried as :authority");
+
+    let body = vec![b'z'; 100_000];
+    let echoed = wharf
+        .request("POST", "g.test", "/echo-body", &[], &body)
+        .await
+        .expect("POST through h2c");
+    assert_eq!((echoed.status, echoed.body.len()), (200, body.len()));
+    // Many requests share the one multiplexed connection.
+    let client = Client::new();
+    for _ in 0..50 {
+        assert_eq!(client.get(wharf.listen, "g.test", "/").await.expect("GET").status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_is_tunnelled_both_ways() {
+    let net = Network::create("ws");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let _b = Container::run(
+        "ws",
+        &["--network", &net.name, "--label", "wharf.pool=ws", demo_image()],
+    );
+    poll("backend in the pool", secs(15), || async {
+        (wharf.backends("ws").await.len() == 1).then_some(())
+    })
+    .await;
+
+    let mut s = tokio::net::TcpStream::connect(wharf.listen)
+        .await
+        .expect("connect to wharf");
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .expect("write upgrade request");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("101 in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    for msg in [&b"ping-1"[..], b"second message", &[0u8, 1, 2, 255]] {
+        s.write_all(msg).await.expect("write through tunnel");
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut got))
+            .await
+            .expect("echo in time")
+            .expect("read");
+        assert_eq!(got, msg);
+    }
+    // The tunnel counts as in flight until it closes.
+    let in_flight = wharf.backends("ws").await[0]["in_flight"].as_u64();
+    assert_eq!(in_flight, Some(1));
+    drop(s);
+    poll("tunnel closed and released", secs(10), || async {
+        (wharf.backends("ws").await[0]["in_flight"].as_u64() == Some(0)).then_some(())
+    })
+    .await;
+}
