@@ -218,7 +218,6 @@ pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> V
             json!({
                 "name": p.name,
                 "balance": p.opts.balance.as_str(),
-                "balance_effective": crate::balance::effective(p.opts.balance).as_str(),
                 "hosts": p.opts.hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "path": p.opts.path,
                 "strip_prefix": p.opts.strip_prefix,

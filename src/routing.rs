@@ -42,6 +42,11 @@ pub struct BackendShared {
     pub idle: IdleConns,
     /// Passive and active health; survives swaps with the rest of this state.
     pub health: BackendHealth,
+    /// Peak-EWMA of response-header latency, for `p2c`; the proxy records it.
+    pub latency: balance::Latency,
+    /// When the backend last became ready, for `wharf.slow_start`; set and
+    /// cleared by [`balance::build`].
+    pub ready_since: balance::ReadySince,
 }
 
 #[derive(Debug, Clone)]
@@ -170,7 +175,7 @@ impl RoutingTable {
                     }
                 })
                 .collect();
-            let balancer = balance::build(dp.opts.balance, &backends);
+            let balancer = balance::build(&dp.opts, &backends);
             t.add_routes(&dp.opts, t.pools.len());
             t.pools.push(Arc::new(Pool {
                 name: name.clone(),

@@ -393,10 +393,18 @@ async fn delay_slows_every_request_but_health_and_stats() {
     let started = Instant::now();
     let response = get(server.addr, "/").await;
     assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
-    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
     assert!(get(server.addr, "/health").await.starts_with("HTTP/1.1 200 "));
     assert!(get(server.addr, "/_demo/stats").await.starts_with("HTTP/1.1 200 "));
-    assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
     server.shutdown().await;
 }

@@ -1,42 +1,135 @@
 //! Backend selection: one [`Balancer`] per pool, built once per routing
-//! snapshot from the pool's backends and asked once per request.
+//! snapshot from the pool's backends ([`build`]) and asked once per request
+//! ([`Balancer::select`]) with a small [`Context`].
 //!
 //! A balancer sees every backend of its pool and an `eligible` predicate
-//! (ready, not yet tried by this request); it must pick only eligible ones and
-//! return `None` when there are none. Per-backend state that must outlive a
-//! snapshot (in-flight counts, statistics) lives in
-//! [`crate::routing::BackendShared`], never in the balancer.
+//! (ready, not draining, healthy, not ejected, not yet tried by this request);
+//! it must pick only eligible backends of positive weight and return `None`
+//! when there are none, never panic. Per-backend state that must outlive a
+//! snapshot — in-flight counts, the latency estimate, the slow-start mark —
+//! lives in [`crate::routing::BackendShared`], never in the balancer, so a
+//! routing swap loses none of it. What a balancer keeps itself (a round-robin
+//! cycle, a random generator, precomputed tables) is rebuilt with the pool.
+//!
+//! The algorithms (`wharf.balance`), each in its own file with its sources:
+//!
+//! | name | file | picks | cost per pick |
+//! | --- | --- | --- | --- |
+//! | `round_robin` | [`round_robin`] | in turn, smooth by weight (nginx) | O(n), a mutex |
+//! | `least_conn` | [`least_conn`] | fewest in flight ÷ weight, ties in turn | O(n), a mutex |
+//! | `ip_hash` | [`ip_hash`] | by client address, weighted rendezvous hashing | O(n), no lock |
+//! | `random` | [`random`] | at random by weight | O(log n), no lock |
+//! | `p2c` | [`p2c`] | better of two random by peak-EWMA load | O(log n), two tiny locks |
+//!
+//! Around any of them: [`sticky`] (`wharf.sticky=cookie`) pins a client to its
+//! backend with a cookie, and [`slow_start`] (`wharf.slow_start`) ramps a new
+//! backend's weight up. Everything is deterministic given the [`Context`]
+//! (client address, sticky cookie, the clock as `now`) and the seed of the
+//! pool's [`Rng`]: tests pin exact sequences and distributions.
 
-mod round_robin;
+pub mod ewma;
+pub mod ip_hash;
+pub mod least_conn;
+pub mod mix;
+pub mod p2c;
+pub mod random;
+pub mod round_robin;
+pub mod slow_start;
+pub mod sticky;
 
+pub use ewma::Latency;
+pub use ip_hash::IpHash;
+pub use least_conn::LeastConn;
+pub use mix::Rng;
+pub use p2c::P2c;
+pub use random::Random;
 pub use round_robin::RoundRobin;
+pub use slow_start::{Ramp, ReadySince};
+pub use sticky::Sticky;
 
 use std::net::IpAddr;
+use std::time::Instant;
 
-use crate::labels::Balance;
+use crate::docker::desired::BackendStatus;
+use crate::labels::{Balance, PoolOptions};
 use crate::routing::Backend;
 
 /// What a balancer may look at for one request.
 #[derive(Debug, Clone, Copy)]
-pub struct Context {
+pub struct Context<'a> {
+    /// The client's address (`ip_hash`).
     pub client_ip: IpAddr,
+    /// The pool's sticky cookie as the request carries it; `None` when the
+    /// pool is not sticky or the request has no such cookie.
+    pub sticky: Option<&'a str>,
+    /// The clock (slow start, latency decay), read once per request.
+    pub now: Instant,
+}
+
+impl Context<'_> {
+    pub fn new(client_ip: IpAddr, now: Instant) -> Context<'static> {
+        Context {
+            client_ip,
+            sticky: None,
+            now,
+        }
+    }
 }
 
 pub trait Balancer: Send + Sync + std::fmt::Debug {
     /// Index into `backends` of the chosen one, among those `eligible` accepts.
-    fn select(&self, backends: &[Backend], ctx: &Context, eligible: &dyn Fn(usize) -> bool) -> Option<usize>;
+    fn select(&self, backends: &[Backend], ctx: &Context<'_>, eligible: &dyn Fn(usize) -> bool) -> Option<usize>;
 }
 
-/// Build the balancer for a pool. Algorithms other than round robin are
-/// accepted as labels and currently served by smooth weighted round robin
-/// (reported in the pool's state as `balance_effective`).
-pub fn build(algorithm: Balance, backends: &[Backend]) -> Box<dyn Balancer> {
-    let _ = algorithm;
-    Box::new(RoundRobin::new(backends.len()))
+/// Build the balancer for a pool, at the current time, seeded from the OS.
+pub fn build(opts: &PoolOptions, backends: &[Backend]) -> Box<dyn Balancer> {
+    build_with(opts, backends, Instant::now(), Rng::from_os())
 }
 
-/// The algorithm actually used for `requested` (see [`build`]).
-pub fn effective(requested: Balance) -> Balance {
-    let _ = requested;
-    Balance::RoundRobin
+/// [`build`] with the clock and the generator injected.
+///
+/// It also starts or clears each backend's slow-start ramp: a backend whose
+/// container is ready is marked ready since `now` unless it already was, and
+/// any other backend loses its mark (see [`slow_start`]).
+pub fn build_with(opts: &PoolOptions, backends: &[Backend], now: Instant, rng: Rng) -> Box<dyn Balancer> {
+    for b in backends {
+        match b.status {
+            BackendStatus::Ready => b.shared.ready_since.mark(now),
+            _ => b.shared.ready_since.clear(),
+        }
+    }
+    let ramp = Ramp::new(opts.slow_start);
+    let n = backends.len();
+    let inner: Box<dyn Balancer> = match opts.balance {
+        Balance::RoundRobin => Box::new(RoundRobin::new(n, ramp)),
+        Balance::LeastConn => Box::new(LeastConn::new(n, ramp)),
+        Balance::IpHash => Box::new(IpHash::new(backends, ramp)),
+        Balance::Random => Box::new(Random::new(backends, ramp, rng)),
+        Balance::P2c => Box::new(P2c::new(backends, ramp, rng)),
+    };
+    match opts.sticky {
+        Some(_) => Box::new(Sticky::new(inner, backends)),
+        None => inner,
+    }
 }
+
+/// Calls `f` with the effective weight (× [`slow_start::SCALE`]) of every
+/// backend at `now`, without allocating for pools of up to 16.
+fn weights<R>(backends: &[Backend], ramp: Ramp, now: Instant, f: impl FnOnce(&[u64]) -> R) -> R {
+    let mut small = [0u64; 16];
+    if backends.len() <= small.len() {
+        for (s, b) in small.iter_mut().zip(backends) {
+            *s = ramp.weight(b, now);
+        }
+        return f(&small[..backends.len()]);
+    }
+    let big: Vec<u64> = backends.iter().map(|b| ramp.weight(b, now)).collect();
+    f(&big)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Helpers for the algorithms' unit tests.
+#[cfg(test)]
+pub(crate) mod testing;

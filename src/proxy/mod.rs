@@ -25,7 +25,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use tracing::{debug, info, warn};
 
-use crate::balance::Context;
+use crate::balance::{self, Context};
 use crate::config::Timeouts;
 use crate::health;
 use crate::labels::Protocol;
@@ -165,7 +165,13 @@ impl Proxy {
         *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
         *req.headers_mut() = parts.headers;
 
-        let ctx = Context { client_ip: client.ip() };
+        let sticky = pool.opts.sticky.as_ref();
+        let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
+        let ctx = Context {
+            client_ip: client.ip(),
+            sticky: cookie.as_deref(),
+            now: Instant::now(),
+        };
         let now = health::now_ms();
         pool.retry_budget.deposit();
         // Panic mode: every ready backend is ejected or failing its checks;
@@ -200,9 +206,16 @@ impl Proxy {
             }
             tried.push(idx);
             let backend = &pool.backends[idx];
+            let sent_at = Instant::now();
             match self.attempt(backend, req, upgrade, h2).await {
                 Ok((mut resp, guard)) => {
                     backend.shared.health.record_success();
+                    let answered = Instant::now();
+                    backend
+                        .shared
+                        .latency
+                        .observe(answered.saturating_duration_since(sent_at), answered);
+                    balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
                     let status = resp.status();
                     if upgrade && status == http::StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(on_client) = client_upgrade {

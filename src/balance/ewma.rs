@@ -1,0 +1,126 @@
+//! Peak-EWMA of a backend's latency, the load signal of `p2c`.
+//!
+//! After Finagle's `PeakEwma` (`finagle-core/.../loadbalancer/PeakEwma.scala`)
+//! and its port in tower and linkerd2-proxy (`tower/src/load/peak_ewma.rs`):
+//!
+//! - an observation *above* the estimate replaces it at once (the "peak"), so
+//!   a backend that turns slow is avoided from its first slow answer;
+//! - an observation below it is blended in with weight `1 − e^(−Δt/τ)`, Δt
+//!   being the time since the previous observation: the estimate comes down
+//!   over about τ (10 s, Finagle's and linkerd's default) once it is fast again;
+//! - while nothing is observed the estimate decays towards zero with the same
+//!   τ, so a backend that was avoided for being slow is tried again now and
+//!   then instead of being starved forever on old evidence;
+//! - a backend never observed counts as [`DEFAULT_RTT`] (linkerd's 30 ms).
+//!
+//! Unlike Finagle, reading the estimate does not store the decay: reads are
+//! pure, and the result depends only on the observations and the clock.
+//! What is observed is the time from sending a request to its response
+//! headers (the proxy records it), connection set-up included.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The estimate of a backend nothing has been observed from.
+pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
+/// τ, the time constant of the decay.
+pub const DECAY: Duration = Duration::from_secs(10);
+
+/// One estimate: nanoseconds, as of `at`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ewma {
+    pub ns: f64,
+    pub at: Instant,
+}
+
+/// `e^(−Δt/τ)`: the weight the old estimate keeps after `Δt`.
+fn keep(prev: Instant, now: Instant) -> f64 {
+    let dt = now.saturating_duration_since(prev).as_secs_f64();
+    (-dt / DECAY.as_secs_f64()).exp()
+}
+
+/// The estimate after observing `rtt` at `now`.
+pub fn observe(prev: Option<Ewma>, rtt: Duration, now: Instant) -> Ewma {
+    let rtt = rtt.as_nanos() as f64;
+    let ns = match prev {
+        Some(p) if rtt <= p.ns => {
+            let w = keep(p.at, now);
+            p.ns * w + rtt * (1.0 - w)
+        }
+        _ => rtt,
+    };
+    Ewma { ns, at: now }
+}
+
+/// The estimate at `now`, in nanoseconds, decayed since the last observation.
+pub fn estimate(prev: Option<Ewma>, now: Instant) -> f64 {
+    match prev {
+        Some(p) => p.ns * keep(p.at, now),
+        None => DEFAULT_RTT.as_nanos() as f64,
+    }
+}
+
+/// The estimate of one backend, in its shared state: it survives routing
+/// swaps with the backend. The lock is held for a few arithmetic operations.
+#[derive(Debug, Default)]
+pub struct Latency(Mutex<Option<Ewma>>);
+
+impl Latency {
+    pub fn observe(&self, rtt: Duration, now: Instant) {
+        let mut e = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *e = Some(observe(*e, rtt, now));
+    }
+
+    /// Nanoseconds.
+    pub fn estimate(&self, now: Instant) -> f64 {
+        estimate(*self.0.lock().unwrap_or_else(|e| e.into_inner()), now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: f64 = 1e6;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn an_unobserved_backend_counts_as_the_default() {
+        assert_eq!(Latency::default().estimate(Instant::now()), 30.0 * MS);
+    }
+
+    #[test]
+    fn a_slower_observation_takes_over_at_once() {
+        let t = Instant::now();
+        let e = observe(Some(Ewma { ns: 10.0 * MS, at: t }), ms(200), t + ms(1));
+        assert_eq!(e.ns, 200.0 * MS);
+    }
+
+    #[test]
+    fn a_faster_observation_pulls_the_estimate_down_by_elapsed_time() {
+        let t = Instant::now();
+        let slow = Some(Ewma { ns: 200.0 * MS, at: t });
+        // Right after the last one: almost no pull.
+        let soon = observe(slow, ms(10), t + ms(10)).ns;
+        assert!(soon > 199.0 * MS && soon < 200.0 * MS, "{soon}");
+        // After τ: 1/e of the old estimate is left.
+        let later = observe(slow, ms(10), t + DECAY).ns;
+        let want = 200.0 * MS / std::f64::consts::E + 10.0 * MS * (1.0 - 1.0 / std::f64::consts::E);
+        assert!((later - want).abs() < 1e-3 * MS, "{later} vs {want}");
+    }
+
+    #[test]
+    fn an_idle_estimate_decays_towards_zero_and_reads_do_not_change_it() {
+        let t = Instant::now();
+        let l = Latency::default();
+        l.observe(ms(100), t);
+        assert_eq!(l.estimate(t), 100.0 * MS);
+        let after_tau = l.estimate(t + DECAY);
+        assert!((after_tau - 100.0 * MS / std::f64::consts::E).abs() < 1e-3 * MS);
+        assert_eq!(l.estimate(t), 100.0 * MS, "reading did not store the decay");
+        assert!(l.estimate(t + 10 * DECAY) < 0.01 * MS);
+    }
+}

@@ -1,0 +1,174 @@
+//! Slow start (`wharf.slow_start=DURATION`): a backend that just became ready
+//! gets a share that grows from a floor to its full weight over the window,
+//! so a cold JIT, an empty cache or a lazily opened database pool is not
+//! handed a full share of traffic in its first second.
+//!
+//! The ramp is Envoy's (`slow_start_config` of its round robin and least
+//! request balancers, <https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/slow_start>)
+//! with aggression 1.0, i.e. linear, like HAProxy's `slowstart`: the effective
+//! weight is `weight × max(10 %, elapsed / window)`. The 10 % floor is Envoy's
+//! default `min_weight_percent`: a new backend gets *some* requests at once,
+//! which is how it warms up at all.
+//!
+//! Weights are worked in thousandths ([`SCALE`]) so the ramp is smooth with
+//! small integer weights. Every algorithm reads weights through [`Ramp`]:
+//! round robin, random and p2c spread requests in proportion to them,
+//! least_conn divides in-flight counts by them, and ip_hash's weighted
+//! rendezvous moves clients to a ramping backend a few at a time (and only
+//! to it). Because shares are relative, backends that started together
+//! (every backend when wharf itself starts) ramp together and keep their
+//! usual shares.
+//!
+//! When the ramp starts: [`super::build`] marks a backend *ready since now*
+//! the first time it builds a balancer in which the backend's container is
+//! ready (running, Docker health check passing if it has one), and clears the
+//! mark while the container is not, so a container that comes back ramps
+//! again. The mark lives in the backend's shared state and survives routing
+//! swaps. Ejection by passive health and wharf's own active checks do not
+//! restart the ramp.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::routing::Backend;
+
+/// Weights are multiplied by this, so 10 % of weight 1 is still an integer.
+pub const SCALE: u64 = 1000;
+/// A ramping backend's effective weight never goes below this share of its weight (in [`SCALE`]ths).
+pub const FLOOR: u64 = 100;
+
+/// `weight × SCALE × max(FLOOR/SCALE, elapsed/window)`; `weight × SCALE` once
+/// the window is over, or when there is no window.
+pub fn ramp(weight: u32, elapsed: Duration, window: Duration) -> u64 {
+    let full = u64::from(weight) * SCALE;
+    if elapsed >= window {
+        return full;
+    }
+    let permille = (elapsed.as_nanos() * u128::from(SCALE) / window.as_nanos()) as u64;
+    u64::from(weight) * permille.max(FLOOR)
+}
+
+/// The pool's slow-start window, applied to backends at select time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ramp {
+    window: Duration,
+}
+
+impl Ramp {
+    pub fn new(window: Duration) -> Ramp {
+        Ramp { window }
+    }
+
+    /// Off: every weight is simply `weight × SCALE`, no clock is read.
+    pub fn is_off(&self) -> bool {
+        self.window.is_zero()
+    }
+
+    /// A backend's effective weight at `now`, in [`SCALE`]ths. A backend with
+    /// no ready mark (never marked by a build) counts as fully ramped.
+    pub fn weight(&self, b: &Backend, now: Instant) -> u64 {
+        if self.is_off() {
+            return u64::from(b.weight) * SCALE;
+        }
+        match b.shared.ready_since.elapsed(now) {
+            Some(elapsed) => ramp(b.weight, elapsed, self.window),
+            None => u64::from(b.weight) * SCALE,
+        }
+    }
+}
+
+/// When a backend last became ready, in one atomic (nanoseconds from a
+/// process-wide reference instant, signed so that any `Instant` fits; 0 = not
+/// marked). Reads are a relaxed load: the request path takes no lock.
+#[derive(Debug, Default)]
+pub struct ReadySince(AtomicI64);
+
+fn reference() -> Instant {
+    static REF: OnceLock<Instant> = OnceLock::new();
+    *REF.get_or_init(Instant::now)
+}
+
+fn encode(t: Instant) -> i64 {
+    let r = reference();
+    let n = match t.checked_duration_since(r) {
+        Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        None => -i64::try_from(r.duration_since(t).as_nanos()).unwrap_or(i64::MAX),
+    };
+    if n == 0 {
+        1
+    } else {
+        n
+    }
+}
+
+impl ReadySince {
+    /// Start the ramp at `now` unless it already started.
+    pub fn mark(&self, now: Instant) {
+        let _ = self
+            .0
+            .compare_exchange(0, encode(now), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The backend is not ready: the next [`ReadySince::mark`] starts a new ramp.
+    pub fn clear(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    /// Time since the mark, `None` if not marked.
+    pub fn elapsed(&self, now: Instant) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_nanos(encode(now).saturating_sub(since).max(0) as u64)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::testing::pool;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_ramp_is_linear_from_a_ten_percent_floor_to_full_weight() {
+        let w = Duration::from_secs(10);
+        let got: Vec<u64> = [0, 1, 2, 5, 9, 10, 60].iter().map(|&s| ramp(2, s * S, w)).collect();
+        assert_eq!(got, vec![200, 200, 400, 1000, 1800, 2000, 2000]);
+        assert_eq!(ramp(1, Duration::from_millis(2_500), w), 250);
+        assert_eq!(ramp(0, 3 * S, w), 0, "weight 0 stays 0");
+    }
+
+    #[test]
+    fn no_window_means_full_weight_at_once() {
+        assert_eq!(ramp(3, Duration::ZERO, Duration::ZERO), 3 * SCALE);
+    }
+
+    #[test]
+    fn a_backend_ramps_from_its_mark_and_a_clear_restarts_the_ramp() {
+        let b = &pool(&[4])[0];
+        let t0 = Instant::now();
+        let ramp = Ramp::new(10 * S);
+        assert_eq!(ramp.weight(b, t0), 4000, "never marked: full weight");
+        b.shared.ready_since.mark(t0);
+        b.shared.ready_since.mark(t0 + 5 * S); // a later mark does not restart it
+        assert_eq!(ramp.weight(b, t0), 400);
+        assert_eq!(ramp.weight(b, t0 + 5 * S), 2000);
+        assert_eq!(ramp.weight(b, t0 + 20 * S), 4000);
+        b.shared.ready_since.clear();
+        b.shared.ready_since.mark(t0 + 20 * S);
+        assert_eq!(ramp.weight(b, t0 + 25 * S), 2000);
+        assert_eq!(Ramp::default().weight(b, t0), 4000, "off: full weight");
+    }
+
+    #[test]
+    fn instants_before_the_reference_instant_work_too() {
+        let r = ReadySince::default();
+        let before = reference().checked_sub(5 * S).expect("up for more than 5 s");
+        assert!(encode(before) < 0);
+        r.mark(before);
+        assert_eq!(r.elapsed(before + 7 * S), Some(7 * S));
+        assert_eq!(r.elapsed(before), Some(Duration::ZERO));
+    }
+}

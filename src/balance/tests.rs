@@ -1,0 +1,132 @@
+//! Properties every algorithm shares, through [`build`].
+
+use std::time::Duration;
+
+use super::testing::{ctx, epoch, pool, simulate};
+use super::*;
+use crate::labels::Sticky as StickyOpt;
+
+fn opts(balance: Balance, sticky: bool) -> PoolOptions {
+    PoolOptions {
+        balance,
+        sticky: sticky.then(|| StickyOpt { cookie: "s".into() }),
+        ..PoolOptions::default()
+    }
+}
+
+fn every_variant() -> Vec<PoolOptions> {
+    let mut v = Vec::new();
+    for &b in Balance::ALL {
+        v.push(opts(b, false));
+        v.push(opts(b, true));
+    }
+    v
+}
+
+#[test]
+fn an_empty_pool_gives_none_without_panic_for_every_algorithm() {
+    for o in every_variant() {
+        let lb = build_with(&o, &[], epoch(), Rng::new(1));
+        assert_eq!(lb.select(&[], &ctx(), &|_| true), None, "{o:?}");
+    }
+}
+
+#[test]
+fn no_algorithm_picks_an_ineligible_or_zero_weight_backend() {
+    let backends = pool(&[2, 0, 1, 3, 1]);
+    let rng = Rng::new(5);
+    for o in every_variant() {
+        let lb = build_with(&o, &backends, epoch(), Rng::new(2));
+        for round in 0..2_000 {
+            let out = rng.below(5) as usize;
+            let eligible = |i: usize| i != out;
+            let mut c = ctx();
+            c.client_ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(round as u32));
+            let Some(i) = lb.select(&backends, &c, &eligible) else {
+                panic!("{:?}: nothing picked", o.balance);
+            };
+            assert!(i != out && i != 1, "{:?} picked {i} (ineligible {out})", o.balance);
+        }
+        assert_eq!(lb.select(&backends, &ctx(), &|i| i == 1), None, "{:?}", o.balance);
+    }
+}
+
+#[test]
+fn weights_3_1_give_75_25_for_every_algorithm_that_is_not_load_based() {
+    let backends = pool(&[3, 1]);
+    for b in [
+        Balance::RoundRobin,
+        Balance::Random,
+        Balance::IpHash,
+        Balance::LeastConn,
+    ] {
+        let lb = build_with(&opts(b, false), &backends, epoch(), Rng::new(11));
+        let mut first = 0u32;
+        for n in 0..40_000u32 {
+            let mut c = ctx();
+            c.client_ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            first += u32::from(lb.select(&backends, &c, &|_| true) == Some(0));
+        }
+        let share = f64::from(first) / 40_000.0;
+        assert!((share - 0.75).abs() < 0.01, "{b:?}: {share}");
+    }
+}
+
+#[test]
+fn least_conn_steers_away_from_a_backend_ten_times_slower() {
+    let backends = pool(&[1, 1, 1]);
+    let lb = build_with(&opts(Balance::LeastConn, false), &backends, epoch(), Rng::new(1));
+    let lat = [10, 10, 100].map(Duration::from_millis);
+    let n = simulate(lb.as_ref(), &backends, &lat, 8, 3_000);
+    let slow = f64::from(n[2]) / 3_000.0;
+    eprintln!("least_conn, 8 clients, latencies 10/10/100 ms: picks {n:?}, slow share {slow:.3}");
+    assert!(slow < 0.15, "{n:?}");
+}
+
+#[test]
+fn build_starts_the_slow_start_ramp_of_ready_backends_only() {
+    let mut backends = pool(&[1, 1]);
+    backends[1].status = crate::docker::desired::BackendStatus::Draining;
+    let t = epoch();
+    build_with(&opts(Balance::RoundRobin, false), &backends, t, Rng::new(1));
+    assert_eq!(
+        backends[0].shared.ready_since.elapsed(t + Duration::from_secs(1)),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(backends[1].shared.ready_since.elapsed(t), None);
+    // A later build does not restart a running ramp.
+    build_with(
+        &opts(Balance::RoundRobin, false),
+        &backends,
+        t + Duration::from_secs(5),
+        Rng::new(1),
+    );
+    assert_eq!(
+        backends[0].shared.ready_since.elapsed(t + Duration::from_secs(6)),
+        Some(Duration::from_secs(6))
+    );
+}
+
+#[test]
+fn a_backend_in_slow_start_gets_a_growing_share_of_round_robin() {
+    let backends = pool(&[1, 1]);
+    let o = PoolOptions {
+        slow_start: Duration::from_secs(10),
+        ..PoolOptions::default()
+    };
+    let t = epoch();
+    backends[0].shared.ready_since.mark(t);
+    let lb = build_with(&o, &backends, t + Duration::from_secs(60), Rng::new(1));
+    // Backend 1 becomes ready at t + 60 s (the build marked it).
+    let share_at = |after: u64| {
+        let mut c = ctx();
+        c.now = t + Duration::from_secs(60 + after);
+        let picks: Vec<_> = (0..1100).filter_map(|_| lb.select(&backends, &c, &|_| true)).collect();
+        picks.iter().filter(|&&i| i == 1).count() as f64 / picks.len() as f64
+    };
+    let shares: Vec<f64> = [0, 5, 10].iter().map(|&s| share_at(s)).collect();
+    // weight 0.1 vs 1, then 0.5 vs 1, then 1 vs 1.
+    for (got, want) in shares.iter().zip([0.1 / 1.1, 0.5 / 1.5, 0.5]) {
+        assert!((got - want).abs() < 0.01, "{shares:?}");
+    }
+}
