@@ -34,8 +34,8 @@
 use std::net::IpAddr;
 
 use super::mix::{hash_bytes, mix64, unit};
-use super::slow_start::Ramp;
-use super::{weights, Balancer, Context};
+use super::slow_start::{Ramp, Weights};
+use super::{Balancer, Context};
 use crate::routing::{Backend, BackendKey};
 
 /// Seed of the backend and client hashes (any constant will do; changing it
@@ -49,14 +49,15 @@ pub struct IpHash {
     /// All backends have the same weight and there is no slow start:
     /// comparing raw hashes gives the same answer without logarithms.
     uniform: bool,
-    ramp: Ramp,
+    weights: Weights,
 }
 
 impl IpHash {
     pub fn new(backends: &[Backend], ramp: Ramp) -> IpHash {
         let ids = backends.iter().map(|b| backend_hash(&b.key)).collect();
         let uniform = ramp.is_off() && backends.windows(2).all(|w| w[0].weight == w[1].weight);
-        IpHash { ids, uniform, ramp }
+        let weights = Weights::new(backends, ramp);
+        IpHash { ids, uniform, weights }
     }
 }
 
@@ -110,7 +111,7 @@ impl Balancer for IpHash {
             return None;
         }
         let client = client_hash(ctx.client_ip);
-        weights(backends, self.ramp, ctx.now, |w| {
+        self.weights.with(backends, ctx.now, |w| {
             pick(client, &self.ids, w, self.uniform, eligible)
         })
     }

@@ -24,21 +24,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::round_robin::smooth_pick;
-use super::slow_start::Ramp;
-use super::{weights, Balancer, Context};
+use super::slow_start::{Ramp, Weights};
+use super::{Balancer, Context};
 use crate::routing::Backend;
 
 #[derive(Debug)]
 pub struct LeastConn {
     current: Mutex<Vec<i64>>,
-    ramp: Ramp,
+    weights: Weights,
 }
 
 impl LeastConn {
-    pub fn new(n: usize, ramp: Ramp) -> Self {
+    pub fn new(backends: &[Backend], ramp: Ramp) -> Self {
         LeastConn {
-            current: Mutex::new(vec![0; n]),
-            ramp,
+            current: Mutex::new(vec![0; backends.len()]),
+            weights: Weights::new(backends, ramp),
         }
     }
 
@@ -95,7 +95,7 @@ pub fn pick(
 
 impl Balancer for LeastConn {
     fn select(&self, backends: &[Backend], ctx: &Context<'_>, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
-        weights(backends, self.ramp, ctx.now, |w| {
+        self.weights.with(backends, ctx.now, |w| {
             let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
             let load = |i: usize| backends[i].shared.in_flight.load(Ordering::Relaxed);
             pick(&mut current, w, load, eligible)
@@ -120,13 +120,13 @@ mod tests {
 
     #[test]
     fn the_least_loaded_backend_wins() {
-        let lc = LeastConn::new(3, Ramp::default());
+        let lc = LeastConn::new(&[], Ramp::default());
         assert_eq!(seq(&lc, &[4, 1, 3], &[1, 1, 1], 3), "bbb");
     }
 
     #[test]
     fn load_is_relative_to_weight() {
-        let lc = LeastConn::new(2, Ramp::default());
+        let lc = LeastConn::new(&[], Ramp::default());
         // 5 in flight on weight 3 (1.67 each) beats 2 on weight 1.
         assert_eq!(seq(&lc, &[5, 2], &[3, 1], 2), "aa");
         assert_eq!(seq(&lc, &[7, 2], &[3, 1], 2), "bb");
@@ -134,17 +134,17 @@ mod tests {
 
     #[test]
     fn ties_are_broken_round_robin_not_by_index() {
-        let lc = LeastConn::new(4, Ramp::default());
+        let lc = LeastConn::new(&[], Ramp::default());
         assert_eq!(seq(&lc, &[0, 0, 0, 5], &[1, 1, 1, 1], 6), "abcabc");
         // With nothing in flight it is smooth weighted round robin.
-        let lc = LeastConn::new(3, Ramp::default());
+        let lc = LeastConn::new(&[], Ramp::default());
         assert_eq!(seq(&lc, &[0, 0, 0], &[5, 1, 1], 7), "aabacaa");
     }
 
     #[test]
     fn never_picks_a_busier_backend() {
         let rng = Rng::new(42);
-        let lc = LeastConn::new(8, Ramp::default());
+        let lc = LeastConn::new(&[], Ramp::default());
         for _ in 0..10_000 {
             let loads: Vec<u64> = (0..8).map(|_| rng.below(6)).collect();
             let weights: Vec<u64> = (0..8).map(|_| 1 + rng.below(4)).collect();
@@ -169,11 +169,14 @@ mod tests {
 
     #[test]
     fn ineligible_and_zero_weight_backends_are_skipped_and_an_empty_pool_gives_none() {
-        let lc = LeastConn::new(3, Ramp::default());
+        let lc = LeastConn::new(&[], Ramp::default());
         assert_eq!(lc.pick(&[5, 0, 0], &[1, 0, 1], &|i| i != 2), Some(0));
         assert_eq!(lc.pick(&[0, 0, 0], &[1, 1, 1], &|_| false), None);
         assert_eq!(lc.pick(&[], &[], &|_| true), None);
-        assert_eq!(LeastConn::new(0, Ramp::default()).select(&[], &ctx(), &|_| true), None);
+        assert_eq!(
+            LeastConn::new(&[], Ramp::default()).select(&[], &ctx(), &|_| true),
+            None
+        );
     }
 
     #[test]
@@ -181,7 +184,7 @@ mod tests {
         let backends = pool(&[1, 1, 1]);
         backends[0].shared.in_flight.store(2, Ordering::Relaxed);
         backends[2].shared.in_flight.store(1, Ordering::Relaxed);
-        let lc = LeastConn::new(3, Ramp::default());
+        let lc = LeastConn::new(&backends, Ramp::default());
         assert_eq!(lc.select(&backends, &ctx(), &|_| true), Some(1));
         backends[1].shared.in_flight.store(3, Ordering::Relaxed);
         assert_eq!(lc.select(&backends, &ctx(), &|_| true), Some(2));
@@ -191,7 +194,7 @@ mod tests {
     fn large_pools_work_beyond_the_stack_buffer() {
         let mut loads = vec![3u64; 50];
         loads[37] = 1;
-        let lc = LeastConn::new(50, Ramp::default());
+        let lc = LeastConn::new(&[], Ramp::default());
         assert_eq!(lc.pick(&loads, &[1; 50], &|_| true), Some(37));
     }
 }

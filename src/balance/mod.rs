@@ -44,7 +44,7 @@ pub use mix::Rng;
 pub use p2c::P2c;
 pub use random::Random;
 pub use round_robin::RoundRobin;
-pub use slow_start::{Ramp, ReadySince};
+pub use slow_start::{Ramp, ReadySince, Weights};
 pub use sticky::Sticky;
 
 use std::net::IpAddr;
@@ -99,10 +99,9 @@ pub fn build_with(opts: &PoolOptions, backends: &[Backend], now: Instant, rng: R
         }
     }
     let ramp = Ramp::new(opts.slow_start);
-    let n = backends.len();
     let inner: Box<dyn Balancer> = match opts.balance {
-        Balance::RoundRobin => Box::new(RoundRobin::new(n, ramp)),
-        Balance::LeastConn => Box::new(LeastConn::new(n, ramp)),
+        Balance::RoundRobin => Box::new(RoundRobin::new(backends, ramp)),
+        Balance::LeastConn => Box::new(LeastConn::new(backends, ramp)),
         Balance::IpHash => Box::new(IpHash::new(backends, ramp)),
         Balance::Random => Box::new(Random::new(backends, ramp, rng)),
         Balance::P2c => Box::new(P2c::new(backends, ramp, rng)),
@@ -111,20 +110,6 @@ pub fn build_with(opts: &PoolOptions, backends: &[Backend], now: Instant, rng: R
         Some(_) => Box::new(Sticky::new(inner, backends)),
         None => inner,
     }
-}
-
-/// Calls `f` with the effective weight (× [`slow_start::SCALE`]) of every
-/// backend at `now`, without allocating for pools of up to 16.
-fn weights<R>(backends: &[Backend], ramp: Ramp, now: Instant, f: impl FnOnce(&[u64]) -> R) -> R {
-    let mut small = [0u64; 16];
-    if backends.len() <= small.len() {
-        for (s, b) in small.iter_mut().zip(backends) {
-            *s = ramp.weight(b, now);
-        }
-        return f(&small[..backends.len()]);
-    }
-    let big: Vec<u64> = backends.iter().map(|b| ramp.weight(b, now)).collect();
-    f(&big)
 }
 
 #[cfg(test)]

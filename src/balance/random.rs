@@ -16,8 +16,8 @@
 //! while a backend is ramping up (the weights then change with time).
 
 use super::mix::Rng;
-use super::slow_start::{Ramp, SCALE};
-use super::{weights, Balancer, Context};
+use super::slow_start::{Ramp, Weights, SCALE};
+use super::{Balancer, Context};
 use crate::routing::Backend;
 
 /// Draws on the precomputed table before falling back to the exact pass.
@@ -28,7 +28,7 @@ const TRIES: usize = 4;
 pub struct Draw {
     /// Running sums of the backends' weights (× SCALE) as built.
     cumulative: Vec<u64>,
-    ramp: Ramp,
+    weights: Weights,
 }
 
 impl Draw {
@@ -41,7 +41,10 @@ impl Draw {
                 sum
             })
             .collect();
-        Draw { cumulative, ramp }
+        Draw {
+            cumulative,
+            weights: Weights::new(backends, ramp),
+        }
     }
 
     /// An eligible backend of positive weight, with probability proportional
@@ -54,7 +57,7 @@ impl Draw {
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let total = self.cumulative.last().copied().unwrap_or(0);
-        if self.ramp.is_off() && total > 0 && self.cumulative.len() == backends.len() {
+        if self.weights.ramp().is_off() && total > 0 && self.cumulative.len() == backends.len() {
             for _ in 0..TRIES {
                 let r = rng.below(total);
                 let i = self.cumulative.partition_point(|&c| c <= r);
@@ -63,7 +66,7 @@ impl Draw {
                 }
             }
         }
-        weights(backends, self.ramp, ctx.now, |w| pick(rng, w, eligible))
+        self.weights.with(backends, ctx.now, |w| pick(rng, w, eligible))
     }
 }
 

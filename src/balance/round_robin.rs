@@ -16,21 +16,21 @@
 
 use std::sync::Mutex;
 
-use super::slow_start::Ramp;
-use super::{weights, Balancer, Context};
+use super::slow_start::{Ramp, Weights};
+use super::{Balancer, Context};
 use crate::routing::Backend;
 
 #[derive(Debug)]
 pub struct RoundRobin {
     current: Mutex<Vec<i64>>,
-    ramp: Ramp,
+    weights: Weights,
 }
 
 impl RoundRobin {
-    pub fn new(n: usize, ramp: Ramp) -> Self {
+    pub fn new(backends: &[Backend], ramp: Ramp) -> Self {
         RoundRobin {
-            current: Mutex::new(vec![0; n]),
-            ramp,
+            current: Mutex::new(vec![0; backends.len()]),
+            weights: Weights::new(backends, ramp),
         }
     }
 
@@ -75,7 +75,7 @@ pub fn smooth_pick(
 
 impl Balancer for RoundRobin {
     fn select(&self, backends: &[Backend], ctx: &Context<'_>, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
-        weights(backends, self.ramp, ctx.now, |w| self.pick(w, eligible))
+        self.weights.with(backends, ctx.now, |w| self.pick(w, eligible))
     }
 }
 
@@ -85,7 +85,7 @@ mod tests {
     use crate::balance::testing::{ctx, pool};
 
     fn run(weights: &[u64], n: usize) -> String {
-        let rr = RoundRobin::new(weights.len(), Ramp::default());
+        let rr = RoundRobin::new(&[], Ramp::default());
         (0..n)
             .map(|_| {
                 rr.pick(weights, &|_| true)
@@ -113,14 +113,14 @@ mod tests {
 
     #[test]
     fn empty_pool_returns_none_without_panic() {
-        let rr = RoundRobin::new(0, Ramp::default());
+        let rr = RoundRobin::new(&[], Ramp::default());
         assert_eq!(rr.pick(&[], &|_| true), None);
         assert_eq!(rr.select(&[], &ctx(), &|_| true), None);
     }
 
     #[test]
     fn ineligible_backends_are_skipped() {
-        let rr = RoundRobin::new(3, Ramp::default());
+        let rr = RoundRobin::new(&pool(&[1; 3]), Ramp::default());
         let picks: Vec<_> = (0..4).map(|_| rr.pick(&[1, 1, 1], &|i| i != 1)).collect();
         assert_eq!(picks, vec![Some(0), Some(2), Some(0), Some(2)]);
         assert_eq!(rr.pick(&[1, 1, 1], &|_| false), None);
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn shares_over_a_cycle_equal_weights() {
-        let rr = RoundRobin::new(3, Ramp::default());
+        let rr = RoundRobin::new(&pool(&[1; 3]), Ramp::default());
         let mut n = [0; 3];
         for _ in 0..600 {
             n[rr.pick(&[3, 2, 1], &|_| true).unwrap_or(9)] += 1;
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn select_reads_the_backends_weights_and_gives_the_nginx_sequence() {
         let backends = pool(&[5, 1, 1]);
-        let rr = RoundRobin::new(3, Ramp::default());
+        let rr = RoundRobin::new(&backends, Ramp::default());
         let seq: String = (0..7)
             .map(|_| match rr.select(&backends, &ctx(), &|_| true) {
                 Some(i) => (b'a' + i as u8) as char,
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn a_pool_larger_than_the_stack_buffer_is_served_too() {
         let backends = pool(&[1; 40]);
-        let rr = RoundRobin::new(40, Ramp::default());
+        let rr = RoundRobin::new(&backends, Ramp::default());
         let picks: Vec<_> = (0..40)
             .filter_map(|_| rr.select(&backends, &ctx(), &|_| true))
             .collect();

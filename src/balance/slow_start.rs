@@ -78,6 +78,46 @@ impl Ramp {
     }
 }
 
+/// A pool's effective weights, the way every algorithm reads them: computed
+/// once at build when there is no slow start (a pick then reads a slice),
+/// else at each pick from the clock.
+#[derive(Debug)]
+pub struct Weights {
+    ramp: Ramp,
+    fixed: Vec<u64>,
+}
+
+impl Weights {
+    pub fn new(backends: &[Backend], ramp: Ramp) -> Weights {
+        let fixed = match ramp.is_off() {
+            true => backends.iter().map(|b| u64::from(b.weight) * SCALE).collect(),
+            false => Vec::new(),
+        };
+        Weights { ramp, fixed }
+    }
+
+    pub fn ramp(&self) -> Ramp {
+        self.ramp
+    }
+
+    /// Calls `f` with the weight (in [`SCALE`]ths) of every backend at `now`,
+    /// without allocating for pools of up to 16 when they must be computed.
+    pub fn with<R>(&self, backends: &[Backend], now: Instant, f: impl FnOnce(&[u64]) -> R) -> R {
+        if self.ramp.is_off() && self.fixed.len() == backends.len() {
+            return f(&self.fixed);
+        }
+        let mut small = [0u64; 16];
+        if backends.len() <= small.len() {
+            for (s, b) in small.iter_mut().zip(backends) {
+                *s = self.ramp.weight(b, now);
+            }
+            return f(&small[..backends.len()]);
+        }
+        let big: Vec<u64> = backends.iter().map(|b| self.ramp.weight(b, now)).collect();
+        f(&big)
+    }
+}
+
 /// When a backend last became ready, in one atomic (nanoseconds from a
 /// process-wide reference instant, signed so that any `Instant` fits; 0 = not
 /// marked). Reads are a relaxed load: the request path takes no lock.
@@ -138,6 +178,19 @@ mod tests {
         assert_eq!(got, vec![200, 200, 400, 1000, 1800, 2000, 2000]);
         assert_eq!(ramp(1, Duration::from_millis(2_500), w), 250);
         assert_eq!(ramp(0, 3 * S, w), 0, "weight 0 stays 0");
+    }
+
+    #[test]
+    fn weights_are_fixed_without_a_window_and_ramped_with_one() {
+        let backends = pool(&[1, 3]);
+        let t0 = Instant::now();
+        backends[1].shared.ready_since.mark(t0);
+        let fixed = Weights::new(&backends, Ramp::default());
+        assert_eq!(fixed.with(&backends, t0, <[u64]>::to_vec), vec![1000, 3000]);
+        let ramped = Weights::new(&backends, Ramp::new(10 * S));
+        assert_eq!(ramped.with(&backends, t0 + 5 * S, <[u64]>::to_vec), vec![1000, 1500]);
+        let many = pool(&[2; 20]);
+        assert_eq!(ramped.with(&many, t0, <[u64]>::to_vec), vec![2000; 20]);
     }
 
     #[test]

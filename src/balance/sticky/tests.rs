@@ -8,7 +8,7 @@ use crate::balance::slow_start::Ramp;
 use crate::balance::testing::{ctx, pool};
 
 fn sticky(backends: &[Backend]) -> Sticky {
-    Sticky::new(Box::new(RoundRobin::new(backends.len(), Ramp::default())), backends)
+    Sticky::new(Box::new(RoundRobin::new(backends, Ramp::default())), backends)
 }
 
 fn opts() -> labels::Sticky {
