@@ -1,0 +1,132 @@
+//! `cargo bench --bench balance`: the cost of one `select()` per algorithm and
+//! pool size, in nanoseconds, single-threaded, with the eligibility check the
+//! proxy uses. Prints a Markdown table.
+//!
+//! Figures are the fastest of several rounds, so they show the cost of the
+//! algorithm rather than the load of the machine.
+//!
+//! Each pool has weights 1–3, a few requests in flight and latency estimates
+//! on every backend; `ip_hash` and the sticky rows vary the client address
+//! or cookie on every call. "slow start" rows have a 60 s window still running,
+//! so weights are computed per call (the O(n) path of every algorithm).
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wharf::balance::{self, sticky, Context, Rng};
+use wharf::docker::desired::BackendStatus;
+use wharf::labels::{Balance, PoolOptions, Sticky};
+use wharf::routing::{Backend, BackendKey, BackendShared};
+
+const SIZES: [usize; 3] = [10, 100, 1000];
+
+fn pool(n: usize, now: Instant) -> Vec<Backend> {
+    (0..n)
+        .map(|i| {
+            let addr = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + i as u32 + 1), 8080));
+            let shared = Arc::new(BackendShared::default());
+            shared.in_flight.store((i % 4) as u64, Ordering::Relaxed);
+            shared
+                .latency
+                .observe(Duration::from_micros(500 + (i as u64 * 37) % 900), now);
+            Backend {
+                key: BackendKey {
+                    id: format!("{i:064x}"),
+                    addr,
+                },
+                container: format!("app-{i}"),
+                addr,
+                weight: 1 + (i % 3) as u32,
+                status: BackendStatus::Ready,
+                shared,
+            }
+        })
+        .collect()
+}
+
+/// Nanoseconds per select.
+fn measure(opts: &PoolOptions, n: usize, sticky_hits: bool) -> f64 {
+    let now = Instant::now();
+    let backends = pool(n, now);
+    let lb = balance::build_with(opts, &backends, now, Rng::new(42));
+    let tokens: Vec<String> = backends.iter().map(|b| sticky::token_string(&b.key)).collect();
+    let eligible = |i: usize| backends[i].is_ready();
+    let run = |iters: u64| {
+        let start = Instant::now();
+        for k in 0..iters {
+            let ip = IpAddr::V4(Ipv4Addr::from(0xc000_0000u32.wrapping_add(k as u32 * 2_654_435_761)));
+            let mut ctx = Context::new(ip, now);
+            if sticky_hits {
+                ctx.sticky = Some(&tokens[k as usize % n]);
+            }
+            black_box(lb.select(black_box(&backends), &ctx, &eligible));
+        }
+        start.elapsed()
+    };
+    // Size a round to ~30 ms, then keep the fastest of 7 rounds: the machine
+    // may be busy with other work, and interference only ever adds time.
+    let mut iters = 1_000u64;
+    while run(iters) < Duration::from_millis(30) {
+        iters *= 2;
+    }
+    let best = (0..7).map(|_| run(iters)).min().unwrap_or_default();
+    best.as_nanos() as f64 / iters as f64
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too, quickly.
+    if std::env::args().all(|a| a != "--bench") {
+        println!("balance bench: run with `cargo bench --bench balance`");
+        return;
+    }
+    let plain = |balance| PoolOptions {
+        balance,
+        ..PoolOptions::default()
+    };
+    let mut rows: Vec<(String, PoolOptions, bool)> = Balance::ALL
+        .iter()
+        .map(|&b| (b.as_str().to_string(), plain(b), false))
+        .collect();
+    let sticky = Some(Sticky {
+        cookie: "wharf_sticky".into(),
+    });
+    rows.push((
+        "sticky (cookie hit) + round_robin".into(),
+        PoolOptions {
+            sticky: sticky.clone(),
+            ..PoolOptions::default()
+        },
+        true,
+    ));
+    rows.push((
+        "sticky (no cookie) + round_robin".into(),
+        PoolOptions {
+            sticky,
+            ..PoolOptions::default()
+        },
+        false,
+    ));
+    for &b in &[Balance::RoundRobin, Balance::P2c] {
+        rows.push((
+            format!("{} + slow start ramping", b.as_str()),
+            PoolOptions {
+                balance: b,
+                slow_start: Duration::from_secs(60),
+                ..PoolOptions::default()
+            },
+            false,
+        ));
+    }
+    println!("| algorithm | 10 backends | 100 backends | 1,000 backends |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, opts, hits) in &rows {
+        let cells: Vec<String> = SIZES
+            .iter()
+            .map(|&n| format!("{:.0} ns", measure(opts, n, *hits)))
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+}
