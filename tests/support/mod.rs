@@ -73,11 +73,13 @@
 pub mod build;
 pub mod docker;
 pub mod http;
+pub mod load;
 pub mod wharf;
 
 pub use self::build::{binaries, demo_image, require_docker, wharf_image, workspace_root, Binaries};
 pub use self::docker::{container_ip, docker, docker_ok, docker_try, unique, Compose, Container, Network};
 pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
+pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
 pub use self::wharf::{free_port, wharf_check, wharf_run, Wharf};
 
 pub use std::time::Duration;
