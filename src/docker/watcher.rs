@@ -13,11 +13,14 @@
 //!    without waiting for the re-list: it is the first sign of `docker stop`;
 //! 4. a `die` or `destroy` removes its container at once and keeps it out
 //!    of re-listings until the daemon stops listing it or it starts again:
-//!    a listing taken just after `die` can still show it running;
+//!    a listing taken just after `die` can still show it running; likewise
+//!    `pause`, `unpause` and `health_status` override the listing until it
+//!    agrees (Docker 20.10 logs these events before updating what it lists),
+//!    and every burst is followed by one more re-list 250 ms later;
 //! 5. when the stream ends or fails, keep the current table, back off with
 //!    jitter, reconnect and re-list; also re-list every minute regardless.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,12 +33,14 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 use super::client;
-use super::desired::{self, ContainerInfo, Desired, Settings};
+use super::desired::{self, ContainerInfo, Desired, Health, Settings};
 use crate::config::StaticPool;
 use crate::routing::Router;
 
 /// How long a burst of events is gathered before one re-list.
 const COALESCE: Duration = Duration::from_millis(3);
+/// A second look after an event burst.
+const SETTLE: Duration = Duration::from_millis(250);
 /// Re-list even without events, in case the daemon dropped some.
 const RESYNC: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -133,8 +138,10 @@ impl Watcher {
                         None => break "events stream ended".to_string(),
                     },
                     _ = sleep_until(deadline) => {
-                        pending = None;
-                        resync = Instant::now() + RESYNC;
+                        // After an event burst, look once more a moment later:
+                        // the daemon can announce a change before its listing shows it.
+                        let after_events = pending.take().is_some();
+                        resync = Instant::now() + if after_events { SETTLE } else { RESYNC };
                         if let Err(e) = self.relist(&mut containers, &mut hints).await {
                             break e.to_string();
                         }
@@ -203,6 +210,10 @@ pub struct Hints {
     pub draining: HashSet<String>,
     /// Died or destroyed: gone, even if a listing still shows it running.
     pub dead: HashSet<String>,
+    /// Paused (true) or unpaused (false) per the stream, until a listing agrees.
+    pub paused: HashMap<String, bool>,
+    /// Health per the stream, until a listing agrees.
+    pub health: HashMap<String, Health>,
 }
 
 impl Hints {
@@ -225,20 +236,54 @@ impl Hints {
                 signal.is_none_or(|s| is_stop_signal(s)) && self.draining.insert(id)
             }
             Some("die") | Some("destroy") => self.dead.insert(id),
-            Some("start") | Some("restart") | Some("unpause") => {
+            Some("pause") => self.paused.insert(id, true) != Some(true),
+            Some("unpause") => self.paused.insert(id, false) != Some(false),
+            Some("start") | Some("restart") => {
                 self.draining.remove(&id);
                 self.dead.remove(&id);
+                self.paused.remove(&id);
+                self.health.remove(&id);
                 false
+            }
+            Some(a) if a.starts_with("health_status") => {
+                let h = match a.rsplit(':').next().map(str::trim) {
+                    Some("healthy") => Health::Healthy,
+                    Some("unhealthy") => Health::Unhealthy,
+                    Some("starting") => Health::Starting,
+                    _ => return false,
+                };
+                self.health.insert(id, h) != Some(h)
             }
             _ => false,
         }
     }
 
-    /// Containers the daemon no longer lists need no hint any more.
+    /// Containers the daemon no longer lists need no hint any more, and a
+    /// hint the listing agrees with has done its job.
     pub fn forget_missing(&mut self, listed: &[ContainerInfo]) {
-        let present = |id: &String| listed.iter().any(|c| &c.id == id);
-        self.draining.retain(present);
-        self.dead.retain(present);
+        let find = |id: &String| listed.iter().find(|c| &c.id == id);
+        self.draining.retain(|id| find(id).is_some());
+        self.dead.retain(|id| find(id).is_some());
+        self.paused.retain(|id, p| find(id).is_some_and(|c| c.paused != *p));
+        self.health.retain(|id, h| find(id).is_some_and(|c| c.health != *h));
+    }
+
+    /// The listing with the stream's newer knowledge applied.
+    pub fn overlay(&self, listed: &[ContainerInfo]) -> Vec<ContainerInfo> {
+        listed
+            .iter()
+            .filter(|c| !self.dead.contains(&c.id))
+            .map(|c| {
+                let mut c = c.clone();
+                if let Some(p) = self.paused.get(&c.id) {
+                    c.paused = *p;
+                }
+                if let Some(h) = self.health.get(&c.id) {
+                    c.health = *h;
+                }
+                c
+            })
+            .collect()
     }
 }
 
@@ -367,6 +412,42 @@ mod tests {
         assert!(!h.apply(&ev("kill", Some("1"))));
         assert!(!h.apply(&ev("kill", Some("SIGHUP"))));
         assert!(h.draining.is_empty());
+    }
+
+    fn listed(paused: bool, health: Health) -> ContainerInfo {
+        ContainerInfo {
+            id: "c1".into(),
+            name: "c1".into(),
+            labels: HashMap::new(),
+            networks: Default::default(),
+            exposed_ports: vec![],
+            created: 0,
+            paused,
+            health,
+        }
+    }
+
+    #[test]
+    fn pause_and_health_events_override_a_lagging_listing_until_it_agrees() {
+        let mut h = Hints::default();
+        assert!(h.apply(&ev("pause", None)));
+        assert!(h.apply(&ev("health_status: unhealthy", None)));
+        let stale = [listed(false, Health::Healthy)];
+        let seen = h.overlay(&stale);
+        assert!(seen[0].paused && seen[0].health == Health::Unhealthy);
+        h.forget_missing(&stale);
+        assert_eq!(
+            h.paused.len() + h.health.len(),
+            2,
+            "listing still disagrees: hints kept"
+        );
+        h.forget_missing(&[listed(true, Health::Unhealthy)]);
+        assert!(
+            h.paused.is_empty() && h.health.is_empty(),
+            "listing agrees: hints dropped"
+        );
+        assert!(h.apply(&ev("unpause", None)));
+        assert!(!h.overlay(&[listed(true, Health::Unhealthy)])[0].paused);
     }
 
     #[test]
