@@ -5,10 +5,11 @@
 //! Figures are the fastest of several rounds, so they show the cost of the
 //! algorithm rather than the load of the machine.
 //!
-//! Each pool has weights 1–3, a few requests in flight and latency estimates
-//! on every backend; `ip_hash` and the sticky rows vary the client address
-//! or cookie on every call. "slow start" rows have a 60 s window still running,
-//! so weights are computed per call (the O(n) path of every algorithm).
+//! Each pool has weights 1, 2, 3, 1, 2, 3, … (all 1 where the row says so), a
+//! few requests in flight and latency estimates on every backend; every call
+//! has another client address, and in the "cookie hit" row another valid
+//! sticky cookie. "During slow start" rows are asked while every backend is
+//! still ramping (a 60 s window), when weights are computed at each pick.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,7 +24,7 @@ use wharf::routing::{Backend, BackendKey, BackendShared};
 
 const SIZES: [usize; 3] = [10, 100, 1000];
 
-fn pool(n: usize, now: Instant) -> Vec<Backend> {
+fn pool(n: usize, now: Instant, equal: bool) -> Vec<Backend> {
     (0..n)
         .map(|i| {
             let addr = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + i as u32 + 1), 8080));
@@ -39,7 +40,7 @@ fn pool(n: usize, now: Instant) -> Vec<Backend> {
                 },
                 container: format!("app-{i}"),
                 addr,
-                weight: 1 + (i % 3) as u32,
+                weight: if equal { 1 } else { 1 + (i % 3) as u32 },
                 status: BackendStatus::Ready,
                 shared,
             }
@@ -48,9 +49,10 @@ fn pool(n: usize, now: Instant) -> Vec<Backend> {
 }
 
 /// Nanoseconds per select.
-fn measure(opts: &PoolOptions, n: usize, sticky_hits: bool) -> f64 {
+fn measure(row: &Row, n: usize) -> f64 {
+    let (opts, sticky_hits) = (&row.opts, row.sticky_hits);
     let now = Instant::now();
-    let backends = pool(n, now);
+    let backends = pool(n, now, row.equal);
     let lb = balance::build_with(opts, &backends, now, Rng::new(42));
     let tokens: Vec<String> = backends.iter().map(|b| sticky::token_string(&b.key)).collect();
     let eligible = |i: usize| backends[i].is_ready();
@@ -82,51 +84,53 @@ fn main() {
         println!("balance bench: run with `cargo bench --bench balance`");
         return;
     }
-    let plain = |balance| PoolOptions {
+    let opts = |balance, sticky: bool, slow_start: u64| PoolOptions {
         balance,
+        sticky: sticky.then(|| Sticky {
+            cookie: "wharf_sticky".into(),
+        }),
+        slow_start: Duration::from_secs(slow_start),
         ..PoolOptions::default()
     };
-    let mut rows: Vec<(String, PoolOptions, bool)> = Balance::ALL
+    let row = |name: &str, opts: PoolOptions| Row {
+        name: name.to_string(),
+        opts,
+        sticky_hits: false,
+        equal: false,
+    };
+    let mut rows: Vec<Row> = Balance::ALL
         .iter()
-        .map(|&b| (b.as_str().to_string(), plain(b), false))
+        .map(|&b| row(b.as_str(), opts(b, false, 0)))
         .collect();
-    let sticky = Some(Sticky {
-        cookie: "wharf_sticky".into(),
+    rows.push(Row {
+        equal: true,
+        ..row("ip_hash, equal weights", opts(Balance::IpHash, false, 0))
     });
-    rows.push((
-        "sticky (cookie hit) + round_robin".into(),
-        PoolOptions {
-            sticky: sticky.clone(),
-            ..PoolOptions::default()
-        },
-        true,
+    rows.push(Row {
+        sticky_hits: true,
+        ..row("sticky cookie hit (round_robin)", opts(Balance::RoundRobin, true, 0))
+    });
+    rows.push(row(
+        "sticky, no cookie (round_robin)",
+        opts(Balance::RoundRobin, true, 0),
     ));
-    rows.push((
-        "sticky (no cookie) + round_robin".into(),
-        PoolOptions {
-            sticky,
-            ..PoolOptions::default()
-        },
-        false,
-    ));
-    for &b in &[Balance::RoundRobin, Balance::P2c] {
-        rows.push((
-            format!("{} + slow start ramping", b.as_str()),
-            PoolOptions {
-                balance: b,
-                slow_start: Duration::from_secs(60),
-                ..PoolOptions::default()
-            },
-            false,
-        ));
+    for &b in Balance::ALL {
+        rows.push(row(&format!("{} during slow start", b.as_str()), opts(b, false, 60)));
     }
     println!("| algorithm | 10 backends | 100 backends | 1,000 backends |");
     println!("| --- | ---: | ---: | ---: |");
-    for (name, opts, hits) in &rows {
-        let cells: Vec<String> = SIZES
-            .iter()
-            .map(|&n| format!("{:.0} ns", measure(opts, n, *hits)))
-            .collect();
-        println!("| {name} | {} |", cells.join(" | "));
+    for r in &rows {
+        let cells: Vec<String> = SIZES.iter().map(|&n| format!("{:.0} ns", measure(r, n))).collect();
+        println!("| {} | {} |", r.name, cells.join(" | "));
     }
+}
+
+/// One line of the table.
+struct Row {
+    name: String,
+    opts: PoolOptions,
+    /// Every request carries a valid sticky cookie.
+    sticky_hits: bool,
+    /// All weights 1 (else 1, 2, 3, 1, 2, 3, …).
+    equal: bool,
 }

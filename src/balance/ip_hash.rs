@@ -46,18 +46,18 @@ const SEED: u64 = 0x7768_6172_665f_6970; // "wharf_ip"
 pub struct IpHash {
     /// The hash of each backend's identity, in pool order.
     ids: Vec<u64>,
-    /// All backends have the same weight and there is no slow start:
+    /// All backends have the same weight: once no backend is ramping up,
     /// comparing raw hashes gives the same answer without logarithms.
-    uniform: bool,
+    equal: bool,
     weights: Weights,
 }
 
 impl IpHash {
     pub fn new(backends: &[Backend], ramp: Ramp) -> IpHash {
         let ids = backends.iter().map(|b| backend_hash(&b.key)).collect();
-        let uniform = ramp.is_off() && backends.windows(2).all(|w| w[0].weight == w[1].weight);
+        let equal = backends.windows(2).all(|w| w[0].weight == w[1].weight);
         let weights = Weights::new(backends, ramp);
-        IpHash { ids, uniform, weights }
+        IpHash { ids, equal, weights }
     }
 }
 
@@ -111,9 +111,9 @@ impl Balancer for IpHash {
             return None;
         }
         let client = client_hash(ctx.client_ip);
-        self.weights.with(backends, ctx.now, |w| {
-            pick(client, &self.ids, w, self.uniform, eligible)
-        })
+        let uniform = self.equal && self.weights.is_settled();
+        self.weights
+            .with(backends, ctx.now, |w| pick(client, &self.ids, w, uniform, eligible))
     }
 }
 

@@ -27,7 +27,7 @@
 use std::sync::atomic::Ordering;
 
 use super::mix::Rng;
-use super::random::Draw;
+use super::random::{self, Draw};
 use super::slow_start::Ramp;
 use super::{Balancer, Context};
 use crate::routing::Backend;
@@ -36,7 +36,6 @@ use crate::routing::Backend;
 pub struct P2c {
     rng: Rng,
     draw: Draw,
-    ramp: Ramp,
 }
 
 impl P2c {
@@ -44,7 +43,6 @@ impl P2c {
         P2c {
             rng,
             draw: Draw::new(backends, ramp),
-            ramp,
         }
     }
 }
@@ -57,19 +55,25 @@ pub fn cost(latency_ns: f64, in_flight: u64, weight: u64) -> f64 {
 
 impl Balancer for P2c {
     fn select(&self, backends: &[Backend], ctx: &Context<'_>, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
-        let a = self.draw.draw(&self.rng, backends, ctx, eligible)?;
-        let other = |i: usize| i != a && eligible(i);
-        let Some(b) = self.draw.draw(&self.rng, backends, ctx, &other) else {
+        let (a, b) = if self.draw.weights().is_settled() {
+            let a = self.draw.draw(&self.rng, backends, ctx, eligible)?;
+            let b = self.draw.draw(&self.rng, backends, ctx, &|i| i != a && eligible(i));
+            (a, b)
+        } else {
+            // Slow start: compute the ramped weights once for both draws.
+            self.draw.weights().with(backends, ctx.now, |w| {
+                let a = random::pick(&self.rng, w, eligible)?;
+                Some((a, random::pick(&self.rng, w, &|i| i != a && eligible(i))))
+            })?
+        };
+        let Some(b) = b else {
             return Some(a);
         };
         let cost_of = |i: usize| {
             let s = &backends[i].shared;
             let load = s.in_flight.load(Ordering::Relaxed);
-            cost(
-                s.latency.estimate(ctx.now),
-                load,
-                self.ramp.weight(&backends[i], ctx.now),
-            )
+            let weight = self.draw.weights().one(backends, i, ctx.now);
+            cost(s.latency.estimate(ctx.now), load, weight)
         };
         // Ties go to the first draw, itself random.
         Some(if cost_of(b) < cost_of(a) { b } else { a })

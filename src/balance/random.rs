@@ -13,7 +13,8 @@
 //! (rejection sampling keeps the result exactly proportional among the
 //! eligible ones); after a few misses, one exact pass over the eligible
 //! backends. Cost: O(log n) while the pool is healthy, O(n) otherwise and
-//! while a backend is ramping up (the weights then change with time).
+//! while a backend is ramping up (the weights then change with time; see
+//! [`super::slow_start::Weights`]).
 
 use super::mix::Rng;
 use super::slow_start::{Ramp, Weights, SCALE};
@@ -57,7 +58,7 @@ impl Draw {
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let total = self.cumulative.last().copied().unwrap_or(0);
-        if self.weights.ramp().is_off() && total > 0 && self.cumulative.len() == backends.len() {
+        if self.weights.is_settled() && total > 0 && self.cumulative.len() == backends.len() {
             for _ in 0..TRIES {
                 let r = rng.below(total);
                 let i = self.cumulative.partition_point(|&c| c <= r);
@@ -67,6 +68,11 @@ impl Draw {
             }
         }
         self.weights.with(backends, ctx.now, |w| pick(rng, w, eligible))
+    }
+
+    /// The weights the draws use.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
     }
 }
 

@@ -11,13 +11,15 @@
 //! which is how it warms up at all.
 //!
 //! Weights are worked in thousandths ([`SCALE`]) so the ramp is smooth with
-//! small integer weights. Every algorithm reads weights through [`Ramp`]:
+//! small integer weights. Every algorithm reads weights through [`Weights`]:
 //! round robin, random and p2c spread requests in proportion to them,
 //! least_conn divides in-flight counts by them, and ip_hash's weighted
 //! rendezvous moves clients to a ramping backend a few at a time (and only
 //! to it). Because shares are relative, backends that started together
 //! (every backend when wharf itself starts) ramp together and keep their
-//! usual shares.
+//! usual shares. Slow start costs an O(n) weight computation per pick while
+//! some backend is ramping; once every backend is at full weight the pool's
+//! balancer is back to its usual cost.
 //!
 //! When the ramp starts: [`super::build`] marks a backend *ready since now*
 //! the first time it builds a balancer in which the backend's container is
@@ -27,7 +29,7 @@
 //! swaps. Ejection by passive health and wharf's own active checks do not
 //! restart the ramp.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -45,7 +47,13 @@ pub fn ramp(weight: u32, elapsed: Duration, window: Duration) -> u64 {
     if elapsed >= window {
         return full;
     }
-    let permille = (elapsed.as_nanos() * u128::from(SCALE) / window.as_nanos()) as u64;
+    // u64 arithmetic (a u128 division costs tens of ns per backend per pick);
+    // `elapsed < window`, so this only overflows for windows over 5 000 hours.
+    let (e, w) = (elapsed.as_nanos() as u64, window.as_nanos() as u64);
+    let permille = match e.checked_mul(SCALE) {
+        Some(x) => x / w.max(1),
+        None => (u128::from(e) * u128::from(SCALE) / u128::from(w)) as u64,
+    };
     u64::from(weight) * permille.max(FLOOR)
 }
 
@@ -68,53 +76,78 @@ impl Ramp {
     /// A backend's effective weight at `now`, in [`SCALE`]ths. A backend with
     /// no ready mark (never marked by a build) counts as fully ramped.
     pub fn weight(&self, b: &Backend, now: Instant) -> u64 {
+        self.weight_at(b, encode(now))
+    }
+
+    /// [`Ramp::weight`] with `now` already encoded (once per pick, not per backend).
+    fn weight_at(&self, b: &Backend, now: i64) -> u64 {
         if self.is_off() {
             return u64::from(b.weight) * SCALE;
         }
-        match b.shared.ready_since.elapsed(now) {
+        match b.shared.ready_since.elapsed_at(now) {
             Some(elapsed) => ramp(b.weight, elapsed, self.window),
             None => u64::from(b.weight) * SCALE,
         }
     }
 }
 
-/// A pool's effective weights, the way every algorithm reads them: computed
-/// once at build when there is no slow start (a pick then reads a slice),
-/// else at each pick from the clock.
+/// A pool's effective weights, the way every algorithm reads them. Without
+/// slow start they are fixed when the balancer is built and a pick reads a
+/// slice. With it, they are computed at each pick from the clock until the
+/// first pick that finds every backend at full weight; from then on the
+/// balancer is *settled* and reads the fixed slice again. (A new ramp only
+/// starts with a routing change, which builds a new balancer.)
 #[derive(Debug)]
 pub struct Weights {
     ramp: Ramp,
-    fixed: Vec<u64>,
+    full: Vec<u64>,
+    settled: AtomicBool,
 }
 
 impl Weights {
     pub fn new(backends: &[Backend], ramp: Ramp) -> Weights {
-        let fixed = match ramp.is_off() {
-            true => backends.iter().map(|b| u64::from(b.weight) * SCALE).collect(),
-            false => Vec::new(),
-        };
-        Weights { ramp, fixed }
+        Weights {
+            ramp,
+            full: backends.iter().map(|b| u64::from(b.weight) * SCALE).collect(),
+            settled: AtomicBool::new(ramp.is_off()),
+        }
     }
 
-    pub fn ramp(&self) -> Ramp {
-        self.ramp
+    /// Every weight is at its full value for good: the build-time table holds.
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Relaxed)
+    }
+
+    /// Backend `i`'s weight (in [`SCALE`]ths) at `now`.
+    pub fn one(&self, backends: &[Backend], i: usize, now: Instant) -> u64 {
+        match self.full.get(i) {
+            Some(&w) if self.is_settled() => w,
+            _ => self.ramp.weight(&backends[i], now),
+        }
     }
 
     /// Calls `f` with the weight (in [`SCALE`]ths) of every backend at `now`,
     /// without allocating for pools of up to 16 when they must be computed.
     pub fn with<R>(&self, backends: &[Backend], now: Instant, f: impl FnOnce(&[u64]) -> R) -> R {
-        if self.ramp.is_off() && self.fixed.len() == backends.len() {
-            return f(&self.fixed);
+        if self.is_settled() && self.full.len() == backends.len() {
+            return f(&self.full);
         }
+        let now = encode(now);
         let mut small = [0u64; 16];
-        if backends.len() <= small.len() {
+        let big: Vec<u64>;
+        let w: &[u64] = if backends.len() <= small.len() {
             for (s, b) in small.iter_mut().zip(backends) {
-                *s = self.ramp.weight(b, now);
+                *s = self.ramp.weight_at(b, now);
             }
-            return f(&small[..backends.len()]);
+            &small[..backends.len()]
+        } else {
+            big = backends.iter().map(|b| self.ramp.weight_at(b, now)).collect();
+            &big
+        };
+        if w == self.full.as_slice() {
+            self.settled.store(true, Ordering::Relaxed);
         }
-        let big: Vec<u64> = backends.iter().map(|b| self.ramp.weight(b, now)).collect();
-        f(&big)
+        f(w)
     }
 }
 
@@ -157,9 +190,13 @@ impl ReadySince {
 
     /// Time since the mark, `None` if not marked.
     pub fn elapsed(&self, now: Instant) -> Option<Duration> {
+        self.elapsed_at(encode(now))
+    }
+
+    fn elapsed_at(&self, now: i64) -> Option<Duration> {
         match self.0.load(Ordering::Relaxed) {
             0 => None,
-            since => Some(Duration::from_nanos(encode(now).saturating_sub(since).max(0) as u64)),
+            since => Some(Duration::from_nanos(now.saturating_sub(since).max(0) as u64)),
         }
     }
 }
@@ -189,8 +226,17 @@ mod tests {
         assert_eq!(fixed.with(&backends, t0, <[u64]>::to_vec), vec![1000, 3000]);
         let ramped = Weights::new(&backends, Ramp::new(10 * S));
         assert_eq!(ramped.with(&backends, t0 + 5 * S, <[u64]>::to_vec), vec![1000, 1500]);
+        assert!(!ramped.is_settled());
+        assert_eq!(ramped.one(&backends, 1, t0 + 5 * S), 1500);
+        // The first pick past the window settles it.
+        assert_eq!(ramped.with(&backends, t0 + 10 * S, <[u64]>::to_vec), vec![1000, 3000]);
+        assert!(ramped.is_settled());
+        assert_eq!(ramped.one(&backends, 1, t0), 3000);
         let many = pool(&[2; 20]);
-        assert_eq!(ramped.with(&many, t0, <[u64]>::to_vec), vec![2000; 20]);
+        assert_eq!(
+            Weights::new(&many, Ramp::new(S)).with(&many, t0, <[u64]>::to_vec),
+            vec![2000; 20]
+        );
     }
 
     #[test]

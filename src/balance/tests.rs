@@ -17,8 +17,14 @@ fn opts(balance: Balance, sticky: bool) -> PoolOptions {
 fn every_variant() -> Vec<PoolOptions> {
     let mut v = Vec::new();
     for &b in Balance::ALL {
-        v.push(opts(b, false));
-        v.push(opts(b, true));
+        for sticky in [false, true] {
+            v.push(opts(b, sticky));
+            // Built at `epoch()` and asked at `epoch()`: every backend is ramping.
+            v.push(PoolOptions {
+                slow_start: Duration::from_secs(10),
+                ..opts(b, sticky)
+            });
+        }
     }
     v
 }
@@ -129,4 +135,52 @@ fn a_backend_in_slow_start_gets_a_growing_share_of_round_robin() {
     for (got, want) in shares.iter().zip([0.1 / 1.1, 0.5 / 1.5, 0.5]) {
         assert!((got - want).abs() < 0.01, "{shares:?}");
     }
+}
+
+#[test]
+fn latency_in_flight_and_the_ramp_survive_a_routing_swap_that_rebuilds_the_balancer() {
+    use crate::docker::desired::{BackendStatus, Desired, DesiredBackend, DesiredPool};
+    use crate::routing::Router;
+
+    let backend = |n: u8| DesiredBackend {
+        id: format!("id-{n}"),
+        container: format!("c-{n}"),
+        addr: std::net::SocketAddr::from(([10, 0, 0, n], 80)),
+        weight: 1,
+        status: BackendStatus::Ready,
+    };
+    let desired = |n: u8| {
+        let pool = DesiredPool {
+            opts: opts(Balance::P2c, false),
+            backends: (1..=n).map(backend).collect(),
+        };
+        Desired {
+            pools: [("api".to_string(), pool)].into_iter().collect(),
+            ..Desired::default()
+        }
+    };
+    let router = Router::default();
+    assert!(router.update(desired(1)));
+    let t = epoch();
+    let before = router.load();
+    let first = &before.pools[0].backends[0];
+    first.shared.latency.observe(Duration::from_millis(250), t);
+    first.shared.in_flight.store(3, std::sync::atomic::Ordering::Relaxed);
+    let since = first.shared.ready_since.elapsed(t + Duration::from_secs(100));
+
+    assert!(
+        router.update(desired(2)),
+        "a backend joined: the pool and its balancer are rebuilt"
+    );
+    let after = router.load();
+    let same = &after.pools[0].backends[0];
+    assert_eq!(same.key, first.key);
+    assert_eq!(same.shared.latency.estimate(t), 250e6);
+    assert_eq!(same.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(same.shared.ready_since.elapsed(t + Duration::from_secs(100)), since);
+    assert_eq!(
+        after.pools[0].backends[1].shared.latency.estimate(t),
+        30e6,
+        "the new one starts fresh"
+    );
 }
