@@ -1,0 +1,821 @@
+//! wharf deployed the ways people run it: in a container with the Docker
+//! socket mounted (finding its own networks), the compose example scaled
+//! 1 → 3 → 1, and on the host behind a Docker socket whose connections are
+//! cut (it keeps serving, reconnects and re-lists).
+//!
+//! Every backend here carries a `wharf.host` label of its own: a wharf in a
+//! container also sees the containers of the other tests, and a backend
+//! without a host would serve any host there. The compose example's `web`
+//! has no host label, so its tests run one at a time, and they fail if some
+//! other labelled container without a host runs on the same Docker host
+//! (see `two_compose_projects_keep_their_own_backends`).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::Value;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::{AbortHandle, JoinHandle};
+
+/// A demo container on `net` calling itself `name`, with `labels`.
+fn demo(net: &str, name: &str, labels: &[String]) -> Container {
+    let env = format!("DEMO_NAME={name}");
+    let mut args = vec!["--network", net, "-e", env.as_str()];
+    for l in labels {
+        args.extend(["--label", l.as_str()]);
+    }
+    args.push(demo_image());
+    Container::run("demo", &args)
+}
+
+/// Labels joining pool `pool` for host `host`.
+fn pool_labels(pool: &str, host: &str) -> Vec<String> {
+    vec![format!("wharf.pool={pool}"), format!("wharf.host={host}")]
+}
+
+/// Waits until the demo server at `addr` answers (`docker run -d` returns
+/// before the process listens).
+async fn wait_listening(addr: SocketAddr, what: &str) {
+    poll(&format!("{what} listens on {addr}"), secs(20), || async {
+        get(addr, "direct.test", "/").await.map(|r| r.status)
+    })
+    .await;
+}
+
+/// The loopback address Docker published container port `port` on.
+fn published(c: &Container, port: u16) -> SocketAddr {
+    let out = docker(&["port", &c.id, &format!("{port}/tcp")]);
+    out.lines()
+        .find_map(|l| l.trim().parse::<SocketAddr>().ok().filter(|a| a.ip().is_loopback()))
+        .unwrap_or_else(|| panic!("port {port} of {} is not published on loopback: {out:?}", c.name))
+}
+
+/// `GET /api/state` on an admin address, or why not.
+async fn state_at(admin: SocketAddr) -> Result<Value, String> {
+    let r = get(admin, "localhost", "/api/state").await?;
+    if r.status != 200 {
+        return Err(format!("/api/state answered {}: {}", r.status, r.body));
+    }
+    serde_json::from_str(&r.body).map_err(|e| format!("/api/state is not JSON ({e}): {}", r.body))
+}
+
+/// The backends of pool `name` (empty if there is no such pool).
+fn backends(state: &Value, name: &str) -> Vec<Value> {
+    state["pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["backends"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// `(address, state)` of each backend of pool `name`, sorted.
+fn pool_view(state: &Value, name: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = backends(state, name)
+        .iter()
+        .map(|b| {
+            (
+                b["address"].as_str().unwrap_or("?").to_string(),
+                b["state"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits until pool `name` has exactly the ready backends `addrs`.
+async fn wait_pool(admin: SocketAddr, name: &str, addrs: &[SocketAddr], what: &str) -> (Value, Duration) {
+    let mut want: Vec<(String, String)> = addrs.iter().map(|a| (a.to_string(), "ready".to_string())).collect();
+    want.sort();
+    // Each different view on the way is printed, to tell a slow wharf from a wrong one.
+    let start = Instant::now();
+    let seen = Mutex::new(None::<Vec<(String, String)>>);
+    poll(what, secs(20), || async {
+        let s = state_at(admin).await?;
+        let got = pool_view(&s, name);
+        let mut last = seen.lock().unwrap();
+        if last.as_ref() != Some(&got) {
+            eprintln!("  {} ms: pool {name} {got:?}", start.elapsed().as_millis());
+            *last = Some(got.clone());
+        }
+        if got == want {
+            Ok(s)
+        } else {
+            Err(format!("pool {name}: {got:?}, want {want:?}"))
+        }
+    })
+    .await
+}
+
+/// A 200 answered by the demo named `name`, or what came instead.
+async fn served_by(listen: SocketAddr, host: &str, name: &str) -> Result<Resp, String> {
+    let r = get(listen, host, "/").await?;
+    if r.status == 200 && r.header("x-demo-name") == Some(name) {
+        Ok(r)
+    } else {
+        Err(format!(
+            "{} from {:?}: {}",
+            r.status,
+            r.header("x-demo-name"),
+            r.body.trim()
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wharf_in_a_container_finds_its_networks_on_its_own() {
+    let front = Network::create("dep-front");
+    let back = Network::create("dep-back");
+    // A network wharf never joins: it makes each backend's choice depend on
+    // which network it shares with wharf, not on "its only network".
+    let elsewhere = Network::create("dep-elsewhere");
+
+    let (pool1, name1, host1) = (unique("p1"), unique("one"), format!("{}.test", unique("one")));
+    let demo1 = demo(&front, &name1, &pool_labels(&pool1, &host1));
+    demo1.connect(&elsewhere, &[]);
+    wait_listening(demo1.addr(&front, 80), "demo1").await;
+
+    let started = Instant::now();
+    let wharf = Container::run(
+        "wharf",
+        &[
+            "--network",
+            &front.name,
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock:ro",
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "127.0.0.1::8081",
+            wharf_image(),
+        ],
+    );
+    let (listen, admin) = (published(&wharf, 80), published(&wharf, 8081));
+    eprintln!("wharf container {} on {listen}, admin {admin}", wharf.name);
+    poll("demo1 served through wharf's published port", secs(30), || {
+        served_by(listen, &host1, &name1)
+    })
+    .await;
+    eprintln!(
+        "served-after-start (wharf in a container): {} ms after `docker run`",
+        started.elapsed().as_millis()
+    );
+
+    let st = state_at(admin).await.unwrap();
+    assert_eq!(
+        st["discovery"]["self_container"], wharf.id,
+        "wharf did not recognise its own container: {}",
+        st["discovery"]
+    );
+    let b = backends(&st, &pool1);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(
+        b[0]["address"],
+        demo1.addr(&front, 80).to_string(),
+        "not the address on the shared network"
+    );
+
+    // A backend on `back` and `elsewhere`, neither shared with wharf yet: skipped as ambiguous.
+    let (pool2, name2, host2) = (unique("p2"), unique("two"), format!("{}.test", unique("two")));
+    let demo2 = demo(&back, &name2, &pool_labels(&pool2, &host2));
+    demo2.connect(&elsewhere, &[]);
+    wait_listening(demo2.addr(&back, 80), "demo2").await;
+    let (skip, _) = poll(
+        "demo2 skipped while it shares no network with wharf",
+        secs(20),
+        || async {
+            let s = state_at(admin).await?;
+            s["skipped"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| k["container"] == demo2.name.as_str())
+                .cloned()
+                .ok_or_else(|| format!("not skipped; pool: {:?}", pool_view(&s, &pool2)))
+        },
+    )
+    .await;
+    eprintln!("demo2 skipped: {skip}");
+    assert!(skip["reason"].as_str().unwrap_or("").contains("ambiguous"), "{skip}");
+    // (Not necessarily a 404: a wharf in a container also sees the other
+    // tests' containers, and one without a host label serves any host.)
+    let r = get(listen, &host2, "/").await.unwrap();
+    assert_ne!(
+        r.header("x-demo-name"),
+        Some(name2.as_str()),
+        "served while skipped: {r:?}"
+    );
+
+    // wharf joins `back`: demo2 is reached there, demo1 still on `front`.
+    let joined = Instant::now();
+    wharf.connect(&back, &[]);
+    let in_pool = vec![(demo2.addr(&back, 80).to_string(), "ready".to_string())];
+    poll(
+        "demo2 in its pool once wharf shares `back` with it",
+        secs(20),
+        || async {
+            let v = pool_view(&state_at(admin).await?, &pool2);
+            if v == in_pool {
+                Ok(())
+            } else {
+                Err(format!("pool {v:?}"))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "in the pool {} ms after `docker network connect`",
+        joined.elapsed().as_millis()
+    );
+    poll("demo2 served", secs(20), || served_by(listen, &host2, &name2)).await;
+    let r = served_by(listen, &host1, &name1).await;
+    assert!(r.is_ok(), "demo1 no longer served: {r:?}");
+    let st = state_at(admin).await.unwrap();
+    assert_eq!(
+        pool_view(&st, &pool1),
+        vec![(demo1.addr(&front, 80).to_string(), "ready".into())]
+    );
+    assert_eq!(pool_view(&st, &pool2), in_pool);
+
+    // wharf leaves `back`: demo2 is ambiguous again and leaves the pool.
+    let left = Instant::now();
+    wharf.disconnect(&back);
+    poll("demo2 leaves once wharf leaves `back`", secs(20), || async {
+        let s = state_at(admin).await?;
+        let v = pool_view(&s, &pool2);
+        let skipped = s["skipped"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k["container"] == demo2.name.as_str());
+        if v.is_empty() && skipped {
+            Ok(())
+        } else {
+            Err(format!("pool {v:?}, skipped {skipped}"))
+        }
+    })
+    .await;
+    eprintln!(
+        "left the pool {} ms after `docker network disconnect`",
+        left.elapsed().as_millis()
+    );
+    let r = served_by(listen, &host1, &name1).await;
+    assert!(r.is_ok(), "demo1 no longer served: {r:?}");
+
+    // The image's HEALTHCHECK (`wharf healthcheck` against the admin listener) passes.
+    poll_sync("wharf's container turns healthy", secs(30), || {
+        let h = wharf.health();
+        if h == "healthy" {
+            Ok(())
+        } else {
+            Err(format!("health {h:?}"))
+        }
+    });
+}
+
+/// The compose example tests run one at a time: each wharf of the example
+/// would see the other project's `web` containers.
+static COMPOSE_EXAMPLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `compose-examples/basic` up with the test images, wharf published on
+/// loopback only; returns the project and wharf's two published addresses.
+/// The free ports are released before Docker binds them: on a clash, again
+/// with new ports.
+fn up_basic_example() -> (Compose, SocketAddr, SocketAddr) {
+    let file = workspace_root().join("compose-examples/basic/compose.yaml");
+    for attempt in 1.. {
+        let (port, admin_port) = (free_port(), free_port());
+        let compose = Compose::new("basic", &file)
+            .env("WHARF_IMAGE", wharf_image())
+            .env("DEMO_IMAGE", demo_image())
+            .env("WHARF_BIND", "127.0.0.1")
+            .env("WHARF_PORT", &port.to_string())
+            .env("WHARF_ADMIN_PORT", &admin_port.to_string());
+        match compose.try_run(&["up", "-d"]) {
+            Ok(_) => {
+                return (
+                    compose,
+                    SocketAddr::from(([127, 0, 0, 1], port)),
+                    SocketAddr::from(([127, 0, 0, 1], admin_port)),
+                )
+            }
+            Err(e) if attempt < 3 && (e.contains("already allocated") || e.contains("already in use")) => {
+                eprintln!("compose up: port clash on attempt {attempt}, retrying on new ports: {e}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_example_scales_1_3_1() {
+    let _serial = COMPOSE_EXAMPLE.lock().await;
+    let (compose, listen, admin) = up_basic_example();
+    let wharf_ids = compose.ps_ids("wharf");
+    assert_eq!(wharf_ids.len(), 1, "{wharf_ids:?}");
+    let published = docker(&["port", &wharf_ids[0], "80/tcp"]);
+    assert!(
+        published.lines().all(|l| l.starts_with("127.0.0.1:")),
+        "wharf's port is published beyond loopback: {published}"
+    );
+
+    for n in [1usize, 3, 1] {
+        let scaled = Instant::now();
+        compose.scale("web", n);
+        let command = scaled.elapsed();
+        let ids = compose.ps_ids("web");
+        assert_eq!(ids.len(), n, "web containers: {ids:?}");
+        let addrs: Vec<SocketAddr> = compose.ips("web").into_iter().map(|ip| (ip, 80).into()).collect();
+        for a in &addrs {
+            wait_listening(*a, "web replica").await;
+        }
+        let what = format!("pool web has exactly the {n} compose replicas");
+        let (st, took) = wait_pool(admin, "web", &addrs, &what).await;
+        eprintln!(
+            "scale web={n}: docker-compose took {} ms; pool in step {} ms after it returned \
+             (the first check, after listing and probing the replicas, took {} ms)",
+            command.as_millis(),
+            (scaled.elapsed() - command).as_millis(),
+            took.as_millis()
+        );
+        assert_eq!(st["discovery"]["self_container"], wharf_ids[0].as_str());
+
+        let mut want: BTreeSet<String> = BTreeSet::new();
+        for id in &ids {
+            want.insert(docker(&["inspect", "--format", "{{.Config.Hostname}}", id]));
+        }
+        let mut seen = BTreeSet::new();
+        for i in 0..6 * n {
+            let r = get(listen, "basic.test", &format!("/scale/{n}/{i}"))
+                .await
+                .unwrap_or_else(|e| panic!("request {i} at web={n}: {e}"));
+            assert_eq!(
+                r.status, 200,
+                "request {i} at web={n}: {r:?}\nroutes: {}\nproblems: {}",
+                st["routes"], st["problems"]
+            );
+            seen.insert(r.header("x-demo-hostname").unwrap_or("?").to_string());
+        }
+        assert_eq!(seen, want, "hostnames answering through wharf at web={n}");
+    }
+}
+
+/// An in-process forwarding proxy for the Docker socket whose connections
+/// the test can cut, and which refuses new ones until it is restored.
+///
+/// With [`SocketProxy::quiet`], it also narrows wharf's events stream to the
+/// events of one network, as if nothing else happened on this Docker host.
+struct SocketProxy {
+    path: PathBuf,
+    accept: Option<JoinHandle<()>>,
+    conns: Arc<Mutex<Vec<AbortHandle>>>,
+    accepted: Arc<AtomicUsize>,
+    /// Only this network's events reach wharf.
+    events_of_network: Option<String>,
+}
+
+impl SocketProxy {
+    fn start(path: &Path) -> SocketProxy {
+        SocketProxy::new(path, None)
+    }
+
+    /// A proxy that passes only `network`'s events (connect, disconnect) to
+    /// wharf's events stream: a quiet Docker host. Everything else is
+    /// forwarded as is. Relies on wharf sending only body-less requests
+    /// (it only ever GETs).
+    fn quiet(path: &Path, network: &str) -> SocketProxy {
+        SocketProxy::new(path, Some(network.to_string()))
+    }
+
+    fn new(path: &Path, events_of_network: Option<String>) -> SocketProxy {
+        let mut p = SocketProxy {
+            path: path.to_path_buf(),
+            accept: None,
+            conns: Arc::default(),
+            accepted: Arc::default(),
+            events_of_network,
+        };
+        p.restore();
+        p
+    }
+
+    /// (Re)binds the socket path and accepts again.
+    fn restore(&mut self) {
+        assert!(self.accept.is_none(), "already accepting");
+        let _ = std::fs::remove_file(&self.path);
+        let listener = UnixListener::bind(&self.path).unwrap_or_else(|e| panic!("bind {}: {e}", self.path.display()));
+        let (conns, accepted) = (Arc::clone(&self.conns), Arc::clone(&self.accepted));
+        let network = self.events_of_network.clone();
+        self.accept = Some(tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::Relaxed);
+                let network = network.clone();
+                let task = tokio::spawn(async move {
+                    let Ok(mut daemon) = UnixStream::connect("/var/run/docker.sock").await else {
+                        return;
+                    };
+                    match network {
+                        None => {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
+                        }
+                        Some(net) => {
+                            let (client_read, mut client_write) = client.into_split();
+                            let (mut daemon_read, daemon_write) = daemon.into_split();
+                            let requests = forward_requests(client_read, daemon_write, &net);
+                            let responses = async {
+                                let _ = tokio::io::copy(&mut daemon_read, &mut client_write).await;
+                                let _ = client_write.shutdown().await;
+                            };
+                            tokio::join!(requests, responses);
+                        }
+                    }
+                });
+                conns.lock().unwrap().push(task.abort_handle());
+            }
+        }));
+    }
+
+    /// Stops accepting (the socket path disappears) and cuts every proxied
+    /// connection; returns how many were cut.
+    async fn cut(&mut self) -> usize {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+            let _ = accept.await; // the listener is closed once this returns
+        }
+        let _ = std::fs::remove_file(&self.path);
+        let conns = std::mem::take(&mut *self.conns.lock().unwrap());
+        for c in &conns {
+            c.abort();
+        }
+        conns.len()
+    }
+}
+
+impl Drop for SocketProxy {
+    fn drop(&mut self) {
+        if let Some(a) = self.accept.take() {
+            a.abort();
+        }
+        for c in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            c.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Copies body-less HTTP/1.1 requests from `from` to `to`, narrowing any
+/// `/events` request to the events of `network`.
+async fn forward_requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, network: &str) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..end + 4).collect();
+            let head = narrow_events(&String::from_utf8_lossy(&head), network);
+            if to.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Adds `"network": [network]` to the `filters` of an events request; other
+/// requests are returned unchanged. The daemon then sends only that
+/// network's events (container events carry no network and are left out).
+fn narrow_events(head: &str, network: &str) -> String {
+    let Some((line, rest)) = head.split_once("\r\n") else {
+        return head.to_string();
+    };
+    let mut parts = line.splitn(3, ' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+        return head.to_string();
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if !path.ends_with("/events") {
+        return head.to_string();
+    }
+    let mut filters = serde_json::json!({});
+    let mut params: Vec<String> = Vec::new();
+    for p in query.split('&').filter(|p| !p.is_empty()) {
+        match p.strip_prefix("filters=") {
+            Some(v) => filters = serde_json::from_str(&percent_decode(v)).unwrap_or(filters),
+            None => params.push(p.to_string()),
+        }
+    }
+    filters["network"] = serde_json::json!([network]);
+    params.push(format!("filters={}", percent_encode(&filters.to_string())));
+    format!("{method} {path}?{} {version}\r\n{rest}", params.join("&"))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|c| match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (c as char).to_string(),
+            _ => format!("%{c:02X}"),
+        })
+        .collect()
+}
+
+fn discovery(s: &Value) -> (bool, u64, u64) {
+    let d = &s["discovery"];
+    (
+        d["connected"].as_bool().unwrap_or(false),
+        d["reconnects"].as_u64().unwrap_or(0),
+        d["syncs"].as_u64().unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_connection_cut_keeps_serving_then_reconnects_and_relists() {
+    let net = Network::create("cut");
+    let (pool, host) = (unique("pool"), format!("{}.test", unique("cut")));
+    let name1 = unique("first");
+    let demo1 = demo(&net, &name1, &pool_labels(&pool, &host));
+    wait_listening(demo1.addr(&net, 80), "demo1").await;
+
+    let sock = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.sock", unique("docker")));
+    let mut proxy = SocketProxy::start(&sock);
+    let docker_host = format!("unix://{}", sock.display());
+    let started = Instant::now();
+    let wharf = Wharf::spawn(&["--network", &net.name], &[("DOCKER_HOST", &docker_host)]).await;
+    poll("demo1 served", secs(20), || served_by(wharf.listen, &host, &name1)).await;
+    eprintln!(
+        "served-after-start (wharf on the host): {} ms after spawn",
+        started.elapsed().as_millis()
+    );
+    let st = wharf.state().await;
+    let (connected, reconnects0, _) = discovery(&st);
+    assert!(connected, "{}", st["discovery"]);
+    assert_eq!(
+        st["discovery"]["docker_host"],
+        docker_host.as_str(),
+        "{}",
+        st["discovery"]
+    );
+    assert!(
+        proxy.accepted.load(Ordering::Relaxed) >= 1,
+        "wharf never connected through the proxy"
+    );
+
+    // Cut: the events stream and every other connection die, new ones are refused.
+    let cut_at = Instant::now();
+    let cut = proxy.cut().await;
+    eprintln!("cut {cut} proxied connection(s)");
+    let (st, noticed) = poll("wharf notices the cut", secs(20), || async {
+        let s = state_at(wharf.admin).await?;
+        match discovery(&s) {
+            (false, r, _) if r > reconnects0 => Ok(s),
+            d => Err(format!("(connected, reconnects, syncs) = {d:?}")),
+        }
+    })
+    .await;
+    eprintln!("disconnect noticed {} ms after the cut", noticed.as_millis());
+    assert!(!st["discovery"]["last_error"].is_null(), "{}", st["discovery"]);
+    let (_, reconnects_cut, syncs_cut) = discovery(&st);
+
+    // A second backend starts while wharf is blind.
+    let name2 = unique("second");
+    let demo2 = demo(&net, &name2, &pool_labels(&pool, &host));
+    let demo2_started = Instant::now();
+    let addr2 = demo2.addr(&net, 80);
+    wait_listening(addr2, "demo2").await;
+    // Meanwhile wharf keeps serving the last known backend (and only it), and
+    // keeps trying to reconnect. Long enough that demo2's start event is out
+    // of the window the events stream replays on reconnect (`since` = now - 1 s).
+    let only1 = vec![(demo1.addr(&net, 80).to_string(), "ready".to_string())];
+    stays("demo1 alone served during the outage", secs(3), || async {
+        served_by(wharf.listen, &host, &name1).await?;
+        let s = state_at(wharf.admin).await?;
+        match (discovery(&s).0, pool_view(&s, &pool)) {
+            (false, v) if v == only1 => Ok(()),
+            (c, v) => Err(format!("connected {c}, pool {v:?}")),
+        }
+    })
+    .await;
+    let st = wharf.state().await;
+    let (_, reconnects_out, syncs_out) = discovery(&st);
+    eprintln!(
+        "outage: reconnect attempts {reconnects_cut} → {reconnects_out}, syncs {syncs_cut} → {syncs_out}, \
+         demo2 started {} ms before the proxy comes back",
+        demo2_started.elapsed().as_millis()
+    );
+    assert!(
+        reconnects_out > reconnects_cut,
+        "no reconnect attempt during the outage"
+    );
+    assert_eq!(syncs_out, syncs_cut, "a sync happened while Docker was unreachable");
+
+    // Back: wharf reconnects, re-lists and serves demo2.
+    let restored = Instant::now();
+    proxy.restore();
+    let (_, took) = poll("demo2 served after the proxy is back", secs(20), || {
+        served_by(wharf.listen, &host, &name2)
+    })
+    .await;
+    eprintln!(
+        "reconnect: demo2 served {} ms after the proxy came back (outage {} ms)",
+        took.as_millis(),
+        restored.duration_since(cut_at).as_millis()
+    );
+    let mut want = vec![
+        (demo1.addr(&net, 80).to_string(), "ready".to_string()),
+        (addr2.to_string(), "ready".to_string()),
+    ];
+    want.sort();
+    let st = wharf.state().await;
+    assert_eq!(pool_view(&st, &pool), want);
+    let (connected, _, syncs) = discovery(&st);
+    assert!(connected && syncs > syncs_out, "{}", st["discovery"]);
+    // Both backends take turns again.
+    let mut names = BTreeSet::new();
+    for _ in 0..6 {
+        let r = get(wharf.listen, &host, "/").await.unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        names.insert(r.header("x-demo-name").unwrap_or("?").to_string());
+    }
+    assert_eq!(names, BTreeSet::from([name1, name2]));
+}
+
+/// Two copies of the compose example on one Docker host (two projects, each
+/// with its own network, wharf and `web` service): each wharf must route only
+/// to its own project's replicas. A wharf in a container cannot reach a
+/// container on a network it is not attached to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_compose_projects_keep_their_own_backends() {
+    let _serial = COMPOSE_EXAMPLE.lock().await;
+    let (other, _, _) = up_basic_example();
+    let other_ips = other.ips("web");
+    let (compose, listen, admin) = up_basic_example();
+    let own: Vec<SocketAddr> = compose.ips("web").into_iter().map(|ip| (ip, 80).into()).collect();
+    assert_eq!(own.len(), 1, "{own:?}");
+    wait_listening(own[0], "own web replica").await;
+    let own_addr = own[0].to_string();
+    let (st, _) = poll("own replica in pool web", secs(20), || async {
+        let s = state_at(admin).await?;
+        let v = pool_view(&s, "web");
+        if v.iter().any(|(a, _)| *a == own_addr) {
+            Ok(s)
+        } else {
+            Err(format!("pool web: {v:?}"))
+        }
+    })
+    .await;
+    let foreign: Vec<(String, String)> = pool_view(&st, "web")
+        .into_iter()
+        .filter(|(a, _)| *a != own_addr)
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "the wharf of project {} routes pool web also to {foreign:?}: project {}'s replicas {other_ips:?}, \
+         on a network it is not attached to ({}); backends: {}",
+        compose.project,
+        other.project,
+        other.default_network(),
+        serde_json::to_string_pretty(&backends(&st, "web")).unwrap()
+    );
+    let hostname = docker(&["inspect", "--format", "{{.Config.Hostname}}", &compose.ps_ids("web")[0]]);
+    for i in 0..10 {
+        let r = get(listen, "basic.test", &format!("/own/{i}")).await.unwrap();
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        assert_eq!(
+            r.header("x-demo-hostname"),
+            Some(hostname.as_str()),
+            "request {i}: {r:?}"
+        );
+    }
+}
+
+/// Waits until `check` accepts wharf's `/api/state`; returns how long it took.
+async fn wait_state(admin: SocketAddr, what: &str, check: impl Fn(&Value) -> Result<(), String>) -> Duration {
+    poll(what, secs(10), || async {
+        let s = state_at(admin).await?;
+        check(&s)
+    })
+    .await
+    .1
+}
+
+/// On a quiet Docker host (simulated: the socket proxy lets only the extra
+/// network's events reach wharf), `docker network connect` and `disconnect`
+/// must still change the routing within seconds, not at the next periodic
+/// re-list. The daemon's container listing lags those events by a few
+/// milliseconds, so a re-list made right after the event can still show the
+/// old networks; on a busy host the next unrelated event hides that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_connect_and_disconnect_are_seen_on_a_quiet_docker_host() {
+    let home = Network::create("quiet-home");
+    let extra = Network::create("quiet-extra");
+    let (pool, host) = (unique("quiet"), format!("{}.test", unique("quiet")));
+    let c = demo(&home, &unique("q"), &pool_labels(&pool, &host));
+    let addr = c.addr(&home, 80);
+    wait_listening(addr, "backend").await;
+
+    let sock = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.sock", unique("quiet")));
+    let _proxy = SocketProxy::quiet(&sock, &extra.name);
+    let docker_host = format!("unix://{}", sock.display());
+    // No --network: on two networks the backend is ambiguous, hence skipped.
+    let wharf = Wharf::spawn(&[], &[("DOCKER_HOST", &docker_host)]).await;
+    let in_pool = |s: &Value| {
+        let v = pool_view(s, &pool);
+        if v == [(addr.to_string(), "ready".to_string())] {
+            Ok(())
+        } else {
+            Err(format!("pool {v:?}"))
+        }
+    };
+    let ambiguous = |s: &Value| {
+        let skipped = s["skipped"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k["container"] == c.name.as_str() && k["reason"].as_str().unwrap_or("").contains("ambiguous"));
+        let v = pool_view(s, &pool);
+        if skipped && v.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("skipped as ambiguous: {skipped}; pool {v:?}"))
+        }
+    };
+    wait_state(wharf.admin, "backend in its pool (first listing)", in_pool).await;
+    let mut times = Vec::new();
+    for round in 1..=8 {
+        c.connect(&extra, &[]);
+        let what = format!("round {round}: skipped after `docker network connect`");
+        times.push(wait_state(wharf.admin, &what, ambiguous).await.as_millis());
+        c.disconnect(&extra);
+        let what = format!("round {round}: back in the pool after `docker network disconnect`");
+        times.push(wait_state(wharf.admin, &what, in_pool).await.as_millis());
+    }
+    let st = wharf.state().await;
+    eprintln!(
+        "quiet host: times (ms) {times:?}; events seen {}, syncs {}",
+        st["discovery"]["events"], st["discovery"]["syncs"]
+    );
+}
+
+#[test]
+fn narrow_events_adds_a_network_filter_to_events_requests_only() {
+    let events =
+        "GET /v1.41/events?since=5&filters=%7B%22type%22%3A%5B%22container%22%5D%7D HTTP/1.1\r\nhost: d\r\n\r\n";
+    let out = narrow_events(events, "net-1");
+    let (line, rest) = out.split_once("\r\n").unwrap();
+    assert_eq!(rest, "host: d\r\n\r\n");
+    let query = line
+        .strip_prefix("GET /v1.41/events?")
+        .and_then(|l| l.strip_suffix(" HTTP/1.1"))
+        .unwrap();
+    let (since, filters) = query.split_once('&').unwrap();
+    assert_eq!(since, "since=5");
+    let filters: Value = serde_json::from_str(&percent_decode(filters.strip_prefix("filters=").unwrap())).unwrap();
+    assert_eq!(
+        filters,
+        serde_json::json!({"type": ["container"], "network": ["net-1"]})
+    );
+    let list = "GET /v1.41/containers/json?all=false HTTP/1.1\r\n\r\n";
+    assert_eq!(narrow_events(list, "net-1"), list);
+}
