@@ -1,0 +1,1014 @@
+//! Health end to end on the real daemon: active checks take a failing backend
+//! out of rotation and bring it back, the health state survives routing swaps,
+//! a new backend (active check or Docker HEALTHCHECK) takes no request before
+//! it passes, a backend's keep-alive timeout never fails a request, and a
+//! backend that breaks off a response leaves the client with a broken response.
+//!
+//! Every test drives real traffic through a real wharf on the host to real
+//! demo containers, and prints its counts and the times it measured.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// `docker run` a demo container on `net` with `wharf.*` labels, extra
+/// `docker run` options (`-e …`) and the demo image (or `image`).
+fn demo_with(net: &Network, tag: &str, labels: &[&str], opts: &[&str], image: &str) -> Container {
+    let mut args = vec!["--network", net.name.as_str()];
+    for l in labels {
+        args.extend(["--label", l]);
+    }
+    args.extend_from_slice(opts);
+    args.push(image);
+    Container::run(tag, &args)
+}
+
+fn demo(net: &Network, tag: &str, labels: &[&str], opts: &[&str]) -> Container {
+    demo_with(net, tag, labels, opts, demo_image())
+}
+
+/// Waits until each demo container answers on its own address: `docker run -d`
+/// returns before the process listens, and wharf routes to a running
+/// container without a health check at once.
+async fn wait_listening(net: &Network, containers: &[&Container]) {
+    for c in containers {
+        let addr = c.addr(&net.name, 80);
+        poll(&format!("{} listens on {addr}", c.name), secs(20), || async {
+            match get(addr, "demo", "/_demo/stats").await {
+                Ok(r) if r.status == 200 => Ok(()),
+                Ok(r) => Err(format!("{} {}", r.status, r.body)),
+                Err(e) => Err(e),
+            }
+        })
+        .await;
+    }
+}
+
+/// A backend of `pool` in `/api/state`, by container name.
+fn find_backend(state: &Value, pool: &str, container: &str) -> Option<Value> {
+    state["pools"].as_array()?.iter().find(|p| p["name"] == pool)?["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["container"] == container)
+        .cloned()
+}
+
+fn pool_json(state: &Value, pool: &str) -> Option<Value> {
+    state["pools"].as_array()?.iter().find(|p| p["name"] == pool).cloned()
+}
+
+/// `(state, reason)` of a backend, e.g. `("unhealthy", "health check: /health answered 500 …")`.
+fn backend_state(state: &Value, pool: &str, container: &str) -> Option<(String, String)> {
+    let b = find_backend(state, pool, container)?;
+    Some((
+        b["state"].as_str().unwrap_or("?").to_string(),
+        b["reason"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+/// Polls `/api/state` until the backend is in `want`; returns the reason and the time it took.
+async fn wait_state(wharf: &Wharf, pool: &str, c: &Container, want: &str, deadline: Duration) -> (String, Duration) {
+    let what = format!("{} in pool {pool} is {want}", c.name);
+    poll(&what, deadline, || async {
+        let s = wharf.state().await;
+        match backend_state(&s, pool, &c.name) {
+            Some((st, reason)) if st == want => Ok(reason),
+            Some((st, reason)) => Err(format!("state {st} ({reason})")),
+            None => Err(format!("not in pool {pool}: {}", s["pools"])),
+        }
+    })
+    .await
+}
+
+/// A counter or gauge without labels from wharf's `/metrics`.
+async fn metric(wharf: &Wharf, name: &str) -> u64 {
+    let r = wharf.admin_get("/metrics").await.expect("GET /metrics");
+    r.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{}", r.body))
+}
+
+/// The demo's own count of the requests it received (everything but
+/// `/health*` and `/_demo/*`), asked directly on its address.
+async fn demo_requests(addr: SocketAddr) -> u64 {
+    let r = get(addr, "demo", "/_demo/stats").await.expect("GET /_demo/stats");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["requests"].as_u64().expect("requests in /_demo/stats")
+}
+
+/// `GET path` directly on a demo container (e.g. `/health/fail`); asserts 200.
+async fn demo_call(addr: SocketAddr, path: &str) {
+    let r = get(addr, "demo", path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
+    assert_eq!(r.status, 200, "GET {path} on {addr}: {}", r.body);
+}
+
+fn unix_nanos(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos()
+}
+
+/// One request of a [`Traffic`].
+#[derive(Debug, Clone)]
+struct Hit {
+    sent: Instant,
+    done: Instant,
+    /// Wall clock when the response (or error) came, to compare with Docker's timestamps.
+    done_wall: SystemTime,
+    /// `x-demo-hostname` of the backend that answered.
+    backend: Option<String>,
+    /// The status, or the client error.
+    result: Result<u16, String>,
+}
+
+impl Hit {
+    fn failed(&self) -> bool {
+        self.result != Ok(200)
+    }
+}
+
+/// Steady traffic through wharf: `workers` keep-alive clients, each sending
+/// `GET path` one request at a time, at most one per `every`.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(addr: SocketAddr, host: &str, path: &str, workers: usize, every: Duration) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (stop, hits) = (Arc::clone(&stop), Arc::clone(&hits));
+                let (host, path) = (host.to_string(), path.to_string());
+                tokio::spawn(async move {
+                    let client = Client::new();
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    while !stop.load(Ordering::Relaxed) {
+                        tick.tick().await;
+                        let sent = Instant::now();
+                        let r = client.get(addr, &host, &path).await;
+                        let hit = Hit {
+                            sent,
+                            done: Instant::now(),
+                            done_wall: SystemTime::now(),
+                            backend: r
+                                .as_ref()
+                                .ok()
+                                .and_then(|r| r.header("x-demo-hostname"))
+                                .map(str::to_string),
+                            result: r.map(|r| r.status),
+                        };
+                        hits.lock().unwrap().push(hit);
+                    }
+                })
+            })
+            .collect();
+        Traffic { stop, hits, tasks }
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.hits.lock().unwrap().len()
+    }
+
+    /// Waits until `n` more requests have completed than now (the load is running).
+    async fn wait_more(&self, n: usize, what: &str) {
+        let target = self.count() + n;
+        poll(what, secs(30), || async {
+            let c = self.count();
+            (c >= target).then_some(()).ok_or(format!("{c} of {target} requests"))
+        })
+        .await;
+    }
+
+    /// Stops the workers and returns every request made.
+    async fn stop(mut self) -> Vec<Hit> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks.drain(..) {
+            t.await.expect("load worker panicked");
+        }
+        self.hits()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Prints the counts of a load run and returns the failed requests.
+fn report(what: &str, hits: &[Hit], retries: u64) -> Vec<Hit> {
+    let mut per_backend: BTreeMap<String, usize> = BTreeMap::new();
+    for h in hits {
+        *per_backend
+            .entry(h.backend.clone().unwrap_or_else(|| "-".into()))
+            .or_default() += 1;
+    }
+    let failed: Vec<Hit> = hits.iter().filter(|h| h.failed()).cloned().collect();
+    eprintln!(
+        "{what}: {} requests, {} failed, {retries} retries (wharf_retries_total); per backend {per_backend:?}",
+        hits.len(),
+        failed.len()
+    );
+    for h in failed.iter().take(5) {
+        eprintln!("  failed: {:?}", h.result);
+    }
+    failed
+}
+
+// ---------------------------------------------------------------------------
+// Active checks: out after `fall` failures, back after `rise` passes
+// ---------------------------------------------------------------------------
+
+const CHECK_LABELS: [&str; 5] = [
+    "wharf.pool=web",
+    "wharf.health.path=/health",
+    "wharf.health.interval=500ms",
+    "wharf.health.fall=2",
+    "wharf.health.rise=2",
+];
+/// interval × fall with the labels above.
+const LEAVE_BOUND: Duration = Duration::from_millis(500 * 2);
+/// interval × rise with the labels above.
+const RISE_BOUND: Duration = Duration::from_millis(500 * 2);
+/// Allowance on top of those bounds for a busy 2-core machine (probe time,
+/// scheduling, the 20 ms poll of /api/state).
+const SLACK: Duration = Duration::from_millis(1000);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_health_check_takes_a_backend_out_within_interval_times_fall_and_rise_brings_it_back() {
+    let net = Network::create("hflip");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let a = demo(&net, "a", &CHECK_LABELS, &[]);
+    let b = demo(&net, "b", &CHECK_LABELS, &[]);
+    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
+    wait_state(&wharf, "web", &b, "ready", secs(20)).await;
+    wait_listening(&net, &[&a, &b]).await;
+    let (a_host, b_host) = (a.hostname(), b.hostname());
+    let b_addr = b.addr(&net.name, 80);
+
+    let load = Traffic::start(wharf.listen, "any.test", "/", 2, millis(10));
+    load.wait_more(100, "100 requests before the flip").await;
+    assert!(
+        load.hits()
+            .iter()
+            .any(|h| h.backend.as_deref() == Some(b_host.as_str())),
+        "b takes traffic before its health fails"
+    );
+
+    // Out: /health answers 500 from now on.
+    demo_call(b_addr, "/health/fail").await;
+    let flipped = Instant::now();
+    let (reason, leave) = wait_state(&wharf, "web", &b, "unhealthy", LEAVE_BOUND + SLACK + secs(3)).await;
+    let out_at = Instant::now();
+    eprintln!(
+        "LEAVE: b unhealthy {} ms after /health/fail (bound interval×fall = {} ms); reason: {reason}",
+        leave.as_millis(),
+        LEAVE_BOUND.as_millis()
+    );
+    assert!(reason.contains("500"), "reason names the failing answer: {reason}");
+    load.wait_more(200, "200 requests while b is out").await;
+    let hits = load.hits();
+    let last_b = hits
+        .iter()
+        .filter(|h| h.backend.as_deref() == Some(b_host.as_str()))
+        .map(|h| h.sent)
+        .max()
+        .expect("b answered before");
+    let last_b_ms = last_b.saturating_duration_since(flipped).as_millis();
+    eprintln!("LEAVE: last request sent to b {last_b_ms} ms after the flip");
+    let late: Vec<&Hit> = hits
+        .iter()
+        .filter(|h| h.sent > out_at && h.backend.as_deref() == Some(b_host.as_str()))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} requests sent after b was reported unhealthy still reached b",
+        late.len()
+    );
+    let after: Vec<&Hit> = hits.iter().filter(|h| h.sent > out_at).collect();
+    assert!(
+        after.iter().all(|h| h.backend.as_deref() == Some(a_host.as_str())),
+        "every request after b left went to a"
+    );
+    assert!(
+        leave <= LEAVE_BOUND + SLACK,
+        "b left rotation {} ms after its health failed; interval×fall is {} ms (+{} ms slack)",
+        leave.as_millis(),
+        LEAVE_BOUND.as_millis(),
+        SLACK.as_millis()
+    );
+
+    // Back: /health answers 200 again; `rise` passes in a row bring it back.
+    let before_back = load.count();
+    demo_call(b_addr, "/health/ok").await;
+    let unflipped = Instant::now();
+    let (_, back) = wait_state(&wharf, "web", &b, "ready", RISE_BOUND + SLACK + secs(3)).await;
+    let (first_again, _) = poll("a request reaches b again through wharf", secs(10), || async {
+        let hits = load.hits();
+        hits[before_back..]
+            .iter()
+            .find(|h| h.backend.as_deref() == Some(b_host.as_str()))
+            .map(|h| h.done.saturating_duration_since(unflipped))
+            .ok_or("not yet")
+    })
+    .await;
+    eprintln!(
+        "RISE: b ready {} ms after /health/ok (bound interval×rise = {} ms); first request answered by b through wharf \
+         {} ms after /health/ok",
+        back.as_millis(),
+        RISE_BOUND.as_millis(),
+        first_again.as_millis()
+    );
+    assert!(
+        back <= RISE_BOUND + SLACK,
+        "b came back {} ms after its health passed; interval×rise is {} ms (+{} ms slack)",
+        back.as_millis(),
+        RISE_BOUND.as_millis(),
+        SLACK.as_millis()
+    );
+
+    let hits = load.stop().await;
+    let retries = metric(&wharf, "wharf_retries_total").await;
+    let failed = report("health flip out and back", &hits, retries);
+    assert!(failed.is_empty(), "{} requests failed", failed.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_down_by_its_health_check_stays_down_through_fifty_unrelated_container_starts_and_stops() {
+    let net = Network::create("hswap");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let a = demo(&net, "a", &CHECK_LABELS, &[]);
+    let b = demo(&net, "b", &CHECK_LABELS, &[]);
+    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
+    wait_state(&wharf, "web", &b, "ready", secs(20)).await;
+    wait_listening(&net, &[&a, &b]).await;
+    let b_host = b.hostname();
+    demo_call(b.addr(&net.name, 80), "/health/fail").await;
+    let (reason, took) = wait_state(&wharf, "web", &b, "unhealthy", secs(10)).await;
+    eprintln!("b unhealthy {} ms after /health/fail: {reason}", took.as_millis());
+
+    let load = Traffic::start(wharf.listen, "any.test", "/", 2, millis(10));
+    let syncs_before = metric(&wharf, "wharf_discovery_syncs_total").await;
+
+    // 25 labelled containers of another pool (another host) on the same
+    // network, each started and removed (50 starts/stops), five at a time.
+    let churn_net = net.name.clone();
+    let churn = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..5 {
+                let net = churn_net.as_str();
+                s.spawn(move || {
+                    for i in 0..5 {
+                        // Its own host, so it never competes with pool web for a route.
+                        let c = Container::run(
+                            &format!("churn{t}{i}"),
+                            &[
+                                "--network",
+                                net,
+                                "--label",
+                                "wharf.pool=other",
+                                "--label",
+                                "wharf.host=churn.test",
+                                demo_image(),
+                            ],
+                        );
+                        drop(c); // docker rm -f -v
+                    }
+                });
+            }
+        });
+        started.elapsed()
+    });
+
+    // While the churn runs: on every look b is still down for its failing
+    // check (not "no passing probe yet", which a reset would show), a is
+    // ready, the pool is not in panic.
+    // A violation is recorded, not panicked on, so the churn can finish and
+    // clean up before the test fails.
+    let mut checks = 0u32;
+    let mut other_seen: BTreeSet<String> = BTreeSet::new();
+    let mut violation: Option<String> = None;
+    let started = Instant::now();
+    while !churn.is_finished() {
+        let s = wharf.state().await;
+        checks += 1;
+        let at = started.elapsed().as_millis();
+        let bs = backend_state(&s, "web", &b.name);
+        let as_ = backend_state(&s, "web", &a.name);
+        let panic = pool_json(&s, "web").map(|p| p["panic"].clone());
+        let ok = matches!(&bs, Some((st, reason)) if st == "unhealthy" && reason.contains("500"))
+            && matches!(&as_, Some((st, _)) if st == "ready")
+            && panic == Some(Value::Bool(false));
+        if !ok && violation.is_none() {
+            violation = Some(format!(
+                "check {checks} at {at} ms into the churn: b {bs:?}, a {as_:?}, pool panic {panic:?}; \
+                 b should stay unhealthy for its failing check, a ready"
+            ));
+        }
+        if let Some(p) = pool_json(&s, "other") {
+            for be in p["backends"].as_array().into_iter().flatten() {
+                other_seen.insert(be["container"].as_str().unwrap_or("").to_string());
+            }
+        }
+        tokio::time::sleep(millis(20)).await;
+    }
+    let churn_took = churn.await.expect("churn thread panicked");
+    let syncs = metric(&wharf, "wharf_discovery_syncs_total").await - syncs_before;
+    eprintln!(
+        "churn: 25 containers started and removed in {} ms; {checks} state checks, b unhealthy and a ready in all; \
+         {} of the 25 seen in pool other; {syncs} re-lists by wharf meanwhile",
+        churn_took.as_millis(),
+        other_seen.len()
+    );
+    assert!(
+        !other_seen.is_empty() && syncs >= 10,
+        "the churn should have changed the routing table (seen {other_seen:?}, {syncs} re-lists)"
+    );
+    assert!(checks >= 10, "only {checks} checks during the churn");
+    if let Some(v) = violation {
+        panic!("{v}");
+    }
+
+    let hits = load.stop().await;
+    let retries = metric(&wharf, "wharf_retries_total").await;
+    let failed = report("traffic during the churn", &hits, retries);
+    let to_b = hits
+        .iter()
+        .filter(|h| h.backend.as_deref() == Some(b_host.as_str()))
+        .count();
+    assert_eq!(to_b, 0, "requests reached b while it was down");
+    assert!(failed.is_empty(), "{} requests failed", failed.len());
+    assert!(hits.len() >= 50, "only {} requests during the churn", hits.len());
+}
+
+// ---------------------------------------------------------------------------
+// A new backend takes no request before it passes
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_backend_with_a_health_path_takes_no_request_before_its_first_passing_probe() {
+    // A 30 s interval: only the fast probing of a backend that never passed
+    // can bring it in quickly; the interval would take up to 30 s.
+    let labels = [
+        "wharf.pool=web",
+        "wharf.health.path=/health",
+        "wharf.health.interval=30s",
+    ];
+    let net = Network::create("hfirst");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let a = demo(&net, "a", &labels, &[]);
+    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
+
+    let load = Traffic::start(wharf.listen, "any.test", "/", 2, millis(10));
+    load.wait_more(50, "50 requests to a alone").await;
+
+    let b = demo(&net, "b", &labels, &["-e", "DEMO_HEALTH_FAIL=1"]);
+    let b_host = b.hostname();
+    let b_addr = b.addr(&net.name, 80);
+    let (reason, _) = poll("b discovered and failing its probes", secs(20), || async {
+        let s = wharf.state().await;
+        match backend_state(&s, "web", &b.name) {
+            Some((st, reason)) if st == "unhealthy" && reason.contains("500") => Ok(reason),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    eprintln!("b listed: unhealthy ({reason})");
+    stays("b stays out of rotation while it fails", secs(2), || async {
+        let s = wharf.state().await;
+        match backend_state(&s, "web", &b.name) {
+            Some((st, _)) if st == "unhealthy" => {}
+            other => return Err(format!("b: {other:?}")),
+        }
+        match load
+            .hits()
+            .iter()
+            .find(|h| h.backend.as_deref() == Some(b_host.as_str()))
+        {
+            Some(h) => Err(format!("a request reached b: {:?}", h.result)),
+            None => Ok(()),
+        }
+    })
+    .await;
+    let b_got = demo_requests(b_addr).await;
+    let before = load.count();
+    eprintln!("while b failed: {before} requests through wharf, b itself counted {b_got}");
+    assert_eq!(b_got, 0, "b received requests before passing a probe");
+
+    demo_call(b_addr, "/health/ok").await;
+    let flipped = Instant::now();
+    let (join, _) = poll("first request answered by b through wharf", secs(10), || async {
+        let hits = load.hits();
+        hits[before..]
+            .iter()
+            .find(|h| h.backend.as_deref() == Some(b_host.as_str()))
+            .map(|h| h.done.saturating_duration_since(flipped))
+            .ok_or("not yet")
+    })
+    .await;
+    let (_, ready) = wait_state(&wharf, "web", &b, "ready", secs(10)).await;
+    eprintln!(
+        "JOIN: first request answered by b {} ms after /health/ok (target ~250 ms; probes every 100 ms until the first pass); \
+         state ready seen after {} ms",
+        join.as_millis(),
+        ready.as_millis()
+    );
+
+    let hits = load.stop().await;
+    let retries = metric(&wharf, "wharf_retries_total").await;
+    let failed = report("new backend joining", &hits, retries);
+    assert!(failed.is_empty(), "{} requests failed", failed.len());
+    assert!(
+        join <= millis(2000),
+        "b joined {} ms after its health passed; probing every 100 ms until the first pass should take ~250 ms",
+        join.as_millis()
+    );
+}
+
+/// A demo image whose Docker HEALTHCHECK (exec form: the image has no shell,
+/// so `docker run --health-cmd`, which is `CMD-SHELL`, cannot work) probes
+/// `/health` every 500 ms. Removed on drop.
+struct HealthImage {
+    tag: String,
+}
+
+impl HealthImage {
+    fn build() -> HealthImage {
+        let tag = format!("{}:test", unique("hcimage"));
+        let dockerfile = format!(
+            "FROM {}\nHEALTHCHECK --interval=500ms --timeout=2s --retries=30 \
+             CMD [\"/wharf-demo\", \"probe\", \"http://127.0.0.1:80/health\"]\n",
+            demo_image()
+        );
+        let label = format!("it.wharf-test.pid={}", std::process::id());
+        let mut child = std::process::Command::new("docker")
+            .args(["build", "-q", "--label", &label, "-t", &tag, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run docker build");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(dockerfile.as_bytes()).expect("write Dockerfile");
+        }
+        let out = child.wait_with_output().expect("docker build");
+        let image = HealthImage { tag };
+        assert!(
+            out.status.success(),
+            "docker build of {} failed: {}",
+            image.tag,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        image
+    }
+}
+
+impl Drop for HealthImage {
+    fn drop(&mut self) {
+        if let Err(e) = docker_try(&["rmi", "-f", &self.tag]) {
+            eprintln!("warning: cleanup: {e}");
+        }
+    }
+}
+
+/// `.State.Health.Status`, and the wall-clock end (Unix ns) of the probe
+/// that made it healthy: the first passing probe after the last failing one.
+fn docker_health(id: &str) -> (String, Option<u128>) {
+    let out = docker(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Health.Status}}|{{range .State.Health.Log}}{{.ExitCode}}:{{.End.UnixNano}} {{end}}",
+        id,
+    ]);
+    let (status, log) = out.split_once('|').unwrap_or((&out, ""));
+    let entries: Vec<(i64, u128)> = log
+        .split_whitespace()
+        .filter_map(|e| {
+            let (code, end) = e.split_once(':')?;
+            Some((code.parse().ok()?, end.parse().ok()?))
+        })
+        .collect();
+    let last_fail = entries.iter().rposition(|(code, _)| *code != 0);
+    let first_pass = match last_fail {
+        Some(i) => entries.get(i + 1).map(|e| e.1),
+        None => None, // every kept entry passes: the transition fell out of the log
+    };
+    (status.to_string(), first_pass)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_reports_it_healthy() {
+    let image = HealthImage::build();
+    let net = Network::create("hcheck");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let a = demo(&net, "a", &["wharf.pool=web"], &[]);
+    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
+    wait_listening(&net, &[&a]).await;
+
+    let load = Traffic::start(wharf.listen, "any.test", "/", 2, millis(10));
+    load.wait_more(50, "50 requests to a alone").await;
+
+    // b's HEALTHCHECK needs 3 s to pass: /health fails until the test flips
+    // it 3 s after the start (the scenario's premise, not a synchronisation).
+    let b = demo_with(
+        &net,
+        "b",
+        &["wharf.pool=web"],
+        &["-e", "DEMO_HEALTH_FAIL=1"],
+        &image.tag,
+    );
+    let b_started = tokio::time::Instant::now();
+    let b_host = b.hostname();
+    let b_addr = b.addr(&net.name, 80);
+    let ((state, reason), _) = poll("b listed in pool web", secs(20), || async {
+        backend_state(&wharf.state().await, "web", &b.name).ok_or("not listed")
+    })
+    .await;
+    eprintln!("b listed while Docker says {:?}: {state} ({reason})", b.health());
+    assert!(
+        state == "unhealthy" && reason.contains("starting"),
+        "b listed as {state} ({reason}) while its HEALTHCHECK is starting"
+    );
+    tokio::time::sleep_until(b_started + secs(3)).await;
+    let (status, _) = docker_health(&b.id);
+    assert_eq!(status, "starting", "b's HEALTHCHECK before its 3 s are up");
+    assert!(
+        !load
+            .hits()
+            .iter()
+            .any(|h| h.backend.as_deref() == Some(b_host.as_str())),
+        "a request reached b before Docker reported it healthy"
+    );
+    let b_got = demo_requests(b_addr).await;
+    let before = load.count();
+    eprintln!("first 3 s of b: {before} requests through wharf, b itself counted {b_got}");
+    assert_eq!(b_got, 0, "b received requests while its HEALTHCHECK was starting");
+
+    demo_call(b_addr, "/health/ok").await;
+    let flipped = Instant::now();
+    let flipped_wall = unix_nanos(SystemTime::now());
+    let ((healthy_at, passed_wall), _) = poll("docker inspect shows b healthy", secs(15), || async {
+        let id = b.id.clone();
+        let (status, passed) = tokio::task::spawn_blocking(move || docker_health(&id)).await.unwrap();
+        (status == "healthy")
+            .then(|| (Instant::now(), passed))
+            .ok_or(format!("health {status}"))
+    })
+    .await;
+    let passed_wall = passed_wall.expect("the passing probe is in Docker's health log");
+    let first = poll("first request answered by b through wharf", secs(10), || async {
+        let hits = load.hits();
+        hits[before..]
+            .iter()
+            .find(|h| h.backend.as_deref() == Some(b_host.as_str()))
+            .cloned()
+            .ok_or("not yet")
+    })
+    .await
+    .0;
+    let hits = load.stop().await;
+
+    let since_probe_ms = (unix_nanos(first.done_wall) as i128 - passed_wall as i128) / 1_000_000;
+    let since_inspect_ms = if first.done >= healthy_at {
+        first.done.duration_since(healthy_at).as_millis() as i128
+    } else {
+        -(healthy_at.duration_since(first.done).as_millis() as i128)
+    };
+    eprintln!(
+        "HEALTHCHECK: Docker's passing probe ended {} ms after /health/ok; docker inspect showed healthy after {} ms; \
+         first response from b through wharf {since_probe_ms} ms after the passing probe ended, \
+         {since_inspect_ms} ms after docker inspect showed healthy (target < 500 ms)",
+        (passed_wall as i128 - flipped_wall as i128) / 1_000_000,
+        healthy_at.duration_since(flipped).as_millis(),
+    );
+    let early: Vec<&Hit> = hits
+        .iter()
+        .filter(|h| h.backend.as_deref() == Some(b_host.as_str()) && unix_nanos(h.done_wall) < passed_wall)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "{} requests answered by b before Docker's first passing probe ended",
+        early.len()
+    );
+    let retries = metric(&wharf, "wharf_retries_total").await;
+    let failed = report("Docker HEALTHCHECK join", &hits, retries);
+    assert!(failed.is_empty(), "{} requests failed", failed.len());
+    assert!(
+        since_probe_ms <= 2000,
+        "b took its first request {since_probe_ms} ms after Docker reported it healthy (target 500 ms)"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Keep-alive: a backend that closes idle connections after 1 s
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_with_a_one_second_keepalive_timeout_fails_no_request_spaced_about_a_second_apart() {
+    let net = Network::create("hka");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let a = demo(&net, "a", &["wharf.pool=web"], &["-e", "DEMO_KEEPALIVE_TIMEOUT=1s"]);
+    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
+    wait_listening(&net, &[&a]).await;
+
+    // A minute of requests on one keep-alive client, each ~1 s after the
+    // previous answer: 0.9–1.1 s, many of them within a few ms of the
+    // backend's 1 s timeout (the pacing is the scenario, not a synchronisation).
+    let client = Client::new();
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut upstream_ports = BTreeSet::new();
+    let mut gaps = Vec::new();
+    let mut n = 0u32;
+    while started.elapsed() < secs(60) {
+        let r = client.get(wharf.listen, "ka.test", "/").await;
+        n += 1;
+        match r {
+            Ok(r) if r.status == 200 => {
+                if let Some(port) = r.body_field("RemoteAddr").and_then(|a| a.rsplit(':').next()) {
+                    upstream_ports.insert(port.to_string());
+                }
+            }
+            Ok(r) => failures.push(format!("request {n}: {} {}", r.status, r.body.trim())),
+            Err(e) => failures.push(format!("request {n}: {e}")),
+        }
+        // 900, 1100, 995, 1005, 950, 1050, 999, 1001, 1000, 975 ms, repeating.
+        let gap = [900, 1100, 995, 1005, 950, 1050, 999, 1001, 1000, 975][n as usize % 10];
+        gaps.push(gap);
+        tokio::time::sleep(millis(gap)).await;
+    }
+    let retries = metric(&wharf, "wharf_retries_total").await;
+    eprintln!(
+        "keep-alive 1 s backend: {n} requests over {} ms, gaps {}–{} ms, {} failed, {retries} retries; \
+         {} distinct upstream connections seen by the backend",
+        started.elapsed().as_millis(),
+        gaps.iter().min().unwrap(),
+        gaps.iter().max().unwrap(),
+        failures.len(),
+        upstream_ports.len()
+    );
+    for f in &failures {
+        eprintln!("  {f}");
+    }
+    assert!(n >= 50, "only {n} requests in a minute");
+    assert!(failures.is_empty(), "{} of {n} requests failed", failures.len());
+}
+
+// ---------------------------------------------------------------------------
+// A backend that breaks off a response
+// ---------------------------------------------------------------------------
+
+/// How a response read off a raw HTTP/1.1 connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum RawEnd {
+    /// The message framing says the body is complete.
+    Complete { status: u16, framing: String, body: usize },
+    /// The connection ended (EOF or error) before the framing's end.
+    Broken {
+        status: u16,
+        framing: String,
+        body: usize,
+        how: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Length(usize),
+    Chunked,
+    Close,
+}
+
+/// Parses a chunked body so far: (data bytes, whether the last chunk arrived).
+fn chunked_progress(b: &[u8]) -> (usize, bool) {
+    let (mut pos, mut data) = (0usize, 0usize);
+    loop {
+        let Some(eol) = b[pos..].windows(2).position(|w| w == b"\r\n") else {
+            return (data, false);
+        };
+        let line = String::from_utf8_lossy(&b[pos..pos + eol]);
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(usize::MAX);
+        if size == usize::MAX {
+            return (data, false); // garbage: never a clean end
+        }
+        if size == 0 {
+            return (data, true);
+        }
+        let start = pos + eol + 2;
+        if b.len() < start + size + 2 {
+            return (data + b.len().saturating_sub(start).min(size), false);
+        }
+        data += size;
+        pos = start + size + 2;
+    }
+}
+
+/// `GET path` on a fresh raw TCP connection, read until the framing says the
+/// response is complete or the connection ends.
+async fn raw_get(addr: SocketAddr, host: &str, path: &str) -> Result<RawEnd, String> {
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: raw-test\r\n\r\n");
+    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + secs(15);
+    let mut head: Option<(usize, u16, Framing)> = None;
+    loop {
+        let read = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+            .await
+            .map_err(|_| format!("no end within 15 s; {} bytes so far", buf.len()))?;
+        let ended = match read {
+            Ok(0) => Some("EOF".to_string()),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                None
+            }
+            Err(e) => Some(format!("read error: {e}")),
+        };
+        if head.is_none() {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let text = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                let status = text
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(format!("bad status line: {text}"))?;
+                let header = |name: &str| {
+                    text.lines()
+                        .skip(1)
+                        .find_map(|l| {
+                            l.split_once(':')
+                                .filter(|(k, _)| k.trim() == name)
+                                .map(|(_, v)| v.trim())
+                        })
+                        .map(str::to_string)
+                };
+                let framing = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+                    Framing::Chunked
+                } else if let Some(n) = header("content-length") {
+                    Framing::Length(n.parse().map_err(|_| format!("content-length {n}"))?)
+                } else {
+                    Framing::Close
+                };
+                head = Some((end + 4, status, framing));
+            }
+        }
+        let Some((start, status, framing)) = head else {
+            if let Some(how) = ended {
+                return Err(format!("{how} before the response head ({} bytes)", buf.len()));
+            }
+            continue;
+        };
+        let body = &buf[start..];
+        let (data, complete, name) = match framing {
+            Framing::Length(n) => (body.len().min(n), body.len() >= n, format!("content-length {n}")),
+            Framing::Chunked => {
+                let (d, c) = chunked_progress(body);
+                (d, c, "chunked".to_string())
+            }
+            Framing::Close => (body.len(), false, "close-delimited".to_string()),
+        };
+        if complete {
+            return Ok(RawEnd::Complete {
+                status,
+                framing: name,
+                body: data,
+            });
+        }
+        if let Some(how) = ended {
+            return Ok(match framing {
+                // EOF is the only end a close-delimited body has: the client
+                // cannot tell a truncated one from a whole one.
+                Framing::Close if how == "EOF" => RawEnd::Complete {
+                    status,
+                    framing: name,
+                    body: data,
+                },
+                _ => RawEnd::Broken {
+                    status,
+                    framing: name,
+                    body: data,
+                    how,
+                },
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_breaking_off_a_response_leaves_the_client_with_a_broken_response_never_a_clean_short_one() {
+    let net = Network::create("habort");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let a = demo(&net, "a", &["wharf.pool=web"], &[]);
+    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
+    wait_listening(&net, &[&a]).await;
+    let a_addr = a.addr(&net.name, 80);
+    let backend_before = demo_requests(a_addr).await;
+    let mut sent = 0u64;
+
+    // Controls: whole bodies end cleanly, so the reader can tell the two apart.
+    for (path, framing) in [
+        ("/bytes?n=100000", "content-length 100000"),
+        ("/chunked?n=100000", "chunked"),
+    ] {
+        let end = raw_get(wharf.listen, "abort.test", path).await.expect("raw GET");
+        sent += 1;
+        eprintln!("raw HTTP/1.1 {path}: {end:?}");
+        assert_eq!(
+            end,
+            RawEnd::Complete {
+                status: 200,
+                framing: framing.into(),
+                body: 100_000
+            },
+            "{path}"
+        );
+    }
+
+    let mut broken = 0;
+    for round in 0..3 {
+        for path in ["/abort?n=100000", "/abort?n=100000&chunked=1"] {
+            // Raw HTTP/1.1: the exact framing and how the connection ended.
+            let end = raw_get(wharf.listen, "abort.test", path).await.expect("raw GET");
+            sent += 1;
+            if round == 0 {
+                eprintln!("raw HTTP/1.1 {path}: {end:?}");
+            }
+            match &end {
+                RawEnd::Broken { status: 200, body, .. } if *body <= 100_000 => broken += 1,
+                other => panic!("{path}: the client must see a broken response, got {other:?}"),
+            }
+
+            // hyper HTTP/1.1 client: reading the body is an error.
+            let r = get(wharf.listen, "abort.test", path).await;
+            sent += 1;
+            if round == 0 {
+                eprintln!(
+                    "hyper HTTP/1.1 {path}: {:?}",
+                    r.as_ref().map(|r| (r.status, r.body.len()))
+                );
+            }
+            match r {
+                Err(e) if e.contains("reading body") => broken += 1,
+                other => panic!("{path} (hyper http1): body must fail, got {other:?}"),
+            }
+
+            // h2c client: the stream is reset, not ended.
+            let r = Client::http2().get(wharf.listen, "abort.test", path).await;
+            sent += 1;
+            if round == 0 {
+                eprintln!("hyper h2c {path}: {:?}", r.as_ref().map(|r| (r.status, r.body.len())));
+            }
+            match r {
+                Err(e) if e.contains("reading body") => broken += 1,
+                other => panic!("{path} (h2c): body must fail, got {other:?}"),
+            }
+        }
+    }
+
+    // wharf still serves, and the backend saw each request exactly once (a
+    // request whose response headers arrived is never retried).
+    let r = wharf.get("abort.test", "/").await.expect("request after the aborts");
+    assert_eq!(r.status, 200, "{}", r.body);
+    sent += 1;
+    let backend_got = demo_requests(a_addr).await - backend_before;
+    let retries = metric(&wharf, "wharf_retries_total").await;
+    eprintln!(
+        "aborted responses: {sent} requests sent ({broken} aborted ones, all seen as broken by the client), \
+         backend counted {backend_got}, {retries} retries"
+    );
+    assert_eq!(broken, 18);
+    assert_eq!(backend_got, sent, "the backend got each request exactly once");
+    assert_eq!(retries, 0, "nothing to retry");
+}
