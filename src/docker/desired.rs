@@ -129,11 +129,13 @@ pub fn derive(containers: &[ContainerInfo], draining: &HashSet<String>, settings
     let mut sorted: Vec<&ContainerInfo> = containers.iter().collect();
     sorted.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
 
+    // wharf's own networks, when it runs in a container with addresses of its
+    // own (not `--network host`, where every bridge address is reachable).
     let own_networks: Vec<&str> = settings
         .self_id
         .as_deref()
         .and_then(|me| sorted.iter().find(|c| c.id == me))
-        .map(|me| me.networks.keys().map(String::as_str).collect())
+        .map(|me| me.networks.iter().filter(|(_, ip)| ip.is_some()).map(|(n, _)| n.as_str()).collect())
         .unwrap_or_default();
 
     let mut out = Desired::default();
@@ -259,7 +261,9 @@ fn skip(c: &ContainerInfo, reason: String) -> Skipped {
     }
 }
 
-/// SPEC "Network address": label > flag > the network wharf shares > the only network.
+/// SPEC "Network address": label > flag > the network wharf shares > the only
+/// network. When wharf runs in a container with addresses of its own, a
+/// backend sharing none of its networks is unreachable and is skipped.
 /// Returns the network name and the container's IP on it, or why there is none.
 pub fn choose_network(
     c: &ContainerInfo,
@@ -296,6 +300,15 @@ pub fn choose_network(
     let shared: Vec<&(&str, IpAddr)> = with_ip.iter().filter(|(n, _)| own_networks.contains(n)).collect();
     match shared.as_slice() {
         [(n, ip)] => return Ok((n.to_string(), *ip)),
+        // wharf in a container can only reach backends on its own networks.
+        [] if !own_networks.is_empty() => {
+            return Err(format!(
+                "shares no network with wharf (wharf is on {}; the container on {}); connect them or set {}.network",
+                own_networks.join(", "),
+                names(),
+                settings.label_prefix
+            ))
+        }
         [] => {}
         many => {
             let list: Vec<&str> = many.iter().map(|(n, _)| *n).collect();
