@@ -180,7 +180,7 @@ async fn compose_up_scale_and_down() {
     hostnames.dedup();
     assert_eq!(hostnames.len(), 3, "{hostnames:?}");
     let labels = docker(&["inspect", "--format", "{{json .Config.Labels}}", &ids[0]]);
-    assert!(labels.contains(r#""wharf.port":"80""#), "{labels}");
+    assert!(labels.contains(r#""it.wharf-test.fixture":"demo-compose""#), "{labels}");
 
     let network = compose.default_network();
     drop(compose);
@@ -257,6 +257,17 @@ async fn wharf_spawn_fails_fast_with_the_log_when_wharf_exits() {
     let err = result.err().expect("spawn should panic when wharf exits");
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("wharf exited before ready"), "{msg}");
+    // The guard keeps the log of a panicking test; this panic was deliberate.
+    let log = msg
+        .split_once("log (")
+        .and_then(|(_, rest)| rest.split_once("):"))
+        .map(|(path, _)| path);
+    let log = log.unwrap_or_else(|| panic!("no log path in: {msg}"));
+    assert!(
+        msg.contains("--no-such-flag-for-the-harness-test"),
+        "log not included: {msg}"
+    );
+    std::fs::remove_file(log).unwrap();
     assert!(
         started.elapsed() < secs(20),
         "took {:?}: should fail early, not wait for the readiness deadline",

@@ -24,6 +24,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A command for the static wharf binary, without any `WHARF_*` variable the
+/// test process may have inherited (each test passes its own `envs`).
+fn wharf_command() -> Command {
+    let mut cmd = Command::new(&binaries().wharf);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WHARF_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 fn log_file(tag: &str) -> (PathBuf, File) {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", unique(tag)));
     let file = File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
@@ -51,9 +63,21 @@ impl Wharf {
     /// Starts `wharf --listen 127.0.0.1:P --admin-listen 127.0.0.1:Q <args…>`
     /// with extra environment variables, and waits up to 30 s for `GET /readyz`
     /// to answer 200. Panics with wharf's log if it exits or never gets ready.
+    /// `WHARF_*` variables of the test process are not inherited.
     pub async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Wharf {
-        let wharf = Wharf::start(args, envs);
-        wharf.wait_ready(READY_TIMEOUT).await
+        // The free ports are released before wharf binds them; if another
+        // process grabbed one meanwhile, start again on new ports.
+        for attempt in 1.. {
+            let mut wharf = Wharf::start(args, envs);
+            match wharf.ready_or_exit(READY_TIMEOUT).await {
+                Ok(()) => return wharf,
+                Err(log) if attempt < 3 && log.to_lowercase().contains("address already in use") => {
+                    eprintln!("wharf: port clash on attempt {attempt}, retrying on new ports");
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!()
     }
 
     /// Starts wharf like [`Wharf::spawn`] without waiting for readiness.
@@ -62,7 +86,7 @@ impl Wharf {
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let (log_path, log) = log_file("wharf");
-        let child = Command::new(bin)
+        let child = wharf_command()
             .arg("--listen")
             .arg(listen.to_string())
             .arg("--admin-listen")
@@ -88,21 +112,31 @@ impl Wharf {
         }
     }
 
-    /// Waits until `GET /readyz` answers 200; panics early if wharf exits.
+    /// Waits until `GET /readyz` answers 200; panics early, with the log, if
+    /// wharf exits, and after `timeout` if it never gets ready.
     pub async fn wait_ready(mut self, timeout: Duration) -> Wharf {
+        if let Err(msg) = self.ready_or_exit(timeout).await {
+            panic!("{msg}");
+        }
+        self
+    }
+
+    /// `Err(message with the log)` if wharf exits before ready; panics on timeout.
+    async fn ready_or_exit(&mut self, timeout: Duration) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if let Some(code) = self.try_exit() {
-                panic!(
-                    "wharf exited before ready (exit code {code}) after {} ms; log:\n{}",
+                return Err(format!(
+                    "wharf exited before ready (exit code {code}) after {} ms; log ({}):\n{}",
                     start.elapsed().as_millis(),
+                    self.log_path.display(),
                     self.log()
-                );
+                ));
             }
             let last = match self.admin_get("/readyz").await {
                 Ok(r) if r.status == 200 => {
                     eprintln!("wharf ready: took {} ms", start.elapsed().as_millis());
-                    return self;
+                    return Ok(());
                 }
                 Ok(r) => format!("/readyz answered {}: {}", r.status, r.body),
                 Err(e) => e,
@@ -264,7 +298,7 @@ impl Drop for Wharf {
 pub fn wharf_run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
     let bin = &binaries().wharf;
     let (log_path, log) = log_file("wharf-run");
-    let mut child = Command::new(bin)
+    let mut child = wharf_command()
         .args(args)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
