@@ -207,7 +207,13 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
     )
     .await;
     eprintln!("demo2 skipped: {skip}");
-    assert!(skip["reason"].as_str().unwrap_or("").contains("shares no network with wharf"), "{skip}");
+    assert!(
+        skip["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shares no network with wharf"),
+        "{skip}"
+    );
     // (Not necessarily a 404: a wharf in a container also sees the other
     // tests' containers, and one without a host label serves any host.)
     let r = get(listen, &host2, "/").await.unwrap();

@@ -135,7 +135,13 @@ pub fn derive(containers: &[ContainerInfo], draining: &HashSet<String>, settings
         .self_id
         .as_deref()
         .and_then(|me| sorted.iter().find(|c| c.id == me))
-        .map(|me| me.networks.iter().filter(|(_, ip)| ip.is_some()).map(|(n, _)| n.as_str()).collect())
+        .map(|me| {
+            me.networks
+                .iter()
+                .filter(|(_, ip)| ip.is_some())
+                .map(|(n, _)| n.as_str())
+                .collect()
+        })
         .unwrap_or_default();
 
     let mut out = Desired::default();

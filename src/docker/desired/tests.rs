@@ -204,17 +204,27 @@ fn static_pools_are_ready_and_replace_a_discovered_pool_of_that_name() {
 fn wharf_in_a_container_skips_backends_that_share_none_of_its_networks() {
     let me = container("me", 0, &[], &[("mine", "172.20.0.9")]);
     let other = container("a", 1, &[("wharf.pool", "web")], &[("theirs", "172.21.0.2")]);
-    let s = Settings { self_id: Some("me".into()), ..settings() };
+    let s = Settings {
+        self_id: Some("me".into()),
+        ..settings()
+    };
     let d = derive(&[me, other], &HashSet::new(), &s);
     assert!(d.pools.is_empty());
-    assert!(d.skipped[0].reason.contains("shares no network with wharf"), "{}", d.skipped[0].reason);
+    assert!(
+        d.skipped[0].reason.contains("shares no network with wharf"),
+        "{}",
+        d.skipped[0].reason
+    );
 }
 
 #[test]
 fn wharf_on_the_host_network_falls_back_to_the_backends_only_network() {
     let me = container("me", 0, &[], &[("host", "")]);
     let other = container("a", 1, &[("wharf.pool", "web")], &[("theirs", "172.21.0.2")]);
-    let s = Settings { self_id: Some("me".into()), ..settings() };
+    let s = Settings {
+        self_id: Some("me".into()),
+        ..settings()
+    };
     let d = derive(&[me, other], &HashSet::new(), &s);
     assert_eq!(d.pools["web"].backends[0].addr.ip().to_string(), "172.21.0.2");
 }
