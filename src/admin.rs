@@ -212,6 +212,7 @@ pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> V
                         "requests": b.shared.requests.load(Ordering::Relaxed),
                         "errors": b.shared.errors.load(Ordering::Relaxed),
                         "idle_connections": b.shared.idle.len(),
+                        "latency_ms": (b.shared.latency.estimate(std::time::Instant::now()) / 1e3).round() / 1e3,
                     })
                 })
                 .collect();
