@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::load::{percentile, unix_ns};
+use support::load::percentile;
 use support::*;
 use tokio::task::block_in_place;
 

@@ -1,15 +1,16 @@
-//! Unique names and Drop guards for Docker networks, containers and compose projects.
+//! Unique names and Drop guards for Docker networks and containers, and the
+//! docker CLI calls the tests make (`docker events`, `docker logs`, …).
 //!
-//! Everything goes through the docker / docker-compose CLIs: simple and real.
-//! Guards never panic in `drop` (that would abort a panicking test); cleanup
-//! failures are printed to stderr instead.
+//! Everything goes through the docker CLI: simple and real. Guards never
+//! panic in `drop` (that would abort a panicking test); cleanup failures are
+//! printed to stderr instead. Compose projects are in [`super::compose`].
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::build::require_docker;
+use super::unix_ns;
 
 /// Label put on every container and network the harness creates, with the
 /// test process id as value, so leftovers can be traced back. It deliberately
@@ -23,26 +24,29 @@ pub fn unique(tag: &str) -> String {
     format!("wharf-it-{}-{n}-{tag}", std::process::id())
 }
 
-fn owner_label() -> String {
+pub(super) fn owner_label() -> String {
     format!("{OWNER_LABEL}={}", std::process::id())
 }
 
-/// Runs `docker <args>`; returns trimmed stdout, or `Err` with the exit status and stderr.
-pub fn docker_try(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
+/// The trimmed stdout of a finished CLI command, or `Err` naming `command`
+/// with its exit status and stderr.
+pub(super) fn cli_output(command: &str, out: std::io::Result<Output>) -> Result<String, String> {
+    let out = out.map_err(|e| format!("cannot run {command}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
         Err(format!(
-            "`docker {}` failed ({}): {}",
-            args.join(" "),
+            "`{command}` failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// Runs `docker <args>`; returns trimmed stdout, or `Err` with the exit status and stderr.
+pub fn docker_try(args: &[&str]) -> Result<String, String> {
+    let command = format!("docker {}", args.join(" "));
+    cli_output(&command, Command::new("docker").args(args).output())
 }
 
 /// Runs `docker <args>` and returns trimmed stdout; panics with stderr on failure.
@@ -98,14 +102,18 @@ impl Network {
 
     /// Ids of the containers attached to this network.
     pub fn containers(&self) -> Vec<String> {
-        let out = docker(&[
+        self.try_containers().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_containers(&self) -> Result<Vec<String>, String> {
+        let out = docker_try(&[
             "network",
             "inspect",
             "--format",
             "{{range $id, $c := .Containers}}{{$id}} {{end}}",
             &self.name,
-        ]);
-        out.split_whitespace().map(str::to_string).collect()
+        ])?;
+        Ok(out.split_whitespace().map(str::to_string).collect())
     }
 }
 
@@ -118,18 +126,11 @@ impl std::ops::Deref for Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        match docker_try(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{range $id, $c := .Containers}}{{$id}} {{end}}",
-            &self.name,
-        ]) {
+        match self.try_containers() {
             Ok(ids) => {
-                let ids: Vec<&str> = ids.split_whitespace().collect();
                 if !ids.is_empty() {
                     let mut args = vec!["rm", "-f", "-v"];
-                    args.extend(ids);
+                    args.extend(ids.iter().map(String::as_str));
                     docker_cleanup(&args);
                 }
             }
@@ -273,15 +274,7 @@ impl Container {
 
     /// `docker logs` (stdout then stderr).
     pub fn logs(&self) -> String {
-        let out = Command::new("docker")
-            .args(["logs", &self.id])
-            .output()
-            .expect("cannot run docker logs");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        docker_logs(&self.id)
     }
 }
 
@@ -304,113 +297,41 @@ pub fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A docker-compose (v1) project with a unique name; `down -v --remove-orphans`
-/// on drop.
-#[derive(Debug)]
-pub struct Compose {
-    pub project: String,
-    /// Directory of the compose file; commands run there.
-    pub dir: PathBuf,
-    file: PathBuf,
-    env: Vec<(String, String)>,
+/// `docker logs <id>` of any container (stdout then stderr).
+pub fn docker_logs(id: &str) -> String {
+    let out = Command::new("docker")
+        .args(["logs", id])
+        .output()
+        .expect("cannot run docker logs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
-impl Compose {
-    /// A project `unique(tag)` for `file`; a relative `file` is taken relative
-    /// to `tests/fixtures/`. Nothing runs until [`Compose::up`].
-    pub fn new(tag: &str, file: impl AsRef<Path>) -> Compose {
-        require_docker();
-        let file = super::build::workspace_root()
-            .join("tests")
-            .join("fixtures")
-            .join(file.as_ref());
-        assert!(file.is_file(), "compose file {} not found", file.display());
-        let dir = file.parent().unwrap().to_path_buf();
-        // compose v1 lowercases and strips the project name; ours is already clean.
-        Compose {
-            project: unique(tag).to_lowercase(),
-            dir,
-            file,
-            env: Vec::new(),
-        }
-    }
-
-    /// Sets an environment variable for every docker-compose invocation
-    /// (for `${VAR}` interpolation in the file, e.g. image tags).
-    pub fn env(mut self, key: &str, value: &str) -> Compose {
-        self.env.push((key.to_string(), value.to_string()));
-        self
-    }
-
-    /// Runs `docker-compose -p <project> -f <file> <args…>`; returns stdout or
-    /// `Err` with stderr.
-    pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("docker-compose")
-            .arg("-p")
-            .arg(&self.project)
-            .arg("-f")
-            .arg(&self.file)
-            .args(args)
-            .current_dir(&self.dir)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .map_err(|e| format!("cannot run docker-compose: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(format!(
-                "`docker-compose -p {} {}` failed ({}): {}",
-                self.project,
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
-    /// Like [`Compose::try_run`], panicking on failure.
-    pub fn run(&self, args: &[&str]) -> String {
-        self.try_run(args).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// `up -d <args…>` (e.g. `[]`, `["demo"]`, `["--scale", "demo=2"]`).
-    pub fn up(&self, args: &[&str]) {
-        let mut full = vec!["up", "-d"];
-        full.extend_from_slice(args);
-        self.run(&full);
-    }
-
-    /// `up -d --no-recreate --scale <service>=<n> <service>`.
-    pub fn scale(&self, service: &str, n: usize) {
-        let spec = format!("{service}={n}");
-        self.run(&["up", "-d", "--no-recreate", "--scale", &spec, service]);
-    }
-
-    /// Ids of the service's containers (`ps -q <service>`, stopped ones included).
-    pub fn ps_ids(&self, service: &str) -> Vec<String> {
-        self.run(&["ps", "-q", service])
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect()
-    }
-
-    /// The project's default network, `<project>_default`.
-    pub fn default_network(&self) -> String {
-        format!("{}_default", self.project)
-    }
-
-    /// IPs of the service's containers on the default network.
-    pub fn ips(&self, service: &str) -> Vec<Ipv4Addr> {
-        let net = self.default_network();
-        self.ps_ids(service).iter().map(|id| container_ip(id, &net)).collect()
-    }
+/// A Unix time in nanoseconds as `docker events --since/--until` takes it (`<s>.<ns>`).
+fn events_time(unix_ns: i128) -> String {
+    format!("{}.{:09}", unix_ns / 1_000_000_000, unix_ns % 1_000_000_000)
 }
 
-impl Drop for Compose {
-    fn drop(&mut self) {
-        if let Err(e) = self.try_run(&["down", "-v", "--remove-orphans", "-t", "1"]) {
-            eprintln!("warning: cleanup: {e}");
-        }
-    }
+/// The `event` events of container `id` from `since_unix_ns` until now, one
+/// line each in Go template `format` (e.g. `{{.TimeNano}}`).
+pub fn container_events(id: &str, event: &str, since_unix_ns: i128, format: &str) -> Vec<String> {
+    let container = format!("container={id}");
+    let event = format!("event={event}");
+    let out = docker(&[
+        "events",
+        "--since",
+        &events_time(since_unix_ns),
+        "--until",
+        &events_time(unix_ns()),
+        "--filter",
+        &container,
+        "--filter",
+        &event,
+        "--format",
+        format,
+    ]);
+    out.lines().map(str::to_string).collect()
 }

@@ -120,6 +120,16 @@ pub async fn request(
         conn.abort();
         resp
     };
+    within_timeout(method, path, addr, work).await
+}
+
+/// `work` (one whole request) cut off after [`HTTP_TIMEOUT`], as an `Err` naming the request.
+async fn within_timeout(
+    method: &str,
+    path: &str,
+    addr: SocketAddr,
+    work: impl Future<Output = Result<Resp, String>>,
+) -> Result<Resp, String> {
     tokio::time::timeout(HTTP_TIMEOUT, work)
         .await
         .unwrap_or_else(|_| Err(format!("{method} {path} to {addr}: timed out after {HTTP_TIMEOUT:?}")))
@@ -189,9 +199,7 @@ impl Client {
                 .map_err(|e| format!("{method} {path} to {addr}: {}", error_chain(&e)))?;
             read_response(resp).await
         };
-        tokio::time::timeout(HTTP_TIMEOUT, work)
-            .await
-            .unwrap_or_else(|_| Err(format!("{method} {path} to {addr}: timed out after {HTTP_TIMEOUT:?}")))
+        within_timeout(method, path, addr, work).await
     }
 }
 

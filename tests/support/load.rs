@@ -1,6 +1,8 @@
-//! A load client for the draining tests: N concurrent workers, each with its
-//! own keep-alive HTTP/1.1 connection to wharf, sending a paced mix of GETs
-//! and POSTs until stopped, and recording every single outcome.
+//! A load client: N concurrent workers, each with its own keep-alive
+//! HTTP/1.1 connection to wharf, sending a paced mix of GETs and POSTs until
+//! stopped, and recording every single outcome. The draining tests run it
+//! with GETs and POSTs, the health and shutdown tests with steady GETs
+//! ([`LoadOpts::gets`]).
 //!
 //! * Each worker owns one raw hyper `http1` connection (reopened when it
 //!   closes) and sends one request at a time at `rate / workers` requests
@@ -17,20 +19,26 @@
 //!   client does: a request that hyper hands back *unsent* because the
 //!   reused connection turned out closed is sent again on a new connection
 //!   (counted in `client_resends`; wharf never saw the first try).
+//! * While it runs, [`Load::progress`] has the counters and
+//!   [`Load::outcomes`] every request finished so far; [`Load::stop`] returns
+//!   the [`Report`] (see [`report`]).
 //!
 //! ```ignore
 //! let load = Load::start(wharf.listen, "any.test", LoadOpts::default());
 //! // … make containers come and go …
 //! let report = load.stop().await;
 //! report.print("scale up and down");
-//! assert_eq!(report.not_ok(), 0);
+//! report.assert_no_failures("scale up and down");
 //! ```
 
-use std::collections::BTreeMap;
+pub mod report;
+
+pub use self::report::{percentile, Outcome, Progress, Report};
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::HOST;
@@ -42,6 +50,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
+
+use super::http::{poll, HTTP_TIMEOUT};
+use super::unix_ns;
 
 /// How to load wharf.
 #[derive(Debug, Clone)]
@@ -76,163 +87,19 @@ impl Default for LoadOpts {
     }
 }
 
-/// One request and what became of it. Times are offsets from the start of the load.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub worker: usize,
-    pub seq: u64,
-    pub method: &'static str,
-    /// The `x-demo-id` it carried.
-    pub id: String,
-    /// Just before the request was written (after the connection was ready).
-    pub sent: Duration,
-    /// When the whole response had been read (or the error happened).
-    pub done: Duration,
-    /// The HTTP status, `None` on a transport error.
-    pub status: Option<u16>,
-    /// `x-demo-hostname` of the answer.
-    pub backend: Option<String>,
-    /// `x-wharf-error` of the answer.
-    pub wharf_error: Option<String>,
-    /// For failures and transport errors: what went wrong (status, header, body or error).
-    pub detail: Option<String>,
-}
-
-impl Outcome {
-    pub fn is_ok(&self) -> bool {
-        self.detail.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
-    }
-
-    pub fn is_transport_error(&self) -> bool {
-        self.status.is_none()
-    }
-
-    pub fn is_failed(&self) -> bool {
-        !self.is_ok() && !self.is_transport_error()
-    }
-
-    pub fn latency(&self) -> Duration {
-        self.done.saturating_sub(self.sent)
-    }
-
-    /// A one-line description for failure lists.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} {} (worker {}) sent at {:.3} s, done at {:.3} s: status {} x-wharf-error {} backend {}: {}",
-            self.method,
-            self.id,
-            self.worker,
-            self.sent.as_secs_f64(),
-            self.done.as_secs_f64(),
-            self.status.map_or("-".to_string(), |s| s.to_string()),
-            self.wharf_error.as_deref().unwrap_or("-"),
-            self.backend.as_deref().unwrap_or("-"),
-            self.detail.as_deref().unwrap_or("ok"),
-        )
-    }
-}
-
-/// Counters readable while the load runs.
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    pub requests: u64,
-    pub ok: u64,
-    /// Failed plus transport errors.
-    pub not_ok: u64,
-    /// Ok answers per `x-demo-hostname`.
-    pub by_backend: BTreeMap<String, u64>,
-}
-
-/// Everything a stopped load saw.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub requests: u64,
-    pub ok: u64,
-    /// Answers with a non-2xx status (or a POST body that did not come back).
-    pub failed: u64,
-    /// Connect/IO errors and client timeouts.
-    pub transport_errors: u64,
-    /// Requests sent again because a reused connection was found closed before they were written.
-    pub client_resends: u64,
-    /// The first `keep_failures` failures and transport errors, described.
-    pub failures: Vec<String>,
-    /// Ok answers per `x-demo-hostname`.
-    pub by_backend: BTreeMap<String, u64>,
-    /// Every request, ordered by the time it was sent.
-    pub outcomes: Vec<Outcome>,
-    /// From start to the last worker's end.
-    pub duration: Duration,
-    /// When the load started (monotonic and wall clock, taken together).
-    pub start: Instant,
-    pub start_unix_ns: i128,
-}
-
-impl Report {
-    /// Failed answers plus transport errors.
-    pub fn not_ok(&self) -> u64 {
-        self.failed + self.transport_errors
-    }
-
-    /// The offset from the load's start of a monotonic instant.
-    pub fn offset(&self, t: Instant) -> Duration {
-        t.saturating_duration_since(self.start)
-    }
-
-    /// The offset from the load's start of a wall-clock time in Unix
-    /// nanoseconds (e.g. a Docker event's `timeNano`); 0 if before the start.
-    pub fn offset_unix_ns(&self, unix_ns: i128) -> Duration {
-        Duration::from_nanos(u64::try_from(unix_ns - self.start_unix_ns).unwrap_or(0))
-    }
-
-    /// Latency percentile (0.0..=1.0) of all requests.
-    pub fn latency(&self, q: f64) -> Duration {
-        let mut v: Vec<Duration> = self.outcomes.iter().map(Outcome::latency).collect();
-        v.sort();
-        percentile(&v, q)
-    }
-
-    /// Everything that was not ok.
-    pub fn not_ok_outcomes(&self) -> impl Iterator<Item = &Outcome> {
-        self.outcomes.iter().filter(|o| !o.is_ok())
-    }
-
-    /// Prints the counts, the rate, latencies, backends and the first failures.
-    pub fn print(&self, label: &str) {
-        let secs = self.duration.as_secs_f64().max(1e-9);
-        let posts = self.outcomes.iter().filter(|o| o.method == "POST").count();
-        eprintln!(
-            "[{label}] load: {} requests ({} GET, {posts} POST) in {:.1} s ({:.0} req/s): ok {}, failed {}, \
-             transport errors {}, client resends {}; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            self.requests,
-            self.outcomes.len() - posts,
-            secs,
-            self.requests as f64 / secs,
-            self.ok,
-            self.failed,
-            self.transport_errors,
-            self.client_resends,
-            self.latency(0.5).as_secs_f64() * 1e3,
-            self.latency(0.99).as_secs_f64() * 1e3,
-            self.latency(1.0).as_secs_f64() * 1e3,
-        );
-        eprintln!("[{label}] load: ok answers by backend: {:?}", self.by_backend);
-        for f in &self.failures {
-            eprintln!("[{label}] load: not ok: {f}");
-        }
-        let more = self.not_ok() as usize - self.failures.len().min(self.not_ok() as usize);
-        if more > 0 {
-            eprintln!("[{label}] load: … and {more} more not ok");
+impl LoadOpts {
+    /// Steady GETs of `/` only: `workers` workers, each sending at most one
+    /// request per `every`, with the 10 s timeout of the other HTTP helpers.
+    pub fn gets(workers: usize, every: Duration) -> LoadOpts {
+        LoadOpts {
+            workers,
+            rate: workers as f64 / every.as_secs_f64(),
+            post_share: 0.0,
+            get_path: "/".to_string(),
+            timeout: HTTP_TIMEOUT,
+            ..LoadOpts::default()
         }
     }
-}
-
-/// The `q` quantile of sorted `v` (nearest rank); zero if empty.
-pub fn percentile<T: Copy + Default>(v: &[T], q: f64) -> T {
-    if v.is_empty() {
-        return T::default();
-    }
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
 }
 
 struct Shared {
@@ -241,15 +108,24 @@ struct Shared {
     opts: LoadOpts,
     run: String,
     start: Instant,
-    progress: Mutex<Progress>,
+    live: Mutex<Live>,
     resends: AtomicUsize,
+}
+
+/// What the workers have done so far, under one lock so the counters and
+/// the list always agree.
+#[derive(Default)]
+struct Live {
+    progress: Progress,
+    /// Every finished request, in the order they finished.
+    outcomes: Vec<Outcome>,
 }
 
 /// A running load; [`Load::stop`] ends it and returns the [`Report`].
 pub struct Load {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
-    workers: Vec<JoinHandle<Vec<Outcome>>>,
+    workers: Vec<JoinHandle<()>>,
     start_unix_ns: i128,
 }
 
@@ -267,7 +143,7 @@ impl Load {
             opts,
             run,
             start,
-            progress: Mutex::new(Progress::default()),
+            live: Mutex::default(),
             resends: AtomicUsize::new(0),
         });
         let (stop, rx) = watch::channel(false);
@@ -300,63 +176,50 @@ impl Load {
 
     /// Counters so far.
     pub fn progress(&self) -> Progress {
-        self.shared.progress.lock().unwrap().clone()
+        self.shared.live.lock().unwrap().progress.clone()
+    }
+
+    /// Every request finished so far, in the order they finished (so
+    /// `outcomes()[n..]` are the ones after the first `n`).
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        self.shared.live.lock().unwrap().outcomes.clone()
+    }
+
+    /// Waits up to `deadline` until the load has finished `more` requests
+    /// beyond the first `from`; returns the counters then.
+    pub async fn wait_requests(&self, from: u64, more: u64, deadline: Duration, what: &str) -> Progress {
+        poll(what, deadline, || async {
+            let p = self.progress();
+            if p.requests >= from + more {
+                Ok(p)
+            } else {
+                Err(format!("{} of {more} requests", p.requests - from.min(p.requests)))
+            }
+        })
+        .await
+        .0
     }
 
     /// Stops the workers (each finishes the request it is in), and reports.
     pub async fn stop(self) -> Report {
         let _ = self.stop.send(true);
-        let mut outcomes = Vec::new();
         for w in self.workers {
-            outcomes.extend(w.await.expect("load worker panicked"));
+            w.await.expect("load worker panicked");
         }
         let duration = self.shared.start.elapsed();
-        outcomes.sort_by_key(|o| (o.sent, o.worker));
-        let mut report = Report {
-            requests: outcomes.len() as u64,
-            ok: 0,
-            failed: 0,
-            transport_errors: 0,
-            client_resends: self.shared.resends.load(Ordering::Relaxed) as u64,
-            failures: Vec::new(),
-            by_backend: BTreeMap::new(),
-            outcomes: Vec::new(),
+        let outcomes = std::mem::take(&mut self.shared.live.lock().unwrap().outcomes);
+        Report::new(
+            outcomes,
+            self.shared.opts.keep_failures,
+            self.shared.resends.load(Ordering::Relaxed) as u64,
             duration,
-            start: self.shared.start,
-            start_unix_ns: self.start_unix_ns,
-        };
-        for o in &outcomes {
-            if o.is_ok() {
-                report.ok += 1;
-                *report
-                    .by_backend
-                    .entry(o.backend.clone().unwrap_or_else(|| "?".into()))
-                    .or_default() += 1;
-            } else {
-                if o.is_transport_error() {
-                    report.transport_errors += 1;
-                } else {
-                    report.failed += 1;
-                }
-                if report.failures.len() < self.shared.opts.keep_failures {
-                    report.failures.push(o.describe());
-                }
-            }
-        }
-        report.outcomes = outcomes;
-        report
+            self.shared.start,
+            self.start_unix_ns,
+        )
     }
 }
 
-/// Wall-clock time in Unix nanoseconds.
-pub fn unix_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
-
-async fn worker(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<bool>) -> Vec<Outcome> {
+async fn worker(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<bool>) {
     let opts = &shared.opts;
     let period = Duration::from_secs_f64(opts.workers as f64 / opts.rate);
     // Spread the workers over one period so the requests don't come in bursts.
@@ -364,7 +227,6 @@ async fn worker(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<boo
     let mut ticker = tokio::time::interval_at(first, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
-    let mut outcomes = Vec::new();
     let mut seq: u64 = 0;
     loop {
         tokio::select! {
@@ -379,21 +241,10 @@ async fn worker(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<boo
         // Deterministic mix: the running share of POSTs tracks `post_share`.
         let post = (seq as f64 * opts.post_share).floor() > ((seq - 1) as f64 * opts.post_share).floor();
         let outcome = one(&shared, &mut conn, index, seq, post).await;
-        {
-            let mut p = shared.progress.lock().unwrap();
-            p.requests += 1;
-            if outcome.is_ok() {
-                p.ok += 1;
-                *p.by_backend
-                    .entry(outcome.backend.clone().unwrap_or_else(|| "?".into()))
-                    .or_default() += 1;
-            } else {
-                p.not_ok += 1;
-            }
-        }
-        outcomes.push(outcome);
+        let mut live = shared.live.lock().unwrap();
+        live.progress.record(&outcome);
+        live.outcomes.push(outcome);
     }
-    outcomes
 }
 
 async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {

@@ -27,9 +27,18 @@
 //! * [`Container::run`] — `docker run -d --name <unique> <args…>`; helpers for
 //!   `ip`, `stop`, `start`, `kill`, `pause`, `logs`, `connect`, …; drop is
 //!   `docker rm -f -v`.
-//! * [`Compose`] — `docker-compose -p <unique> -f <file>`; `up`, `scale`,
-//!   `ps_ids`, `ips`; drop is `down -v --remove-orphans -t 1`.
-//! * [`docker()`] / [`docker_ok()`] / [`docker_try()`] run any docker CLI command.
+//! * [`Compose`] ([`compose`]) — `docker-compose -p <unique> -f <file>`; `up`,
+//!   `scale`, `ps_ids`, `ips`; drop is `down -v --remove-orphans -t 1`.
+//! * [`docker()`] / [`docker_ok()`] / [`docker_try()`] run any docker CLI command;
+//!   [`docker_logs()`] and [`container_events()`] read any container's logs
+//!   and events (times: [`unix_ns()`], [`unix_nanos()`]).
+//!
+//! # The demo backend ([`demo`](mod@demo))
+//!
+//! * [`demo()`] / [`named_demo()`] / [`demo_from()`] run a demo container with
+//!   `wharf.*` labels; [`wait_listening()`] / [`wait_demos_listening()`] wait
+//!   until it answers on its own address; [`demo_requests()`] asks it how many
+//!   requests it got, [`demo_call()`] calls it directly (`/health/fail`, …).
 //!
 //! # HTTP ([`http`])
 //!
@@ -47,6 +56,21 @@
 //!   logging to a file, and waits for `/readyz`; drop sends SIGTERM (then
 //!   SIGKILL after 5 s) and dumps the log tail if the test is panicking.
 //! * [`wharf_check()`] runs `wharf check …` and returns `(exit code, output)`.
+//!
+//! # wharf's admin API ([`state`])
+//!
+//! * [`state_at()`] / [`Wharf::state`] fetch `/api/state`; [`find_pool()`],
+//!   [`pool_backends()`], [`backend_named()`], [`backend_at()`],
+//!   [`backend_state()`], [`pool_view()`], [`ready_backends()`],
+//!   [`skip_reason()`], … read it.
+//! * [`wait_pool()`] and [`Wharf::wait_backend_state`] wait for a pool or a
+//!   backend to be as wanted; [`metric_at()`] / [`Wharf::metric`] read `/metrics`.
+//!
+//! # Load ([`load`])
+//!
+//! * [`Load::start`] runs paced keep-alive workers (GETs and POSTs, or steady
+//!   GETs with [`LoadOpts::gets`]) and records every request's [`Outcome`];
+//!   [`Load::stop`] returns the [`Report`].
 //!
 //! # Example
 //!
@@ -71,18 +95,30 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod build;
+pub mod compose;
+pub mod demo;
 pub mod docker;
 pub mod http;
 pub mod load;
+pub mod state;
 pub mod wharf;
 
 pub use self::build::{binaries, demo_image, require_docker, wharf_image, workspace_root, Binaries};
-pub use self::docker::{container_ip, docker, docker_ok, docker_try, unique, Compose, Container, Network};
+pub use self::compose::Compose;
+pub use self::demo::{demo, demo_call, demo_from, demo_requests, named_demo, wait_demos_listening, wait_listening};
+pub use self::docker::{
+    container_events, container_ip, docker, docker_logs, docker_ok, docker_try, unique, Container, Network,
+};
 pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
 pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
+pub use self::state::{
+    backend_at, backend_named, backend_state, backend_states, find_pool, metric_at, pool_backends, pool_view,
+    ready_backends, skip_reason, state_at, wait_pool,
+};
 pub use self::wharf::{free_port, wharf_check, wharf_run, Wharf};
 
 pub use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `Duration::from_secs`, for short deadlines in tests.
 pub fn secs(n: u64) -> Duration {
@@ -92,4 +128,14 @@ pub fn secs(n: u64) -> Duration {
 /// `Duration::from_millis`.
 pub fn millis(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// Wall-clock time in Unix nanoseconds, to compare with Docker's `timeNano`.
+pub fn unix_ns() -> i128 {
+    unix_nanos(SystemTime::now())
+}
+
+/// A wall-clock time in Unix nanoseconds.
+pub fn unix_nanos(t: SystemTime) -> i128 {
+    t.duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos() as i128
 }

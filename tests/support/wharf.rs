@@ -3,11 +3,9 @@
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 use super::build::binaries;
 use super::docker::{tail, unique};
@@ -24,16 +22,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A command for the static wharf binary, without any `WHARF_*` variable the
-/// test process may have inherited (each test passes its own `envs`).
-fn wharf_command() -> Command {
-    let mut cmd = Command::new(&binaries().wharf);
+/// Starts the static wharf binary with `args` and extra environment
+/// variables, without any `WHARF_*` variable the test process may have
+/// inherited (each test passes its own `envs`); stdout and stderr go to `log`.
+fn spawn_wharf(args: &[&str], envs: &[(&str, &str)], log: File) -> Child {
+    let bin = &binaries().wharf;
+    let mut cmd = Command::new(bin);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("WHARF_") {
             cmd.env_remove(key);
         }
     }
-    cmd
+    cmd.args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log file"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
+}
+
+/// The whole of a log file so far, lossily decoded.
+fn read_log(path: &Path) -> std::io::Result<String> {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 fn log_file(tag: &str) -> (PathBuf, File) {
@@ -82,22 +93,13 @@ impl Wharf {
 
     /// Starts wharf like [`Wharf::spawn`] without waiting for readiness.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Wharf {
-        let bin = &binaries().wharf;
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let (log_path, log) = log_file("wharf");
-        let child = wharf_command()
-            .arg("--listen")
-            .arg(listen.to_string())
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            .args(args)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log file"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let (listen_arg, admin_arg) = (listen.to_string(), admin.to_string());
+        let mut full = vec!["--listen", &listen_arg, "--admin-listen", &admin_arg];
+        full.extend_from_slice(args);
+        let child = spawn_wharf(&full, envs, log);
         eprintln!(
             "wharf pid {} listen {listen} admin {admin} log {}",
             child.id(),
@@ -164,9 +166,7 @@ impl Wharf {
 
     /// Everything wharf has logged so far.
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+        read_log(&self.log_path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
     }
 
     /// `GET path` with `Host: host` through the proxy listener.
@@ -189,28 +189,6 @@ impl Wharf {
     /// `GET path` on the admin listener.
     pub async fn admin_get(&self, path: &str) -> Result<Resp, String> {
         http::get(self.admin, "localhost", path).await
-    }
-
-    /// `GET /api/state` as JSON; panics unless it answers 200 with JSON.
-    pub async fn state(&self) -> Value {
-        let r = self
-            .admin_get("/api/state")
-            .await
-            .unwrap_or_else(|e| panic!("GET /api/state: {e}"));
-        assert_eq!(r.status, 200, "GET /api/state: {}", r.body);
-        r.json()
-    }
-
-    /// The backends of pool `pool` in `/api/state` (empty if there is no such pool).
-    pub async fn backends(&self, pool: &str) -> Vec<Value> {
-        let state = self.state().await;
-        state["pools"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["name"] == pool)
-            .and_then(|p| p["backends"].as_array().cloned())
-            .unwrap_or_default()
     }
 
     /// Sends SIGTERM (graceful shutdown).
@@ -296,16 +274,8 @@ impl Drop for Wharf {
 /// Runs `wharf <args…>` to completion (60 s at most) with extra environment
 /// variables; returns the exit code and stdout+stderr interleaved.
 pub fn wharf_run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
-    let bin = &binaries().wharf;
     let (log_path, log) = log_file("wharf-run");
-    let mut child = wharf_command()
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log file"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let mut child = spawn_wharf(args, envs, log);
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for wharf") {
@@ -314,15 +284,13 @@ pub fn wharf_run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let out = read_log(&log_path).unwrap_or_default();
             let _ = std::fs::remove_file(&log_path);
             panic!("`wharf {}` still running after 60 s; output:\n{out}", args.join(" "));
         }
         std::thread::sleep(POLL_INTERVAL);
     };
-    let out = std::fs::read(&log_path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let out = read_log(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
     (exit_code(status), out)
 }
