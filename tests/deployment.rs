@@ -26,29 +26,13 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
-/// A demo container on `net` calling itself `name`, with `labels`.
-fn demo(net: &str, name: &str, labels: &[String]) -> Container {
-    let env = format!("DEMO_NAME={name}");
-    let mut args = vec!["--network", net, "-e", env.as_str()];
-    for l in labels {
-        args.extend(["--label", l.as_str()]);
-    }
-    args.push(demo_image());
-    Container::run("demo", &args)
-}
-
-/// Labels joining pool `pool` for host `host`.
-fn pool_labels(pool: &str, host: &str) -> Vec<String> {
-    vec![format!("wharf.pool={pool}"), format!("wharf.host={host}")]
-}
-
-/// Waits until the demo server at `addr` answers (`docker run -d` returns
-/// before the process listens).
-async fn wait_listening(addr: SocketAddr, what: &str) {
-    poll(&format!("{what} listens on {addr}"), secs(20), || async {
-        get(addr, "direct.test", "/").await.map(|r| r.status)
-    })
-    .await;
+/// A demo container on `net` calling itself `name`, in pool `pool` for host `host`.
+fn pool_demo(net: &str, name: &str, pool: &str, host: &str) -> Container {
+    named_demo(
+        net,
+        name,
+        &[&format!("wharf.pool={pool}"), &format!("wharf.host={host}")],
+    )
 }
 
 /// The loopback address Docker published container port `port` on.
@@ -57,65 +41,6 @@ fn published(c: &Container, port: u16) -> SocketAddr {
     out.lines()
         .find_map(|l| l.trim().parse::<SocketAddr>().ok().filter(|a| a.ip().is_loopback()))
         .unwrap_or_else(|| panic!("port {port} of {} is not published on loopback: {out:?}", c.name))
-}
-
-/// `GET /api/state` on an admin address, or why not.
-async fn state_at(admin: SocketAddr) -> Result<Value, String> {
-    let r = get(admin, "localhost", "/api/state").await?;
-    if r.status != 200 {
-        return Err(format!("/api/state answered {}: {}", r.status, r.body));
-    }
-    serde_json::from_str(&r.body).map_err(|e| format!("/api/state is not JSON ({e}): {}", r.body))
-}
-
-/// The backends of pool `name` (empty if there is no such pool).
-fn backends(state: &Value, name: &str) -> Vec<Value> {
-    state["pools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == name)
-        .and_then(|p| p["backends"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// `(address, state)` of each backend of pool `name`, sorted.
-fn pool_view(state: &Value, name: &str) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = backends(state, name)
-        .iter()
-        .map(|b| {
-            (
-                b["address"].as_str().unwrap_or("?").to_string(),
-                b["state"].as_str().unwrap_or("?").to_string(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Waits until pool `name` has exactly the ready backends `addrs`.
-async fn wait_pool(admin: SocketAddr, name: &str, addrs: &[SocketAddr], what: &str) -> (Value, Duration) {
-    let mut want: Vec<(String, String)> = addrs.iter().map(|a| (a.to_string(), "ready".to_string())).collect();
-    want.sort();
-    // Each different view on the way is printed, to tell a slow wharf from a wrong one.
-    let start = Instant::now();
-    let seen = Mutex::new(None::<Vec<(String, String)>>);
-    poll(what, secs(20), || async {
-        let s = state_at(admin).await?;
-        let got = pool_view(&s, name);
-        let mut last = seen.lock().unwrap();
-        if last.as_ref() != Some(&got) {
-            eprintln!("  {} ms: pool {name} {got:?}", start.elapsed().as_millis());
-            *last = Some(got.clone());
-        }
-        if got == want {
-            Ok(s)
-        } else {
-            Err(format!("pool {name}: {got:?}, want {want:?}"))
-        }
-    })
-    .await
 }
 
 /// A 200 answered by the demo named `name`, or what came instead.
@@ -142,7 +67,7 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
     let elsewhere = Network::create("dep-elsewhere");
 
     let (pool1, name1, host1) = (unique("p1"), unique("one"), format!("{}.test", unique("one")));
-    let demo1 = demo(&front, &name1, &pool_labels(&pool1, &host1));
+    let demo1 = pool_demo(&front, &name1, &pool1, &host1);
     demo1.connect(&elsewhere, &[]);
     wait_listening(demo1.addr(&front, 80), "demo1").await;
 
@@ -178,7 +103,7 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
         "wharf did not recognise its own container: {}",
         st["discovery"]
     );
-    let b = backends(&st, &pool1);
+    let b = pool_backends(&st, &pool1);
     assert_eq!(b.len(), 1, "{b:?}");
     assert_eq!(
         b[0]["address"],
@@ -188,32 +113,20 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
 
     // A backend on `back` and `elsewhere`, neither shared with wharf yet: skipped, it is unreachable.
     let (pool2, name2, host2) = (unique("p2"), unique("two"), format!("{}.test", unique("two")));
-    let demo2 = demo(&back, &name2, &pool_labels(&pool2, &host2));
+    let demo2 = pool_demo(&back, &name2, &pool2, &host2);
     demo2.connect(&elsewhere, &[]);
     wait_listening(demo2.addr(&back, 80), "demo2").await;
-    let (skip, _) = poll(
+    let (reason, _) = poll(
         "demo2 skipped while it shares no network with wharf",
         secs(20),
         || async {
             let s = state_at(admin).await?;
-            s["skipped"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|k| k["container"] == demo2.name.as_str())
-                .cloned()
-                .ok_or_else(|| format!("not skipped; pool: {:?}", pool_view(&s, &pool2)))
+            skip_reason(&s, &demo2.name).ok_or_else(|| format!("not skipped; pool: {:?}", pool_view(&s, &pool2)))
         },
     )
     .await;
-    eprintln!("demo2 skipped: {skip}");
-    assert!(
-        skip["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("shares no network with wharf"),
-        "{skip}"
-    );
+    eprintln!("demo2 skipped: {reason}");
+    assert!(reason.contains("shares no network with wharf"), "{reason}");
     // (Not necessarily a 404: a wharf in a container also sees the other
     // tests' containers, and one without a host label serves any host.)
     let r = get(listen, &host2, "/").await.unwrap();
@@ -260,11 +173,7 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
     poll("demo2 leaves once wharf leaves `back`", secs(20), || async {
         let s = state_at(admin).await?;
         let v = pool_view(&s, &pool2);
-        let skipped = s["skipped"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|k| k["container"] == demo2.name.as_str());
+        let skipped = skip_reason(&s, &demo2.name).is_some();
         if v.is_empty() && skipped {
             Ok(())
         } else {
@@ -348,7 +257,7 @@ async fn compose_example_scales_1_3_1() {
             wait_listening(*a, "web replica").await;
         }
         let what = format!("pool web has exactly the {n} compose replicas");
-        let (st, took) = wait_pool(admin, "web", &addrs, &what).await;
+        let (st, took) = wait_pool(admin, "web", &addrs, secs(20), &what).await;
         eprintln!(
             "scale web={n}: docker-compose took {} ms; pool in step {} ms after it returned \
              (the first check, after listing and probing the replicas, took {} ms)",
@@ -581,7 +490,7 @@ async fn docker_connection_cut_keeps_serving_then_reconnects_and_relists() {
     let net = Network::create("cut");
     let (pool, host) = (unique("pool"), format!("{}.test", unique("cut")));
     let name1 = unique("first");
-    let demo1 = demo(&net, &name1, &pool_labels(&pool, &host));
+    let demo1 = pool_demo(&net, &name1, &pool, &host);
     wait_listening(demo1.addr(&net, 80), "demo1").await;
 
     let sock = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.sock", unique("docker")));
@@ -626,7 +535,7 @@ async fn docker_connection_cut_keeps_serving_then_reconnects_and_relists() {
 
     // A second backend starts while wharf is blind.
     let name2 = unique("second");
-    let demo2 = demo(&net, &name2, &pool_labels(&pool, &host));
+    let demo2 = pool_demo(&net, &name2, &pool, &host);
     let demo2_started = Instant::now();
     let addr2 = demo2.addr(&net, 80);
     wait_listening(addr2, "demo2").await;
@@ -722,7 +631,7 @@ async fn two_compose_projects_keep_their_own_backends() {
         compose.project,
         other.project,
         other.default_network(),
-        serde_json::to_string_pretty(&backends(&st, "web")).unwrap()
+        serde_json::to_string_pretty(&pool_backends(&st, "web")).unwrap()
     );
     let hostname = docker(&["inspect", "--format", "{{.Config.Hostname}}", &compose.ps_ids("web")[0]]);
     for i in 0..10 {
@@ -757,7 +666,7 @@ async fn network_connect_and_disconnect_are_seen_on_a_quiet_docker_host() {
     let home = Network::create("quiet-home");
     let extra = Network::create("quiet-extra");
     let (pool, host) = (unique("quiet"), format!("{}.test", unique("quiet")));
-    let c = demo(&home, &unique("q"), &pool_labels(&pool, &host));
+    let c = pool_demo(&home, &unique("q"), &pool, &host);
     let addr = c.addr(&home, 80);
     wait_listening(addr, "backend").await;
 
@@ -775,11 +684,7 @@ async fn network_connect_and_disconnect_are_seen_on_a_quiet_docker_host() {
         }
     };
     let ambiguous = |s: &Value| {
-        let skipped = s["skipped"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|k| k["container"] == c.name.as_str() && k["reason"].as_str().unwrap_or("").contains("ambiguous"));
+        let skipped = skip_reason(s, &c.name).is_some_and(|r| r.contains("ambiguous"));
         let v = pool_view(s, &pool);
         if skipped && v.is_empty() {
             Ok(())
