@@ -27,90 +27,12 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde_json::Value;
 use support::load::percentile;
 use support::*;
 use tokio::task::block_in_place;
 
 /// The Host header of every request (the pools have no `wharf.host`: any host).
 const HOST: &str = "drain.test";
-
-/// A demo backend on `net` in pool `pool`, with extra `docker run` args before the image.
-fn backend(net: &Network, tag: &str, pool: &str, extra: &[&str]) -> Container {
-    let label = format!("wharf.pool={pool}");
-    let mut args = vec!["--network", net.name.as_str(), "--label", label.as_str()];
-    args.extend_from_slice(extra);
-    args.push(demo_image());
-    Container::run(tag, &args)
-}
-
-/// `GET /api/state` on an admin address.
-async fn state_at(admin: SocketAddr) -> Result<Value, String> {
-    let r = get(admin, "localhost", "/api/state").await?;
-    if r.status != 200 {
-        return Err(format!("/api/state answered {}: {}", r.status, r.body));
-    }
-    serde_json::from_str(&r.body).map_err(|e| format!("/api/state is not JSON ({e}): {}", r.body))
-}
-
-/// The backends of `pool` in a state document.
-fn pool_backends(state: &Value, pool: &str) -> Vec<Value> {
-    state["pools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == pool)
-        .and_then(|p| p["backends"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// (address, state) of every backend of `pool`, sorted.
-fn pool_view(state: &Value, pool: &str) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = pool_backends(state, pool)
-        .iter()
-        .map(|b| {
-            (
-                b["address"].as_str().unwrap_or("?").to_string(),
-                b["state"].as_str().unwrap_or("?").to_string(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// The backend with address `addr` in `pool`.
-fn backend_at(state: &Value, pool: &str, addr: SocketAddr) -> Option<Value> {
-    pool_backends(state, pool)
-        .into_iter()
-        .find(|b| b["address"] == addr.to_string().as_str())
-}
-
-/// Waits until `pool` is exactly `addrs`, all ready.
-async fn wait_pool(admin: SocketAddr, pool: &str, addrs: &[SocketAddr], what: &str) -> Duration {
-    let mut want: Vec<(String, String)> = addrs.iter().map(|a| (a.to_string(), "ready".to_string())).collect();
-    want.sort();
-    let (_, took) = poll(what, secs(60), || async {
-        let got = pool_view(&state_at(admin).await?, pool);
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("pool {pool}: {got:?}, want {want:?}"))
-        }
-    })
-    .await;
-    took
-}
-
-/// A counter or gauge without labels from `/metrics`.
-async fn metric(admin: SocketAddr, name: &str) -> u64 {
-    let r = get(admin, "localhost", "/metrics").await.expect("GET /metrics");
-    assert_eq!(r.status, 200, "/metrics: {}", r.body);
-    r.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", r.body))
-}
 
 /// Waits until every one of `hostnames` has answered a GET through `listen`.
 async fn warm_up(listen: SocketAddr, hostnames: &[String]) {
@@ -133,20 +55,6 @@ async fn warm_up(listen: SocketAddr, hostnames: &[String]) {
     .await;
 }
 
-/// Waits until the load has made `more` requests beyond `from`.
-async fn wait_requests(load: &Load, from: u64, more: u64, what: &str) -> Progress {
-    poll(what, secs(60), || async {
-        let p = load.progress();
-        if p.requests >= from + more {
-            Ok(p)
-        } else {
-            Err(format!("{} of {} requests", p.requests - from.min(p.requests), more))
-        }
-    })
-    .await
-    .0
-}
-
 /// Waits until the load has had ok answers from every one of `hostnames`.
 async fn wait_answered_by(load: &Load, hostnames: &[String], what: &str) {
     poll(what, secs(60), || async {
@@ -161,32 +69,14 @@ async fn wait_answered_by(load: &Load, hostnames: &[String], what: &str) {
     .await;
 }
 
-fn unix_arg(ns: i128) -> String {
-    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
-}
-
 /// The daemon's time (Unix ns) of the first `action` event of container `id`
 /// since `since_ns`.
 fn event_ns(id: &str, action: &str, since_ns: i128) -> i128 {
-    let container = format!("container={id}");
-    let event = format!("event={action}");
-    let out = docker(&[
-        "events",
-        "--since",
-        &unix_arg(since_ns),
-        "--until",
-        &unix_arg(unix_ns()),
-        "--filter",
-        &container,
-        "--filter",
-        &event,
-        "--format",
-        "{{.TimeNano}}",
-    ]);
-    out.lines()
-        .next()
+    let times = container_events(id, action, since_ns, "{{.TimeNano}}");
+    times
+        .first()
         .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {action} event for {id} since {}: {out:?}", unix_arg(since_ns)))
+        .unwrap_or_else(|| panic!("no {action} event for {id} since {since_ns} (Unix ns): {times:?}"))
 }
 
 /// `(id prefix, lag_us)` of every "stop signal: draining" line in a wharf log.
@@ -209,19 +99,6 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-fn assert_no_failures(report: &Report, what: &str) {
-    assert_eq!(
-        report.not_ok(),
-        0,
-        "{what}: {} of {} requests failed ({} non-2xx, {} transport errors); first ones:\n{}",
-        report.not_ok(),
-        report.requests,
-        report.failed,
-        report.transport_errors,
-        report.failures.join("\n")
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -281,18 +158,25 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
             .map(|id| docker(&["inspect", "--format", "{{.Config.Hostname}}", id]))
             .collect()
     };
-    wait_pool(admin, "web", &addrs(&compose), "pool web: the one replica ready").await;
+    wait_pool(
+        admin,
+        "web",
+        &addrs(&compose),
+        secs(60),
+        "pool web: the one replica ready",
+    )
+    .await;
     warm_up(listen, &hostnames(&compose)).await;
 
     let load = Load::start(listen, HOST, LoadOpts::default());
-    wait_requests(&load, 0, 200, "load under way").await;
+    load.wait_requests(0, 200, secs(60), "load under way").await;
 
     // Up to 8.
     let t = Instant::now();
     up(&["--scale", "web=8", "web"]);
     let eight = block_in_place(|| addrs(&compose));
     assert_eq!(eight.len(), 8, "{eight:?}");
-    wait_pool(admin, "web", &eight, "pool web: 8 replicas ready").await;
+    wait_pool(admin, "web", &eight, secs(60), "pool web: 8 replicas ready").await;
     eprintln!(
         "scale web=8: pool in step {} ms after the command started",
         t.elapsed().as_millis()
@@ -301,23 +185,25 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
     wait_answered_by(&load, &eight_hosts, "the load reaches all 8 replicas").await;
 
     // Down to 1: compose stops 7 replicas (SIGTERM) and removes them.
-    wait_requests(&load, load.progress().requests, 300, "load at 8 replicas").await;
+    load.wait_requests(load.progress().requests, 300, secs(60), "load at 8 replicas")
+        .await;
     let eight_ids = block_in_place(|| compose.ps_ids("web"));
     let t = Instant::now();
     let down_since = unix_ns();
     up(&["--scale", "web=1", "web"]);
     let one = block_in_place(|| addrs(&compose));
     assert_eq!(one.len(), 1, "{one:?}");
-    wait_pool(admin, "web", &one, "pool web: back to the 1 replica").await;
+    wait_pool(admin, "web", &one, secs(60), "pool web: back to the 1 replica").await;
     eprintln!(
         "scale web=1: pool in step {} ms after the command started",
         t.elapsed().as_millis()
     );
-    wait_requests(&load, load.progress().requests, 300, "load after scaling down").await;
+    load.wait_requests(load.progress().requests, 300, secs(60), "load after scaling down")
+        .await;
 
     let report = load.stop().await;
     report.print("compose 1→8→1");
-    let retries = metric(admin, "wharf_retries_total").await;
+    let retries = metric_at(admin, "wharf_retries_total").await;
     eprintln!(
         "[compose 1→8→1] requests {}, failures {}, wharf retries {retries}",
         report.requests,
@@ -325,17 +211,7 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
     );
 
     // SIGTERM → drained, as wharf measured it for each kill event.
-    let log = block_in_place(|| {
-        let out = std::process::Command::new("docker")
-            .args(["logs", &wharf_id])
-            .output()
-            .expect("docker logs");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let log = block_in_place(|| docker_logs(&wharf_id));
     // Only the 7 replicas compose stopped: this wharf sees the whole daemon,
     // and logs (and replays at start) other tests' kill events too.
     let remaining = block_in_place(|| compose.ps_ids("web"));
@@ -369,7 +245,7 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
     );
     eprintln!("[compose 1→8→1] test took {:.1} s", test_start.elapsed().as_secs_f64());
 
-    assert_no_failures(&report, "scaling the compose example 1 → 8 → 1");
+    report.assert_no_failures("scaling the compose example 1 → 8 → 1");
     assert!(
         late.is_empty(),
         "requests sent after wharf drained a replica reached it:\n{}",
@@ -398,12 +274,13 @@ impl Three {
         let net = Network::create(tag);
         let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
         let pool = format!("drain-{tag}");
+        let label = format!("wharf.pool={pool}");
         let backends: Vec<Container> = (0..3)
-            .map(|i| backend(&net, &format!("{tag}{i}"), &pool, extra))
+            .map(|i| demo(&net, &format!("{tag}{i}"), &[&label], extra))
             .collect();
         let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr(&net.name, 80)).collect();
         let hosts: Vec<String> = backends.iter().map(Container::hostname).collect();
-        wait_pool(wharf.admin, &pool, &addrs, "three backends ready").await;
+        wait_pool(wharf.admin, &pool, &addrs, secs(60), "three backends ready").await;
         warm_up(wharf.listen, &hosts).await;
         Three {
             _net: net,
@@ -416,7 +293,7 @@ impl Three {
     }
 
     async fn retries(&self) -> u64 {
-        metric(self.wharf.admin, "wharf_retries_total").await
+        self.wharf.metric("wharf_retries_total").await
     }
 
     /// Waits until the backend at `addr` has left the pool.
@@ -458,7 +335,7 @@ async fn sigkill_of_one_of_three_backends_fails_no_get() {
     };
     let load = Load::start(t.wharf.listen, HOST, opts);
     wait_answered_by(&load, &hosts, "GET load reaches all three").await;
-    let p = wait_requests(&load, 0, 300, "GET load under way").await;
+    let p = load.wait_requests(0, 300, secs(60), "GET load under way").await;
 
     let victim = &t.backends[0];
     let since = unix_ns();
@@ -467,7 +344,8 @@ async fn sigkill_of_one_of_three_backends_fails_no_get() {
     let killed = Instant::now();
     eprintln!("docker kill -s KILL: took {} ms", (killed - before).as_millis());
     t.wait_gone(t.addrs[0], "killed backend leaves the pool").await;
-    wait_requests(&load, p.requests, 600, "GET load after the kill").await;
+    load.wait_requests(p.requests, 600, secs(60), "GET load after the kill")
+        .await;
     let report = load.stop().await;
     let retries = t.retries().await;
     report.print("SIGKILL, GET");
@@ -483,7 +361,7 @@ async fn sigkill_of_one_of_three_backends_fails_no_get() {
         report.offset_unix_ns(kill_ns).as_secs_f64()
     );
 
-    assert_no_failures(&report, "GETs through a SIGKILL");
+    report.assert_no_failures("GETs through a SIGKILL");
     let after = report.offset(killed);
     let late: Vec<String> = report
         .outcomes
@@ -554,7 +432,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
         ..LoadOpts::default()
     };
     let load = Load::start(listen, HOST, opts);
-    wait_requests(&load, 0, 60, "background load under way").await;
+    load.wait_requests(0, 60, secs(60), "background load under way").await;
 
     // `docker stop` returns once the victim exits, after its slow requests.
     let since = unix_ns();
@@ -586,7 +464,8 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
     stop.await.expect("docker stop");
     eprintln!("docker stop took {} ms", stop_issued.elapsed().as_millis());
     let p = load.progress();
-    wait_requests(&load, p.requests, 100, "background load after the stop").await;
+    load.wait_requests(p.requests, 100, secs(60), "background load after the stop")
+        .await;
     let report = load.stop().await;
     let retries = t.retries().await;
 
@@ -650,7 +529,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
         }
     }
     assert_eq!(on_victim, in_flight, "slow requests answered by the stopped backend");
-    assert_no_failures(&report, "background load through docker stop");
+    report.assert_no_failures("background load through docker stop");
     assert!(
         late.is_empty(),
         "requests sent after wharf drained the backend reached it:\n{}",
@@ -679,7 +558,7 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
     };
     let load = Load::start(t.wharf.listen, HOST, opts);
     wait_answered_by(&load, &hosts, "load reaches all three").await;
-    let p = wait_requests(&load, 0, 200, "load under way").await;
+    let p = load.wait_requests(0, 200, secs(60), "load under way").await;
 
     let since = unix_ns();
     block_in_place(|| victim.pause());
@@ -726,7 +605,8 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
     })
     .await;
     let p3 = load.progress();
-    wait_requests(&load, p3.requests, 100, "load after the unpause").await;
+    load.wait_requests(p3.requests, 100, secs(60), "load after the unpause")
+        .await;
     let report = load.stop().await;
     let retries = t.retries().await;
     report.print("docker pause");
@@ -810,13 +690,14 @@ async fn posts_through_a_sigkill_are_answered_at_most_once_and_never_by_the_dead
     };
     let load = Load::start(t.wharf.listen, HOST, opts);
     wait_answered_by(&load, &hosts, "POST load reaches all three").await;
-    let p = wait_requests(&load, 0, 300, "POST load under way").await;
+    let p = load.wait_requests(0, 300, secs(60), "POST load under way").await;
 
     let victim = &t.backends[0];
     let since = unix_ns();
     block_in_place(|| victim.kill("KILL"));
     t.wait_gone(t.addrs[0], "killed backend leaves the pool").await;
-    wait_requests(&load, p.requests, 600, "POST load after the kill").await;
+    load.wait_requests(p.requests, 600, secs(60), "POST load after the kill")
+        .await;
     let report = load.stop().await;
     let retries = t.retries().await;
     report.print("SIGKILL, POST");
