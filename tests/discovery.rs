@@ -7,27 +7,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde_json::Value;
 use support::*;
 
-/// Ready backends of `pool` as (container name, address).
-async fn ready(wharf: &Wharf, pool: &str) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = wharf
-        .backends(pool)
-        .await
-        .iter()
-        .filter(|b| b["state"] == "ready")
-        .map(|b| {
-            (
-                b["container"].as_str().unwrap_or("").to_string(),
-                b["address"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
+/// Waits until the ready backends of `pool` are exactly the containers `want`,
+/// at their addresses on `net`.
 async fn wait_pool(wharf: &Wharf, pool: &str, want: &[&Container], net: &str, what: &str) {
     let mut expected: Vec<(String, String)> = want
         .iter()
@@ -35,7 +18,7 @@ async fn wait_pool(wharf: &Wharf, pool: &str, want: &[&Container], net: &str, wh
         .collect();
     expected.sort();
     poll(what, secs(20), || async {
-        let got = ready(wharf, pool).await;
+        let got = ready_backends(&wharf.state().await, pool);
         if got == expected {
             Ok(())
         } else {
@@ -45,15 +28,6 @@ async fn wait_pool(wharf: &Wharf, pool: &str, want: &[&Container], net: &str, wh
     .await;
 }
 
-fn demo(net: &Network, tag: &str, labels: &[&str]) -> Container {
-    let mut args = vec!["--network", net.name.as_str()];
-    for l in labels {
-        args.extend(["--label", l]);
-    }
-    args.push(demo_image());
-    Container::run(tag, &args)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_labelled_container_is_served_within_a_second_and_three_split_requests_evenly() {
     let net = Network::create("disc");
@@ -61,7 +35,7 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
     demo_image();
 
     // Time from `docker run` returning to the first 200 through wharf.
-    let a = demo(&net, "a", &["wharf.pool=web"]);
+    let a = demo(&net, "a", &["wharf.pool=web"], &[]);
     let started = Instant::now();
     let hostname = a.hostname();
     let (_, took) = poll("first 200 through wharf after docker run", secs(10), || async {
@@ -78,8 +52,8 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
     );
     assert!(took < secs(10));
 
-    let b = demo(&net, "b", &["wharf.pool=web"]);
-    let c = demo(&net, "c", &["wharf.pool=web"]);
+    let b = demo(&net, "b", &["wharf.pool=web"], &[]);
+    let c = demo(&net, "c", &["wharf.pool=web"], &[]);
     wait_pool(&wharf, "web", &[&a, &b, &c], &net.name, "three ready backends").await;
 
     let client = Client::new();
@@ -103,8 +77,8 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
 async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_address() {
     let net = Network::create("stop");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-    let a = demo(&net, "a", &["wharf.pool=web"]);
-    let b = demo(&net, "b", &["wharf.pool=web"]);
+    let a = demo(&net, "a", &["wharf.pool=web"], &[]);
+    let b = demo(&net, "b", &["wharf.pool=web"], &[]);
     wait_pool(&wharf, "web", &[&a, &b], &net.name, "two ready backends").await;
     let old_ip = a.ip(&net.name);
 
@@ -117,7 +91,7 @@ async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_a
     }
 
     // Take the old address so the restarted container very likely gets another one.
-    let _filler = demo(&net, "filler", &[]);
+    let _filler = demo(&net, "filler", &[], &[]);
     a.start();
     wait_pool(&wharf, "web", &[&a, &b], &net.name, "restarted backend back").await;
     let new_ip = a.ip(&net.name);
@@ -132,34 +106,16 @@ async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_a
     .await;
 }
 
-fn skipped(state: &Value) -> Vec<(String, String)> {
-    state["skipped"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            (
-                s["container"].as_str().unwrap_or("").to_string(),
-                s["reason"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_label_skips_only_that_container_with_the_reason() {
     let net = Network::create("bad");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-    let good = demo(&net, "good", &["wharf.pool=web"]);
-    let bad = demo(&net, "bad", &["wharf.pool=web", "wharf.port=http"]);
+    let good = demo(&net, "good", &["wharf.pool=web"], &[]);
+    let bad = demo(&net, "bad", &["wharf.pool=web", "wharf.port=http"], &[]);
     wait_pool(&wharf, "web", &[&good], &net.name, "good backend served").await;
     let (reason, _) = poll("bad container listed as skipped", secs(10), || async {
         let s = wharf.state().await;
-        skipped(&s)
-            .into_iter()
-            .find(|(c, _)| *c == bad.name)
-            .map(|(_, r)| r)
-            .ok_or(format!("{}", s["skipped"]))
+        skip_reason(&s, &bad.name).ok_or(format!("{}", s["skipped"]))
     })
     .await;
     assert!(
@@ -179,19 +135,15 @@ async fn a_container_on_two_networks_is_ambiguous_until_a_label_picks_one() {
     let back = Network::create("back");
     let wharf = Wharf::spawn(&["--label-prefix", &prefix], &[]).await;
     let pool = format!("{prefix}.pool=web");
-    let both = demo(&front, "both", &[&pool]);
+    let both = demo(&front, "both", &[&pool], &[]);
     both.connect(&back.name, &[]);
     let picked_label = format!("{prefix}.network={}", back.name);
-    let picked = demo(&front, "picked", &[&pool, &picked_label]);
+    let picked = demo(&front, "picked", &[&pool, &picked_label], &[]);
     picked.connect(&back.name, &[]);
 
     let (reason, _) = poll("container on two networks skipped as ambiguous", secs(10), || async {
         let s = wharf.state().await;
-        skipped(&s)
-            .into_iter()
-            .find(|(c, _)| *c == both.name)
-            .map(|(_, r)| r)
-            .ok_or(format!("{}", s["skipped"]))
+        skip_reason(&s, &both.name).ok_or(format!("{}", s["skipped"]))
     })
     .await;
     assert!(reason.contains("ambiguous"), "reason: {reason}");
@@ -202,7 +154,7 @@ async fn a_container_on_two_networks_is_ambiguous_until_a_label_picks_one() {
 
     let want = picked.addr(&back.name, 80).to_string();
     poll("labelled container served on the chosen network", secs(10), || async {
-        let got = ready(&wharf, "web").await;
+        let got = ready_backends(&wharf.state().await, "web");
         (got == vec![(picked.name.clone(), want.clone())])
             .then_some(())
             .ok_or(format!("{got:?}"))

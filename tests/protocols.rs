@@ -12,18 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
     let net = Network::create("h2c");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-    let _b = Container::run(
-        "h2c",
-        &[
-            "--network",
-            &net.name,
-            "--label",
-            "wharf.pool=grpc",
-            "--label",
-            "wharf.protocol=h2c",
-            demo_image(),
-        ],
-    );
+    let _b = demo(&net, "h2c", &["wharf.pool=grpc", "wharf.protocol=h2c"], &[]);
     let (r, _) = poll("h2c backend answers through wharf", secs(15), || async {
         let r = wharf
             .request("GET", "g.test", "/h2?x=1", &[("te", "trailers")], b"")
@@ -62,10 +51,7 @@ async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
 async fn an_upgrade_is_tunnelled_both_ways() {
     let net = Network::create("ws");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-    let _b = Container::run(
-        "ws",
-        &["--network", &net.name, "--label", "wharf.pool=ws", demo_image()],
-    );
+    let _b = demo(&net, "ws", &["wharf.pool=ws"], &[]);
     poll("backend in the pool", secs(15), || async {
         (wharf.backends("ws").await.len() == 1).then_some(())
     })

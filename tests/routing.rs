@@ -8,57 +8,10 @@ mod support;
 use serde_json::Value;
 use support::*;
 
-/// A demo container on `net` that calls itself `name` (`DEMO_NAME`, the
-/// `x-demo-name` of its answers), with `labels`.
-fn demo(net: &Network, name: &str, labels: &[&str]) -> Container {
-    let env = format!("DEMO_NAME={name}");
-    let mut args = vec!["--network", net.name.as_str(), "-e", env.as_str()];
-    for l in labels {
-        args.extend(["--label", l]);
-    }
-    args.push(demo_image());
-    Container::run("demo", &args)
-}
-
-/// Waits until every container's demo server answers on its own address
-/// (`docker run -d` returns before the process listens).
-async fn wait_listening(net: &Network, containers: &[&Container]) {
-    for c in containers {
-        let addr = c.addr(net, 80);
-        poll(&format!("{} listens on {addr}", c.name), secs(20), || async {
-            get(addr, "direct.test", "/").await.map(|r| r.status)
-        })
-        .await;
-    }
-}
-
-/// `/api/state`, or why not.
-async fn state(wharf: &Wharf) -> Result<Value, String> {
-    let r = wharf.admin_get("/api/state").await?;
-    if r.status != 200 {
-        return Err(format!("/api/state answered {}: {}", r.status, r.body));
-    }
-    serde_json::from_str(&r.body).map_err(|e| format!("/api/state is not JSON ({e}): {}", r.body))
-}
-
-fn pool<'a>(state: &'a Value, name: &str) -> Option<&'a Value> {
-    state["pools"].as_array()?.iter().find(|p| p["name"] == name)
-}
-
-/// The `state` of each backend of pool `name` (empty if there is no such pool).
-fn backend_states(state: &Value, name: &str) -> Vec<String> {
-    pool(state, name)
-        .and_then(|p| p["backends"].as_array())
-        .into_iter()
-        .flatten()
-        .map(|b| b["state"].as_str().unwrap_or("?").to_string())
-        .collect()
-}
-
 /// Waits until every pool in `want` has exactly the given backend states.
 async fn wait_for_pools(wharf: &Wharf, want: &[(&str, &[&str])]) -> Value {
     poll("wharf lists every test pool", secs(20), || async {
-        let s = state(wharf).await?;
+        let s = state_at(wharf.admin).await?;
         for (name, states) in want {
             let got = backend_states(&s, name);
             if got != *states {
@@ -121,24 +74,24 @@ async fn routes_by_host_wildcard_and_longest_path_prefix() {
         let pool_label = format!("wharf.pool={name}");
         let mut all = vec![pool_label.as_str()];
         all.extend_from_slice(labels);
-        containers.push(demo(&net, name, &all));
+        containers.push(named_demo(&net, name, &all));
     }
     let n = |tag: &str| names[specs.iter().position(|(t, _)| *t == tag).unwrap()].as_str();
 
-    wait_listening(&net, &containers.iter().collect::<Vec<_>>()).await;
+    wait_demos_listening(&net, &containers.iter().collect::<Vec<_>>()).await;
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let want: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &["ready"][..])).collect();
     let st = wait_for_pools(&wharf, &want).await;
 
     // The state API shows what the labels asked for.
-    let strip = pool(&st, n("strip")).unwrap();
+    let strip = find_pool(&st, n("strip")).unwrap();
     assert_eq!(strip["hosts"], serde_json::json!(["strip.test"]), "{strip}");
     assert_eq!(strip["path"], "/strip", "{strip}");
     assert_eq!(strip["strip_prefix"], true, "{strip}");
-    let apiv2 = pool(&st, n("apiv2")).unwrap();
+    let apiv2 = find_pool(&st, n("apiv2")).unwrap();
     assert_eq!(apiv2["path"], "/api/v2", "trailing slash dropped: {apiv2}");
     assert_eq!(apiv2["strip_prefix"], false, "{apiv2}");
-    let two = pool(&st, n("two")).unwrap();
+    let two = find_pool(&st, n("two")).unwrap();
     assert_eq!(two["hosts"], serde_json::json!(["two.test", "zwei.test"]), "{two}");
     let c = &containers[1];
     assert_eq!(
@@ -213,26 +166,26 @@ async fn empty_pool_is_503_and_dead_port_is_502_and_retried_elsewhere() {
     let net = Network::create("errors");
     let (drained, dead, mixed) = (unique("drained"), unique("dead"), unique("mixed"));
     let l = |k: &str, v: &str| format!("wharf.{k}={v}");
-    let drained_c = demo(
+    let drained_c = named_demo(
         &net,
         &drained,
         &[&l("pool", &drained), "wharf.host=drained.test", "wharf.weight=0"],
     );
-    let dead_c = demo(
+    let dead_c = named_demo(
         &net,
         &dead,
         &[&l("pool", &dead), "wharf.host=dead.test", "wharf.port=81"],
     );
     // Same pool: one good backend, one whose port refuses connections.
     let good_name = unique("good");
-    let good = demo(&net, &good_name, &[&l("pool", &mixed), "wharf.host=mixed.test"]);
-    let bad = demo(
+    let good = named_demo(&net, &good_name, &[&l("pool", &mixed), "wharf.host=mixed.test"]);
+    let bad = named_demo(
         &net,
         &unique("bad"),
         &[&l("pool", &mixed), "wharf.host=mixed.test", "wharf.port=81"],
     );
 
-    wait_listening(&net, &[&drained_c, &dead_c, &good, &bad]).await;
+    wait_demos_listening(&net, &[&drained_c, &dead_c, &good, &bad]).await;
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let st = wait_for_pools(
         &wharf,
@@ -243,7 +196,7 @@ async fn empty_pool_is_503_and_dead_port_is_502_and_retried_elsewhere() {
         ],
     )
     .await;
-    let b = &pool(&st, &drained).unwrap()["backends"][0];
+    let b = &find_pool(&st, &drained).unwrap()["backends"][0];
     assert_eq!(b["weight"], 0, "{b}");
 
     let r = req(&wharf, "drained.test", "/").await;
@@ -264,8 +217,8 @@ async fn empty_pool_is_503_and_dead_port_is_502_and_retried_elsewhere() {
     }
     assert!(failures.is_empty(), "{} of 50 failed: {failures:#?}", failures.len());
     // …and the dead port was really tried.
-    let st = state(&wharf).await.unwrap();
-    let backends = pool(&st, &mixed).unwrap()["backends"].as_array().unwrap().clone();
+    let st = state_at(wharf.admin).await.unwrap();
+    let backends = find_pool(&st, &mixed).unwrap()["backends"].as_array().unwrap().clone();
     let by_name = |name: &str| backends.iter().find(|b| b["container"] == name).cloned().unwrap();
     let (g, d) = (by_name(&good.name), by_name(&bad.name));
     eprintln!("good backend: {g}\ndead-port backend: {d}");
@@ -279,8 +232,8 @@ async fn forwarding_headers_are_set_host_kept_and_hop_by_hop_dropped() {
     let net = Network::create("headers");
     let name = unique("echo");
     let pool_label = format!("wharf.pool={name}");
-    let echo = demo(&net, &name, &[&pool_label, "wharf.host=fwd.test"]);
-    wait_listening(&net, &[&echo]).await;
+    let echo = named_demo(&net, &name, &[&pool_label, "wharf.host=fwd.test"]);
+    wait_demos_listening(&net, &[&echo]).await;
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     wait_for_pools(&wharf, &[(&name, &["ready"])]).await;
 
@@ -333,8 +286,8 @@ async fn h2c_clients_are_served() {
     let net = Network::create("h2c");
     let name = unique("h2");
     let pool_label = format!("wharf.pool={name}");
-    let c = demo(&net, &name, &[&pool_label, "wharf.host=h2.test"]);
-    wait_listening(&net, &[&c]).await;
+    let c = named_demo(&net, &name, &[&pool_label, "wharf.host=h2.test"]);
+    wait_demos_listening(&net, &[&c]).await;
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     wait_for_pools(&wharf, &[(&name, &["ready"])]).await;
 
