@@ -200,6 +200,12 @@ impl Load {
         .0
     }
 
+    /// Waits up to `deadline` until the load has finished `more` requests
+    /// beyond the ones finished now; returns the counters then.
+    pub async fn wait_more(&self, more: u64, deadline: Duration, what: &str) -> Progress {
+        self.wait_requests(self.progress().requests, more, deadline, what).await
+    }
+
     /// Stops the workers (each finishes the request it is in), and reports.
     pub async fn stop(self) -> Report {
         let _ = self.stop.send(true);

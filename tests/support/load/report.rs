@@ -44,7 +44,7 @@ impl Outcome {
         self.done.saturating_sub(self.sent)
     }
 
-    /// Whether the backend with hostname `host` answered it.
+    /// Whether the backend with hostname `host` answered it (with any status).
     pub fn answered_by(&self, host: &str) -> bool {
         self.backend.as_deref() == Some(host)
     }
@@ -184,6 +184,12 @@ impl Report {
         Duration::from_nanos(u64::try_from(unix_ns - self.start_unix_ns).unwrap_or(0))
     }
 
+    /// The wall-clock time in Unix nanoseconds of an offset from the load's
+    /// start (e.g. an outcome's `done`), to compare with Docker's timestamps.
+    pub fn unix_ns_at(&self, offset: Duration) -> i128 {
+        self.start_unix_ns + offset.as_nanos() as i128
+    }
+
     /// Latency percentile (0.0..=1.0) of all requests.
     pub fn latency(&self, q: f64) -> Duration {
         let mut v: Vec<Duration> = self.outcomes.iter().map(Outcome::latency).collect();
@@ -223,6 +229,12 @@ impl Report {
         if more > 0 {
             eprintln!("[{label}] load: … and {more} more not ok");
         }
+    }
+
+    /// [`Report::print`], then wharf's retry count (`wharf_retries_total`) during the load.
+    pub fn print_with_retries(&self, label: &str, retries: u64) {
+        self.print(label);
+        eprintln!("[{label}] wharf retries: {retries} (wharf_retries_total)");
     }
 
     /// Panics, with the counts and the first failures, unless every request was ok.
