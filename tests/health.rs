@@ -9,236 +9,13 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-// ---------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------
-
-/// `docker run` a demo container on `net` with `wharf.*` labels, extra
-/// `docker run` options (`-e …`) and the demo image (or `image`).
-fn demo_with(net: &Network, tag: &str, labels: &[&str], opts: &[&str], image: &str) -> Container {
-    let mut args = vec!["--network", net.name.as_str()];
-    for l in labels {
-        args.extend(["--label", l]);
-    }
-    args.extend_from_slice(opts);
-    args.push(image);
-    Container::run(tag, &args)
-}
-
-fn demo(net: &Network, tag: &str, labels: &[&str], opts: &[&str]) -> Container {
-    demo_with(net, tag, labels, opts, demo_image())
-}
-
-/// Waits until each demo container answers on its own address: `docker run -d`
-/// returns before the process listens, and wharf routes to a running
-/// container without a health check at once.
-async fn wait_listening(net: &Network, containers: &[&Container]) {
-    for c in containers {
-        let addr = c.addr(&net.name, 80);
-        poll(&format!("{} listens on {addr}", c.name), secs(20), || async {
-            match get(addr, "demo", "/_demo/stats").await {
-                Ok(r) if r.status == 200 => Ok(()),
-                Ok(r) => Err(format!("{} {}", r.status, r.body)),
-                Err(e) => Err(e),
-            }
-        })
-        .await;
-    }
-}
-
-/// A backend of `pool` in `/api/state`, by container name.
-fn find_backend(state: &Value, pool: &str, container: &str) -> Option<Value> {
-    state["pools"].as_array()?.iter().find(|p| p["name"] == pool)?["backends"]
-        .as_array()?
-        .iter()
-        .find(|b| b["container"] == container)
-        .cloned()
-}
-
-fn pool_json(state: &Value, pool: &str) -> Option<Value> {
-    state["pools"].as_array()?.iter().find(|p| p["name"] == pool).cloned()
-}
-
-/// `(state, reason)` of a backend, e.g. `("unhealthy", "health check: /health answered 500 …")`.
-fn backend_state(state: &Value, pool: &str, container: &str) -> Option<(String, String)> {
-    let b = find_backend(state, pool, container)?;
-    Some((
-        b["state"].as_str().unwrap_or("?").to_string(),
-        b["reason"].as_str().unwrap_or("").to_string(),
-    ))
-}
-
-/// Polls `/api/state` until the backend is in `want`; returns the reason and the time it took.
-async fn wait_state(wharf: &Wharf, pool: &str, c: &Container, want: &str, deadline: Duration) -> (String, Duration) {
-    let what = format!("{} in pool {pool} is {want}", c.name);
-    poll(&what, deadline, || async {
-        let s = wharf.state().await;
-        match backend_state(&s, pool, &c.name) {
-            Some((st, reason)) if st == want => Ok(reason),
-            Some((st, reason)) => Err(format!("state {st} ({reason})")),
-            None => Err(format!("not in pool {pool}: {}", s["pools"])),
-        }
-    })
-    .await
-}
-
-/// A counter or gauge without labels from wharf's `/metrics`.
-async fn metric(wharf: &Wharf, name: &str) -> u64 {
-    let r = wharf.admin_get("/metrics").await.expect("GET /metrics");
-    r.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{}", r.body))
-}
-
-/// The demo's own count of the requests it received (everything but
-/// `/health*` and `/_demo/*`), asked directly on its address.
-async fn demo_requests(addr: SocketAddr) -> u64 {
-    let r = get(addr, "demo", "/_demo/stats").await.expect("GET /_demo/stats");
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["requests"].as_u64().expect("requests in /_demo/stats")
-}
-
-/// `GET path` directly on a demo container (e.g. `/health/fail`); asserts 200.
-async fn demo_call(addr: SocketAddr, path: &str) {
-    let r = get(addr, "demo", path)
-        .await
-        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
-    assert_eq!(r.status, 200, "GET {path} on {addr}: {}", r.body);
-}
-
-fn unix_nanos(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos()
-}
-
-/// One request of a [`Traffic`].
-#[derive(Debug, Clone)]
-struct Hit {
-    sent: Instant,
-    done: Instant,
-    /// Wall clock when the response (or error) came, to compare with Docker's timestamps.
-    done_wall: SystemTime,
-    /// `x-demo-hostname` of the backend that answered.
-    backend: Option<String>,
-    /// The status, or the client error.
-    result: Result<u16, String>,
-}
-
-impl Hit {
-    fn failed(&self) -> bool {
-        self.result != Ok(200)
-    }
-}
-
-/// Steady traffic through wharf: `workers` keep-alive clients, each sending
-/// `GET path` one request at a time, at most one per `every`.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(addr: SocketAddr, host: &str, path: &str, workers: usize, every: Duration) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let tasks = (0..workers)
-            .map(|_| {
-                let (stop, hits) = (Arc::clone(&stop), Arc::clone(&hits));
-                let (host, path) = (host.to_string(), path.to_string());
-                tokio::spawn(async move {
-                    let client = Client::new();
-                    let mut tick = tokio::time::interval(every);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    while !stop.load(Ordering::Relaxed) {
-                        tick.tick().await;
-                        let sent = Instant::now();
-                        let r = client.get(addr, &host, &path).await;
-                        let hit = Hit {
-                            sent,
-                            done: Instant::now(),
-                            done_wall: SystemTime::now(),
-                            backend: r
-                                .as_ref()
-                                .ok()
-                                .and_then(|r| r.header("x-demo-hostname"))
-                                .map(str::to_string),
-                            result: r.map(|r| r.status),
-                        };
-                        hits.lock().unwrap().push(hit);
-                    }
-                })
-            })
-            .collect();
-        Traffic { stop, hits, tasks }
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.hits.lock().unwrap().len()
-    }
-
-    /// Waits until `n` more requests have completed than now (the load is running).
-    async fn wait_more(&self, n: usize, what: &str) {
-        let target = self.count() + n;
-        poll(what, secs(30), || async {
-            let c = self.count();
-            (c >= target).then_some(()).ok_or(format!("{c} of {target} requests"))
-        })
-        .await;
-    }
-
-    /// Stops the workers and returns every request made.
-    async fn stop(mut self) -> Vec<Hit> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks.drain(..) {
-            t.await.expect("load worker panicked");
-        }
-        self.hits()
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// Prints the counts of a load run and returns the failed requests.
-fn report(what: &str, hits: &[Hit], retries: u64) -> Vec<Hit> {
-    let mut per_backend: BTreeMap<String, usize> = BTreeMap::new();
-    for h in hits {
-        *per_backend
-            .entry(h.backend.clone().unwrap_or_else(|| "-".into()))
-            .or_default() += 1;
-    }
-    let failed: Vec<Hit> = hits.iter().filter(|h| h.failed()).cloned().collect();
-    eprintln!(
-        "{what}: {} requests, {} failed, {retries} retries (wharf_retries_total); per backend {per_backend:?}",
-        hits.len(),
-        failed.len()
-    );
-    for h in failed.iter().take(5) {
-        eprintln!("  failed: {:?}", h.result);
-    }
-    failed
-}
 
 // ---------------------------------------------------------------------------
 // Active checks: out after `fall` failures, back after `rise` passes
@@ -265,54 +42,54 @@ async fn a_failing_health_check_takes_a_backend_out_within_interval_times_fall_a
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &CHECK_LABELS, &[]);
     let b = demo(&net, "b", &CHECK_LABELS, &[]);
-    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
-    wait_state(&wharf, "web", &b, "ready", secs(20)).await;
-    wait_listening(&net, &[&a, &b]).await;
+    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
+    wharf.wait_backend_state("web", &b.name, "ready", secs(20)).await;
+    wait_demos_listening(&net, &[&a, &b]).await;
     let (a_host, b_host) = (a.hostname(), b.hostname());
     let b_addr = b.addr(&net.name, 80);
 
-    let load = Traffic::start(wharf.listen, "any.test", "/", 2, millis(10));
-    load.wait_more(100, "100 requests before the flip").await;
+    let load = Load::start(wharf.listen, "any.test", LoadOpts::gets(2, millis(10)));
+    load.wait_more(100, secs(30), "100 requests before the flip").await;
     assert!(
-        load.hits()
-            .iter()
-            .any(|h| h.backend.as_deref() == Some(b_host.as_str())),
+        load.outcomes().iter().any(|o| o.answered_by(&b_host)),
         "b takes traffic before its health fails"
     );
 
     // Out: /health answers 500 from now on.
     demo_call(b_addr, "/health/fail").await;
-    let flipped = Instant::now();
-    let (reason, leave) = wait_state(&wharf, "web", &b, "unhealthy", LEAVE_BOUND + SLACK + secs(3)).await;
-    let out_at = Instant::now();
+    let flipped = load.elapsed();
+    let (reason, leave) = wharf
+        .wait_backend_state("web", &b.name, "unhealthy", LEAVE_BOUND + SLACK + secs(3))
+        .await;
+    let out_at = load.elapsed();
     eprintln!(
         "LEAVE: b unhealthy {} ms after /health/fail (bound interval×fall = {} ms); reason: {reason}",
         leave.as_millis(),
         LEAVE_BOUND.as_millis()
     );
     assert!(reason.contains("500"), "reason names the failing answer: {reason}");
-    load.wait_more(200, "200 requests while b is out").await;
-    let hits = load.hits();
-    let last_b = hits
+    load.wait_more(200, secs(30), "200 requests while b is out").await;
+    let outcomes = load.outcomes();
+    let last_b = outcomes
         .iter()
-        .filter(|h| h.backend.as_deref() == Some(b_host.as_str()))
-        .map(|h| h.sent)
+        .filter(|o| o.answered_by(&b_host))
+        .map(|o| o.sent)
         .max()
         .expect("b answered before");
-    let last_b_ms = last_b.saturating_duration_since(flipped).as_millis();
+    let last_b_ms = last_b.saturating_sub(flipped).as_millis();
     eprintln!("LEAVE: last request sent to b {last_b_ms} ms after the flip");
-    let late: Vec<&Hit> = hits
+    let late: Vec<&Outcome> = outcomes
         .iter()
-        .filter(|h| h.sent > out_at && h.backend.as_deref() == Some(b_host.as_str()))
+        .filter(|o| o.sent > out_at && o.answered_by(&b_host))
         .collect();
     assert!(
         late.is_empty(),
         "{} requests sent after b was reported unhealthy still reached b",
         late.len()
     );
-    let after: Vec<&Hit> = hits.iter().filter(|h| h.sent > out_at).collect();
+    let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.sent > out_at).collect();
     assert!(
-        after.iter().all(|h| h.backend.as_deref() == Some(a_host.as_str())),
+        after.iter().all(|o| o.answered_by(&a_host)),
         "every request after b left went to a"
     );
     assert!(
@@ -324,16 +101,17 @@ async fn a_failing_health_check_takes_a_backend_out_within_interval_times_fall_a
     );
 
     // Back: /health answers 200 again; `rise` passes in a row bring it back.
-    let before_back = load.count();
+    let before_back = load.progress().requests as usize;
     demo_call(b_addr, "/health/ok").await;
-    let unflipped = Instant::now();
-    let (_, back) = wait_state(&wharf, "web", &b, "ready", RISE_BOUND + SLACK + secs(3)).await;
+    let unflipped = load.elapsed();
+    let (_, back) = wharf
+        .wait_backend_state("web", &b.name, "ready", RISE_BOUND + SLACK + secs(3))
+        .await;
     let (first_again, _) = poll("a request reaches b again through wharf", secs(10), || async {
-        let hits = load.hits();
-        hits[before_back..]
+        load.outcomes()[before_back..]
             .iter()
-            .find(|h| h.backend.as_deref() == Some(b_host.as_str()))
-            .map(|h| h.done.saturating_duration_since(unflipped))
+            .find(|o| o.answered_by(&b_host))
+            .map(|o| o.done.saturating_sub(unflipped))
             .ok_or("not yet")
     })
     .await;
@@ -352,10 +130,9 @@ async fn a_failing_health_check_takes_a_backend_out_within_interval_times_fall_a
         SLACK.as_millis()
     );
 
-    let hits = load.stop().await;
-    let retries = metric(&wharf, "wharf_retries_total").await;
-    let failed = report("health flip out and back", &hits, retries);
-    assert!(failed.is_empty(), "{} requests failed", failed.len());
+    let report = load.stop().await;
+    report.print_with_retries("health flip out and back", wharf.metric("wharf_retries_total").await);
+    report.assert_no_failures("health flip out and back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -364,16 +141,16 @@ async fn a_backend_down_by_its_health_check_stays_down_through_fifty_unrelated_c
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &CHECK_LABELS, &[]);
     let b = demo(&net, "b", &CHECK_LABELS, &[]);
-    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
-    wait_state(&wharf, "web", &b, "ready", secs(20)).await;
-    wait_listening(&net, &[&a, &b]).await;
+    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
+    wharf.wait_backend_state("web", &b.name, "ready", secs(20)).await;
+    wait_demos_listening(&net, &[&a, &b]).await;
     let b_host = b.hostname();
     demo_call(b.addr(&net.name, 80), "/health/fail").await;
-    let (reason, took) = wait_state(&wharf, "web", &b, "unhealthy", secs(10)).await;
+    let (reason, took) = wharf.wait_backend_state("web", &b.name, "unhealthy", secs(10)).await;
     eprintln!("b unhealthy {} ms after /health/fail: {reason}", took.as_millis());
 
-    let load = Traffic::start(wharf.listen, "any.test", "/", 2, millis(10));
-    let syncs_before = metric(&wharf, "wharf_discovery_syncs_total").await;
+    let load = Load::start(wharf.listen, "any.test", LoadOpts::gets(2, millis(10)));
+    let syncs_before = wharf.metric("wharf_discovery_syncs_total").await;
 
     // 25 labelled containers of another pool (another host) on the same
     // network, each started and removed (50 starts/stops), five at a time.
@@ -386,17 +163,11 @@ async fn a_backend_down_by_its_health_check_stays_down_through_fifty_unrelated_c
                 s.spawn(move || {
                     for i in 0..5 {
                         // Its own host, so it never competes with pool web for a route.
-                        let c = Container::run(
+                        let c = demo(
+                            net,
                             &format!("churn{t}{i}"),
-                            &[
-                                "--network",
-                                net,
-                                "--label",
-                                "wharf.pool=other",
-                                "--label",
-                                "wharf.host=churn.test",
-                                demo_image(),
-                            ],
+                            &["wharf.pool=other", "wharf.host=churn.test"],
+                            &[],
                         );
                         drop(c); // docker rm -f -v
                     }
@@ -421,7 +192,7 @@ async fn a_backend_down_by_its_health_check_stays_down_through_fifty_unrelated_c
         let at = started.elapsed().as_millis();
         let bs = backend_state(&s, "web", &b.name);
         let as_ = backend_state(&s, "web", &a.name);
-        let panic = pool_json(&s, "web").map(|p| p["panic"].clone());
+        let panic = find_pool(&s, "web").map(|p| p["panic"].clone());
         let ok = matches!(&bs, Some((st, reason)) if st == "unhealthy" && reason.contains("500"))
             && matches!(&as_, Some((st, _)) if st == "ready")
             && panic == Some(Value::Bool(false));
@@ -431,7 +202,7 @@ async fn a_backend_down_by_its_health_check_stays_down_through_fifty_unrelated_c
                  b should stay unhealthy for its failing check, a ready"
             ));
         }
-        if let Some(p) = pool_json(&s, "other") {
+        if let Some(p) = find_pool(&s, "other") {
             for be in p["backends"].as_array().into_iter().flatten() {
                 other_seen.insert(be["container"].as_str().unwrap_or("").to_string());
             }
@@ -439,7 +210,7 @@ async fn a_backend_down_by_its_health_check_stays_down_through_fifty_unrelated_c
         tokio::time::sleep(millis(20)).await;
     }
     let churn_took = churn.await.expect("churn thread panicked");
-    let syncs = metric(&wharf, "wharf_discovery_syncs_total").await - syncs_before;
+    let syncs = wharf.metric("wharf_discovery_syncs_total").await - syncs_before;
     eprintln!(
         "churn: 25 containers started and removed in {} ms; {checks} state checks, b unhealthy and a ready in all; \
          {} of the 25 seen in pool other; {syncs} re-lists by wharf meanwhile",
@@ -455,16 +226,16 @@ async fn a_backend_down_by_its_health_check_stays_down_through_fifty_unrelated_c
         panic!("{v}");
     }
 
-    let hits = load.stop().await;
-    let retries = metric(&wharf, "wharf_retries_total").await;
-    let failed = report("traffic during the churn", &hits, retries);
-    let to_b = hits
-        .iter()
-        .filter(|h| h.backend.as_deref() == Some(b_host.as_str()))
-        .count();
+    let report = load.stop().await;
+    report.print_with_retries("traffic during the churn", wharf.metric("wharf_retries_total").await);
+    let to_b = report.outcomes.iter().filter(|o| o.answered_by(&b_host)).count();
     assert_eq!(to_b, 0, "requests reached b while it was down");
-    assert!(failed.is_empty(), "{} requests failed", failed.len());
-    assert!(hits.len() >= 50, "only {} requests during the churn", hits.len());
+    report.assert_no_failures("traffic during the churn");
+    assert!(
+        report.requests >= 50,
+        "only {} requests during the churn",
+        report.requests
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -483,10 +254,10 @@ async fn a_new_backend_with_a_health_path_takes_no_request_before_its_first_pass
     let net = Network::create("hfirst");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &labels, &[]);
-    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
+    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
 
-    let load = Traffic::start(wharf.listen, "any.test", "/", 2, millis(10));
-    load.wait_more(50, "50 requests to a alone").await;
+    let load = Load::start(wharf.listen, "any.test", LoadOpts::gets(2, millis(10)));
+    load.wait_more(50, secs(30), "50 requests to a alone").await;
 
     let b = demo(&net, "b", &labels, &["-e", "DEMO_HEALTH_FAIL=1"]);
     let b_host = b.hostname();
@@ -506,33 +277,28 @@ async fn a_new_backend_with_a_health_path_takes_no_request_before_its_first_pass
             Some((st, _)) if st == "unhealthy" => {}
             other => return Err(format!("b: {other:?}")),
         }
-        match load
-            .hits()
-            .iter()
-            .find(|h| h.backend.as_deref() == Some(b_host.as_str()))
-        {
-            Some(h) => Err(format!("a request reached b: {:?}", h.result)),
+        match load.outcomes().iter().find(|o| o.answered_by(&b_host)) {
+            Some(o) => Err(format!("a request reached b: {}", o.describe())),
             None => Ok(()),
         }
     })
     .await;
     let b_got = demo_requests(b_addr).await;
-    let before = load.count();
+    let before = load.progress().requests as usize;
     eprintln!("while b failed: {before} requests through wharf, b itself counted {b_got}");
     assert_eq!(b_got, 0, "b received requests before passing a probe");
 
     demo_call(b_addr, "/health/ok").await;
-    let flipped = Instant::now();
+    let flipped = load.elapsed();
     let (join, _) = poll("first request answered by b through wharf", secs(10), || async {
-        let hits = load.hits();
-        hits[before..]
+        load.outcomes()[before..]
             .iter()
-            .find(|h| h.backend.as_deref() == Some(b_host.as_str()))
-            .map(|h| h.done.saturating_duration_since(flipped))
+            .find(|o| o.answered_by(&b_host))
+            .map(|o| o.done.saturating_sub(flipped))
             .ok_or("not yet")
     })
     .await;
-    let (_, ready) = wait_state(&wharf, "web", &b, "ready", secs(10)).await;
+    let (_, ready) = wharf.wait_backend_state("web", &b.name, "ready", secs(10)).await;
     eprintln!(
         "JOIN: first request answered by b {} ms after /health/ok (target ~250 ms; probes every 100 ms until the first pass); \
          state ready seen after {} ms",
@@ -540,10 +306,9 @@ async fn a_new_backend_with_a_health_path_takes_no_request_before_its_first_pass
         ready.as_millis()
     );
 
-    let hits = load.stop().await;
-    let retries = metric(&wharf, "wharf_retries_total").await;
-    let failed = report("new backend joining", &hits, retries);
-    assert!(failed.is_empty(), "{} requests failed", failed.len());
+    let report = load.stop().await;
+    report.print_with_retries("new backend joining", wharf.metric("wharf_retries_total").await);
+    report.assert_no_failures("new backend joining");
     assert!(
         join <= millis(2000),
         "b joined {} ms after its health passed; probing every 100 ms until the first pass should take ~250 ms",
@@ -601,7 +366,7 @@ impl Drop for HealthImage {
 
 /// `.State.Health.Status`, and the wall-clock end (Unix ns) of the probe
 /// that made it healthy: the first passing probe after the last failing one.
-fn docker_health(id: &str) -> (String, Option<u128>) {
+fn docker_health(id: &str) -> (String, Option<i128>) {
     let out = docker(&[
         "container",
         "inspect",
@@ -610,7 +375,7 @@ fn docker_health(id: &str) -> (String, Option<u128>) {
         id,
     ]);
     let (status, log) = out.split_once('|').unwrap_or((&out, ""));
-    let entries: Vec<(i64, u128)> = log
+    let entries: Vec<(i64, i128)> = log
         .split_whitespace()
         .filter_map(|e| {
             let (code, end) = e.split_once(':')?;
@@ -631,20 +396,20 @@ async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_re
     let net = Network::create("hcheck");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
-    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
-    wait_listening(&net, &[&a]).await;
+    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
+    wait_demos_listening(&net, &[&a]).await;
 
-    let load = Traffic::start(wharf.listen, "any.test", "/", 2, millis(10));
-    load.wait_more(50, "50 requests to a alone").await;
+    let load = Load::start(wharf.listen, "any.test", LoadOpts::gets(2, millis(10)));
+    load.wait_more(50, secs(30), "50 requests to a alone").await;
 
     // b's HEALTHCHECK needs 3 s to pass: /health fails until the test flips
     // it 3 s after the start (the scenario's premise, not a synchronisation).
-    let b = demo_with(
+    let b = demo_from(
+        &image.tag,
         &net,
         "b",
         &["wharf.pool=web"],
         &["-e", "DEMO_HEALTH_FAIL=1"],
-        &image.tag,
     );
     let b_started = tokio::time::Instant::now();
     let b_host = b.hostname();
@@ -662,66 +427,58 @@ async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_re
     let (status, _) = docker_health(&b.id);
     assert_eq!(status, "starting", "b's HEALTHCHECK before its 3 s are up");
     assert!(
-        !load
-            .hits()
-            .iter()
-            .any(|h| h.backend.as_deref() == Some(b_host.as_str())),
+        !load.outcomes().iter().any(|o| o.answered_by(&b_host)),
         "a request reached b before Docker reported it healthy"
     );
     let b_got = demo_requests(b_addr).await;
-    let before = load.count();
+    let before = load.progress().requests as usize;
     eprintln!("first 3 s of b: {before} requests through wharf, b itself counted {b_got}");
     assert_eq!(b_got, 0, "b received requests while its HEALTHCHECK was starting");
 
     demo_call(b_addr, "/health/ok").await;
-    let flipped = Instant::now();
-    let flipped_wall = unix_nanos(SystemTime::now());
+    let flipped = load.elapsed();
+    let flipped_wall = unix_ns();
     let ((healthy_at, passed_wall), _) = poll("docker inspect shows b healthy", secs(15), || async {
         let id = b.id.clone();
         let (status, passed) = tokio::task::spawn_blocking(move || docker_health(&id)).await.unwrap();
         (status == "healthy")
-            .then(|| (Instant::now(), passed))
+            .then(|| (load.elapsed(), passed))
             .ok_or(format!("health {status}"))
     })
     .await;
     let passed_wall = passed_wall.expect("the passing probe is in Docker's health log");
     let first = poll("first request answered by b through wharf", secs(10), || async {
-        let hits = load.hits();
-        hits[before..]
+        load.outcomes()[before..]
             .iter()
-            .find(|h| h.backend.as_deref() == Some(b_host.as_str()))
+            .find(|o| o.answered_by(&b_host))
             .cloned()
             .ok_or("not yet")
     })
     .await
     .0;
-    let hits = load.stop().await;
+    let report = load.stop().await;
 
-    let since_probe_ms = (unix_nanos(first.done_wall) as i128 - passed_wall as i128) / 1_000_000;
-    let since_inspect_ms = if first.done >= healthy_at {
-        first.done.duration_since(healthy_at).as_millis() as i128
-    } else {
-        -(healthy_at.duration_since(first.done).as_millis() as i128)
-    };
+    let since_probe_ms = (report.unix_ns_at(first.done) - passed_wall) / 1_000_000;
+    let since_inspect_ms = (first.done.as_nanos() as i128 - healthy_at.as_nanos() as i128) / 1_000_000;
     eprintln!(
         "HEALTHCHECK: Docker's passing probe ended {} ms after /health/ok; docker inspect showed healthy after {} ms; \
          first response from b through wharf {since_probe_ms} ms after the passing probe ended, \
          {since_inspect_ms} ms after docker inspect showed healthy (target < 500 ms)",
-        (passed_wall as i128 - flipped_wall as i128) / 1_000_000,
-        healthy_at.duration_since(flipped).as_millis(),
+        (passed_wall - flipped_wall) / 1_000_000,
+        healthy_at.saturating_sub(flipped).as_millis(),
     );
-    let early: Vec<&Hit> = hits
+    let early: Vec<&Outcome> = report
+        .outcomes
         .iter()
-        .filter(|h| h.backend.as_deref() == Some(b_host.as_str()) && unix_nanos(h.done_wall) < passed_wall)
+        .filter(|o| o.answered_by(&b_host) && report.unix_ns_at(o.done) < passed_wall)
         .collect();
     assert!(
         early.is_empty(),
         "{} requests answered by b before Docker's first passing probe ended",
         early.len()
     );
-    let retries = metric(&wharf, "wharf_retries_total").await;
-    let failed = report("Docker HEALTHCHECK join", &hits, retries);
-    assert!(failed.is_empty(), "{} requests failed", failed.len());
+    report.print_with_retries("Docker HEALTHCHECK join", wharf.metric("wharf_retries_total").await);
+    report.assert_no_failures("Docker HEALTHCHECK join");
     assert!(
         since_probe_ms <= 2000,
         "b took its first request {since_probe_ms} ms after Docker reported it healthy (target 500 ms)"
@@ -737,8 +494,8 @@ async fn a_backend_with_a_one_second_keepalive_timeout_fails_no_request_spaced_a
     let net = Network::create("hka");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &["-e", "DEMO_KEEPALIVE_TIMEOUT=1s"]);
-    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
-    wait_listening(&net, &[&a]).await;
+    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
+    wait_demos_listening(&net, &[&a]).await;
 
     // A minute of requests on one keep-alive client, each ~1 s after the
     // previous answer: 0.9–1.1 s, many of them within a few ms of the
@@ -766,7 +523,7 @@ async fn a_backend_with_a_one_second_keepalive_timeout_fails_no_request_spaced_a
         gaps.push(gap);
         tokio::time::sleep(millis(gap)).await;
     }
-    let retries = metric(&wharf, "wharf_retries_total").await;
+    let retries = wharf.metric("wharf_retries_total").await;
     eprintln!(
         "keep-alive 1 s backend: {n} requests over {} ms, gaps {}–{} ms, {} failed, {retries} retries; \
          {} distinct upstream connections seen by the backend",
@@ -931,8 +688,8 @@ async fn a_backend_breaking_off_a_response_leaves_the_client_with_a_broken_respo
     let net = Network::create("habort");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
-    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
-    wait_listening(&net, &[&a]).await;
+    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
+    wait_demos_listening(&net, &[&a]).await;
     let a_addr = a.addr(&net.name, 80);
     let backend_before = demo_requests(a_addr).await;
     let mut sent = 0u64;
@@ -1003,7 +760,7 @@ async fn a_backend_breaking_off_a_response_leaves_the_client_with_a_broken_respo
     assert_eq!(r.status, 200, "{}", r.body);
     sent += 1;
     let backend_got = demo_requests(a_addr).await - backend_before;
-    let retries = metric(&wharf, "wharf_retries_total").await;
+    let retries = wharf.metric("wharf_retries_total").await;
     eprintln!(
         "aborted responses: {sent} requests sent ({broken} aborted ones, all seen as broken by the client), \
          backend counted {backend_got}, {retries} retries"

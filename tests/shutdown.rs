@@ -6,198 +6,9 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
-use serde_json::Value;
 use support::*;
-
-// ---------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------
-
-/// `docker run` a demo container on `net` with `wharf.*` labels and extra
-/// `docker run` options (`-e …`).
-fn demo(net: &Network, tag: &str, labels: &[&str], opts: &[&str]) -> Container {
-    let mut args = vec!["--network", net.name.as_str()];
-    for l in labels {
-        args.extend(["--label", l]);
-    }
-    args.extend_from_slice(opts);
-    args.push(demo_image());
-    Container::run(tag, &args)
-}
-
-/// Waits until each demo container answers on its own address: `docker run -d`
-/// returns before the process listens, and wharf routes to a running
-/// container without a health check at once.
-async fn wait_listening(net: &Network, containers: &[&Container]) {
-    for c in containers {
-        let addr = c.addr(&net.name, 80);
-        poll(&format!("{} listens on {addr}", c.name), secs(20), || async {
-            match get(addr, "demo", "/_demo/stats").await {
-                Ok(r) if r.status == 200 => Ok(()),
-                Ok(r) => Err(format!("{} {}", r.status, r.body)),
-                Err(e) => Err(e),
-            }
-        })
-        .await;
-    }
-}
-
-/// A backend of `pool` in `/api/state`, by container name.
-fn find_backend(state: &Value, pool: &str, container: &str) -> Option<Value> {
-    state["pools"].as_array()?.iter().find(|p| p["name"] == pool)?["backends"]
-        .as_array()?
-        .iter()
-        .find(|b| b["container"] == container)
-        .cloned()
-}
-
-/// Polls `/api/state` until the backend is in `want`; returns its reason and the time it took.
-async fn wait_state(wharf: &Wharf, pool: &str, c: &Container, want: &str, deadline: Duration) -> (String, Duration) {
-    let what = format!("{} in pool {pool} is {want}", c.name);
-    poll(&what, deadline, || async {
-        let s = wharf.state().await;
-        match find_backend(&s, pool, &c.name) {
-            Some(b) if b["state"] == want => Ok(b["reason"].as_str().unwrap_or("").to_string()),
-            Some(b) => Err(format!("state {} ({})", b["state"], b["reason"])),
-            None => Err(format!("not in pool {pool}: {}", s["pools"])),
-        }
-    })
-    .await
-}
-
-/// A counter without labels from wharf's `/metrics`.
-async fn metric(wharf: &Wharf, name: &str) -> u64 {
-    let r = wharf.admin_get("/metrics").await.expect("GET /metrics");
-    r.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{}", r.body))
-}
-
-/// The demo's own count of the requests it received, asked directly.
-async fn demo_requests(addr: SocketAddr) -> u64 {
-    let r = get(addr, "demo", "/_demo/stats").await.expect("GET /_demo/stats");
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["requests"].as_u64().expect("requests in /_demo/stats")
-}
-
-fn unix_nanos(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos()
-}
-
-/// One request of a [`Traffic`].
-#[derive(Debug, Clone)]
-struct Hit {
-    sent: Instant,
-    /// `x-demo-hostname` of the backend that answered.
-    backend: Option<String>,
-    /// The status, or the client error.
-    result: Result<u16, String>,
-}
-
-/// Steady traffic through wharf: `workers` keep-alive clients, each sending
-/// `GET path` one request at a time, at most one per `every`.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(addr: SocketAddr, host: &str, path: &str, workers: usize, every: Duration) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let tasks = (0..workers)
-            .map(|_| {
-                let (stop, hits) = (Arc::clone(&stop), Arc::clone(&hits));
-                let (host, path) = (host.to_string(), path.to_string());
-                tokio::spawn(async move {
-                    let client = Client::new();
-                    let mut tick = tokio::time::interval(every);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    while !stop.load(Ordering::Relaxed) {
-                        tick.tick().await;
-                        let sent = Instant::now();
-                        let r = client.get(addr, &host, &path).await;
-                        let hit = Hit {
-                            sent,
-                            backend: r
-                                .as_ref()
-                                .ok()
-                                .and_then(|r| r.header("x-demo-hostname"))
-                                .map(str::to_string),
-                            result: r.map(|r| r.status),
-                        };
-                        hits.lock().unwrap().push(hit);
-                    }
-                })
-            })
-            .collect();
-        Traffic { stop, hits, tasks }
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.hits.lock().unwrap().len()
-    }
-
-    /// Waits until `n` more requests have completed than now.
-    async fn wait_more(&self, n: usize, what: &str) {
-        let target = self.count() + n;
-        poll(what, secs(30), || async {
-            let c = self.count();
-            (c >= target).then_some(()).ok_or(format!("{c} of {target} requests"))
-        })
-        .await;
-    }
-
-    /// Stops the workers and returns every request made.
-    async fn stop(mut self) -> Vec<Hit> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks.drain(..) {
-            t.await.expect("traffic worker panicked");
-        }
-        self.hits()
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// Prints the counts of a traffic run and returns the failed requests.
-fn report(what: &str, hits: &[Hit], retries: u64) -> Vec<Hit> {
-    let mut per_backend: BTreeMap<String, usize> = BTreeMap::new();
-    for h in hits {
-        *per_backend
-            .entry(h.backend.clone().unwrap_or_else(|| "-".into()))
-            .or_default() += 1;
-    }
-    let failed: Vec<Hit> = hits.iter().filter(|h| h.result != Ok(200)).cloned().collect();
-    eprintln!(
-        "{what}: {} requests, {} failed, {retries} retries (wharf_retries_total); per backend {per_backend:?}",
-        hits.len(),
-        failed.len()
-    );
-    for h in failed.iter().take(5) {
-        eprintln!("  failed: {:?}", h.result);
-    }
-    failed
-}
 
 // ---------------------------------------------------------------------------
 // wharf SIGTERMed with requests in flight
@@ -208,8 +19,8 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
     let net = Network::create("term");
     let mut wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
-    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
-    wait_listening(&net, &[&a]).await;
+    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
+    wait_demos_listening(&net, &[&a]).await;
     let listen = wharf.listen;
 
     // An idle keep-alive connection from a client must not hold up the exit.
@@ -231,7 +42,7 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
         .collect();
     poll("5 requests in flight in wharf", secs(10), || async {
         let s = wharf.state().await;
-        let n = find_backend(&s, "web", &a.name)
+        let n = backend_named(&s, "web", &a.name)
             .and_then(|b| b["in_flight"].as_u64())
             .unwrap_or(0);
         (n == 5).then_some(()).ok_or(format!("{n} in flight"))
@@ -262,7 +73,7 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
     .await;
     let still_running = inflight.iter().filter(|t| !t.is_finished()).count();
     // The admin listener serves until the drain ends.
-    let retries = metric(&wharf, "wharf_retries_total").await;
+    let retries = wharf.metric("wharf_retries_total").await;
     eprintln!(
         "after SIGTERM: /readyz 503 within {} ms, connections refused after {} ms, {still_running} of 5 requests still in flight",
         readyz_503.as_millis(),
@@ -315,26 +126,10 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
 // ---------------------------------------------------------------------------
 
 /// Unix-nanosecond times of the container's `kill` events with SIGTERM since `since`.
-fn sigterm_kill_events(id: &str, since: SystemTime) -> Vec<u128> {
-    let secs_nanos = |t: SystemTime| {
-        let d = t.duration_since(UNIX_EPOCH).unwrap();
-        format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
-    };
-    let filter = format!("container={id}");
-    let out = docker(&[
-        "events",
-        "--since",
-        &secs_nanos(since),
-        "--until",
-        &secs_nanos(SystemTime::now()),
-        "--filter",
-        &filter,
-        "--filter",
-        "event=kill",
-        "--format",
-        "{{.TimeNano}} {{index .Actor.Attributes \"signal\"}}",
-    ]);
-    out.lines()
+fn sigterm_kill_events(id: &str, since: SystemTime) -> Vec<i128> {
+    let format = "{{.TimeNano}} {{index .Actor.Attributes \"signal\"}}";
+    container_events(id, "kill", unix_nanos(since), format)
+        .iter()
         .filter_map(|l| {
             let (t, sig) = l.split_once(' ')?;
             (sig == "15" || sig == "SIGTERM").then(|| t.parse().ok())?
@@ -348,19 +143,15 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
     let b = demo(&net, "b", &["wharf.pool=web"], &["-e", "DEMO_NO_SIGTERM=1"]);
-    wait_state(&wharf, "web", &a, "ready", secs(20)).await;
-    wait_state(&wharf, "web", &b, "ready", secs(20)).await;
-    wait_listening(&net, &[&a, &b]).await;
+    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
+    wharf.wait_backend_state("web", &b.name, "ready", secs(20)).await;
+    wait_demos_listening(&net, &[&a, &b]).await;
     let b_host = b.hostname();
     let b_addr = b.addr(&net.name, 80);
 
-    let traffic = Traffic::start(wharf.listen, "any.test", "/", 3, millis(10));
+    let load = Load::start(wharf.listen, "any.test", LoadOpts::gets(3, millis(10)));
     poll("b takes traffic (pooled connections to it exist)", secs(20), || async {
-        let n = traffic
-            .hits()
-            .iter()
-            .filter(|h| h.backend.as_deref() == Some(b_host.as_str()))
-            .count();
+        let n = load.outcomes().iter().filter(|o| o.answered_by(&b_host)).count();
         (n >= 20).then_some(()).ok_or(format!("{n} requests to b"))
     })
     .await;
@@ -372,9 +163,9 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
         docker(&["stop", "-t", "3", &id]);
         t.elapsed()
     });
-    let (reason, drained) = wait_state(&wharf, "web", &b, "draining", secs(10)).await;
-    let drained_at = Instant::now();
-    let drained_wall = unix_nanos(SystemTime::now());
+    let (reason, drained) = wharf.wait_backend_state("web", &b.name, "draining", secs(10)).await;
+    let drained_at = load.elapsed();
+    let drained_wall = unix_ns();
     let id = b.id.clone();
     let running = tokio::task::spawn_blocking(move || {
         docker(&["container", "inspect", "--format", "{{.State.Running}}", &id]) == "true"
@@ -383,7 +174,7 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
     .unwrap();
     // b still runs and answers directly, yet wharf sends it nothing more.
     let b_count = demo_requests(b_addr).await;
-    traffic.wait_more(100, "100 more requests while b drains").await;
+    load.wait_more(100, secs(30), "100 more requests while b drains").await;
     let b_count_later = demo_requests(b_addr).await;
     eprintln!(
         "DRAIN: b draining {} ms after `docker stop` started ({reason}); still running: {running}; \
@@ -399,7 +190,7 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
     let kills = sigterm_kill_events(&b.id, stop_wall);
     let kill_lag_ms = kills
         .first()
-        .map(|k| (drained_wall as i128 - *k as i128) / 1_000_000)
+        .map(|k| (drained_wall - *k) / 1_000_000)
         .expect("a kill event with SIGTERM for b");
     eprintln!(
         "DRAIN: SIGTERM kill event -> draining seen in /api/state: {kill_lag_ms} ms; \
@@ -419,20 +210,21 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
 
     poll("b gone from pool web", secs(10), || async {
         let s = wharf.state().await;
-        match find_backend(&s, "web", &b.name) {
+        match backend_named(&s, "web", &b.name) {
             None => Ok(()),
             Some(be) => Err(format!("b still {}", be["state"])),
         }
     })
     .await;
-    traffic.wait_more(50, "50 requests after b is gone").await;
-    let hits = traffic.stop().await;
-    let retries = metric(&wharf, "wharf_retries_total").await;
-    let failed = report("docker stop of a backend ignoring SIGTERM", &hits, retries);
-    let late = hits
+    load.wait_more(50, secs(30), "50 requests after b is gone").await;
+    let report = load.stop().await;
+    let what = "docker stop of a backend ignoring SIGTERM";
+    report.print_with_retries(what, wharf.metric("wharf_retries_total").await);
+    let late = report
+        .outcomes
         .iter()
-        .filter(|h| h.sent > drained_at && h.backend.as_deref() == Some(b_host.as_str()))
+        .filter(|o| o.sent > drained_at && o.answered_by(&b_host))
         .count();
     assert_eq!(late, 0, "requests sent after b was drained reached b");
-    assert!(failed.is_empty(), "{} requests failed", failed.len());
+    report.assert_no_failures(what);
 }
