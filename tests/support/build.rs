@@ -148,19 +148,28 @@ pub fn require_docker() {
 /// Builds (once per test process) and returns the wharf image tag, `wharf-it/wharf:test`.
 pub fn wharf_image() -> &'static str {
     static IMAGE: OnceLock<Result<(), String>> = OnceLock::new();
-    let res = IMAGE.get_or_init(|| build_image(WHARF_IMAGE, &binaries().wharf, "wharf", WHARF_DOCKERFILE));
-    match res {
-        Ok(()) => WHARF_IMAGE,
-        Err(e) => panic!("{e}"),
-    }
+    built_once(&IMAGE, WHARF_IMAGE, || {
+        build_image(WHARF_IMAGE, &binaries().wharf, "wharf", WHARF_DOCKERFILE)
+    })
 }
 
 /// Builds (once per test process) and returns the demo backend image tag, `wharf-it/demo:test`.
 pub fn demo_image() -> &'static str {
     static IMAGE: OnceLock<Result<(), String>> = OnceLock::new();
-    let res = IMAGE.get_or_init(|| build_image(DEMO_IMAGE, &binaries().demo, "wharf-demo", DEMO_DOCKERFILE));
-    match res {
-        Ok(()) => DEMO_IMAGE,
+    built_once(&IMAGE, DEMO_IMAGE, || {
+        build_image(DEMO_IMAGE, &binaries().demo, "wharf-demo", DEMO_DOCKERFILE)
+    })
+}
+
+/// `tag` once `build` has run (the first call only) and succeeded; panics
+/// with the build's error on every call otherwise.
+fn built_once(
+    once: &OnceLock<Result<(), String>>,
+    tag: &'static str,
+    build: impl FnOnce() -> Result<(), String>,
+) -> &'static str {
+    match once.get_or_init(build) {
+        Ok(()) => tag,
         Err(e) => panic!("{e}"),
     }
 }

@@ -17,6 +17,7 @@ use super::build::demo_image;
 use super::docker::Container;
 use super::http::{get, poll};
 use super::secs;
+use super::wharf::Wharf;
 
 /// `docker run` the demo image as `tag` on network `net`, with `wharf.*`
 /// labels and extra `docker run` options (`-e …`) before the image.
@@ -60,6 +61,16 @@ pub async fn wait_demos_listening(net: &str, containers: &[&Container]) {
     for c in containers {
         wait_listening(c.addr(net, 80), &c.name).await;
     }
+}
+
+/// Waits until each demo container is ready in pool `pool` of `wharf` (20 s
+/// each), then until each answers on its own address on `net` (see
+/// [`wait_listening`]).
+pub async fn wait_demos_ready(wharf: &Wharf, pool: &str, net: &str, containers: &[&Container]) {
+    for c in containers {
+        wharf.wait_backend_state(pool, &c.name, "ready", secs(20)).await;
+    }
+    wait_demos_listening(net, containers).await;
 }
 
 /// The demo's own count of the requests it received (everything but

@@ -206,6 +206,21 @@ impl Load {
         self.wait_requests(self.progress().requests, more, deadline, what).await
     }
 
+    /// Waits up to `deadline` for the first request, among the ones finished
+    /// after the first `from`, that the backend with hostname `host` answered
+    /// (with any status); returns it.
+    pub async fn wait_answer_from(&self, host: &str, from: u64, deadline: Duration, what: &str) -> Outcome {
+        poll(what, deadline, || async {
+            self.outcomes()[from as usize..]
+                .iter()
+                .find(|o| o.answered_by(host))
+                .cloned()
+                .ok_or("not yet")
+        })
+        .await
+        .0
+    }
+
     /// Stops the workers (each finishes the request it is in), and reports.
     pub async fn stop(self) -> Report {
         let _ = self.stop.send(true);

@@ -37,7 +37,8 @@
 //!
 //! * [`demo()`] / [`named_demo()`] / [`demo_from()`] run a demo container with
 //!   `wharf.*` labels; [`wait_listening()`] / [`wait_demos_listening()`] wait
-//!   until it answers on its own address; [`demo_requests()`] asks it how many
+//!   until it answers on its own address, [`wait_demos_ready()`] also until
+//!   wharf lists it ready; [`demo_requests()`] asks it how many
 //!   requests it got, [`demo_call()`] calls it directly (`/health/fail`, …).
 //!
 //! # HTTP ([`http`])
@@ -63,7 +64,8 @@
 //!   [`pool_backends()`], [`backend_named()`], [`backend_at()`],
 //!   [`backend_state()`], [`pool_view()`], [`ready_backends()`],
 //!   [`skip_reason()`], … read it.
-//! * [`wait_pool()`] and [`Wharf::wait_backend_state`] wait for a pool or a
+//! * [`wait_state_at()`] polls `/api/state` until a check accepts it;
+//!   [`wait_pool()`] and [`Wharf::wait_backend_state`] wait for a pool or a
 //!   backend to be as wanted; [`metric_at()`] / [`Wharf::metric`] read `/metrics`.
 //!
 //! # Load ([`load`])
@@ -105,7 +107,9 @@ pub mod wharf;
 
 pub use self::build::{binaries, demo_image, require_docker, wharf_image, workspace_root, Binaries};
 pub use self::compose::Compose;
-pub use self::demo::{demo, demo_call, demo_from, demo_requests, named_demo, wait_demos_listening, wait_listening};
+pub use self::demo::{
+    demo, demo_call, demo_from, demo_requests, named_demo, wait_demos_listening, wait_demos_ready, wait_listening,
+};
 pub use self::docker::{
     container_events, container_ip, docker, docker_logs, docker_ok, docker_try, unique, Container, Network,
 };
@@ -113,7 +117,7 @@ pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
 pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
 pub use self::state::{
     backend_at, backend_named, backend_state, backend_states, find_pool, metric_at, pool_backends, pool_view,
-    ready_backends, skip_reason, state_at, wait_pool,
+    ready_backends, skip_reason, state_at, wait_pool, wait_state_at,
 };
 pub use self::wharf::{free_port, wharf_check, wharf_run, Wharf};
 

@@ -9,6 +9,11 @@
 //! let s = state_at(wharf.admin).await?;
 //! assert_eq!(pool_view(&s, "web"), [(addr.to_string(), "ready".to_string())]);
 //! let (reason, took) = wharf.wait_backend_state("web", &b.name, "unhealthy", secs(5)).await;
+//! wait_state_at(wharf.admin, secs(10), "b gone", |s| match backend_named(s, "web", &b.name) {
+//!     None => Ok(()),
+//!     Some(b) => Err(format!("b is {}", b["state"])),
+//! })
+//! .await;
 //! ```
 
 use std::net::SocketAddr;
@@ -117,6 +122,22 @@ fn text(v: &Value, default: &str) -> String {
     v.as_str().unwrap_or(default).to_string()
 }
 
+/// Polls `/api/state` on an admin address until `check` accepts it (returns
+/// `Ok`; its `Err` is the observation reported on timeout); returns what
+/// `check` returned and the time it took.
+pub async fn wait_state_at<T>(
+    admin: SocketAddr,
+    deadline: Duration,
+    what: &str,
+    check: impl Fn(&Value) -> Result<T, String>,
+) -> (T, Duration) {
+    poll(what, deadline, || async {
+        let s = state_at(admin).await?;
+        check(&s)
+    })
+    .await
+}
+
 /// Waits up to `deadline` until pool `pool` has exactly the backends `addrs`,
 /// all ready; returns that state and the time it took. Each different view
 /// on the way is printed, to tell a slow wharf from a wrong one.
@@ -131,16 +152,15 @@ pub async fn wait_pool(
     want.sort();
     let start = Instant::now();
     let seen = Mutex::new(None::<Vec<(String, String)>>);
-    poll(what, deadline, || async {
-        let s = state_at(admin).await?;
-        let got = pool_view(&s, pool);
+    wait_state_at(admin, deadline, what, |s| {
+        let got = pool_view(s, pool);
         let mut last = seen.lock().unwrap();
         if last.as_ref() != Some(&got) {
             eprintln!("  {} ms: pool {pool} {got:?}", start.elapsed().as_millis());
             *last = Some(got.clone());
         }
         if got == want {
-            Ok(s)
+            Ok(s.clone())
         } else {
             Err(format!("pool {pool}: {got:?}, want {want:?}"))
         }
