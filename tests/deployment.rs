@@ -116,14 +116,10 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
     let demo2 = pool_demo(&back, &name2, &pool2, &host2);
     demo2.connect(&elsewhere, &[]);
     wait_listening(demo2.addr(&back, 80), "demo2").await;
-    let (reason, _) = poll(
-        "demo2 skipped while it shares no network with wharf",
-        secs(20),
-        || async {
-            let s = state_at(admin).await?;
-            skip_reason(&s, &demo2.name).ok_or_else(|| format!("not skipped; pool: {:?}", pool_view(&s, &pool2)))
-        },
-    )
+    let what = "demo2 skipped while it shares no network with wharf";
+    let (reason, _) = wait_state_at(admin, secs(20), what, |s| {
+        skip_reason(s, &demo2.name).ok_or_else(|| format!("not skipped; pool: {:?}", pool_view(s, &pool2)))
+    })
     .await;
     eprintln!("demo2 skipped: {reason}");
     assert!(reason.contains("shares no network with wharf"), "{reason}");
@@ -140,18 +136,15 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
     let joined = Instant::now();
     wharf.connect(&back, &[]);
     let in_pool = vec![(demo2.addr(&back, 80).to_string(), "ready".to_string())];
-    poll(
-        "demo2 in its pool once wharf shares `back` with it",
-        secs(20),
-        || async {
-            let v = pool_view(&state_at(admin).await?, &pool2);
-            if v == in_pool {
-                Ok(())
-            } else {
-                Err(format!("pool {v:?}"))
-            }
-        },
-    )
+    let what = "demo2 in its pool once wharf shares `back` with it";
+    wait_state_at(admin, secs(20), what, |s| {
+        let v = pool_view(s, &pool2);
+        if v == in_pool {
+            Ok(())
+        } else {
+            Err(format!("pool {v:?}"))
+        }
+    })
     .await;
     eprintln!(
         "in the pool {} ms after `docker network connect`",
@@ -170,10 +163,9 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
     // wharf leaves `back`: demo2 is ambiguous again and leaves the pool.
     let left = Instant::now();
     wharf.disconnect(&back);
-    poll("demo2 leaves once wharf leaves `back`", secs(20), || async {
-        let s = state_at(admin).await?;
-        let v = pool_view(&s, &pool2);
-        let skipped = skip_reason(&s, &demo2.name).is_some();
+    wait_state_at(admin, secs(20), "demo2 leaves once wharf leaves `back`", |s| {
+        let v = pool_view(s, &pool2);
+        let skipped = skip_reason(s, &demo2.name).is_some();
         if v.is_empty() && skipped {
             Ok(())
         } else {
@@ -521,12 +513,9 @@ async fn docker_connection_cut_keeps_serving_then_reconnects_and_relists() {
     let cut_at = Instant::now();
     let cut = proxy.cut().await;
     eprintln!("cut {cut} proxied connection(s)");
-    let (st, noticed) = poll("wharf notices the cut", secs(20), || async {
-        let s = state_at(wharf.admin).await?;
-        match discovery(&s) {
-            (false, r, _) if r > reconnects0 => Ok(s),
-            d => Err(format!("(connected, reconnects, syncs) = {d:?}")),
-        }
+    let (st, noticed) = wait_state_at(wharf.admin, secs(20), "wharf notices the cut", |s| match discovery(s) {
+        (false, r, _) if r > reconnects0 => Ok(s.clone()),
+        d => Err(format!("(connected, reconnects, syncs) = {d:?}")),
     })
     .await;
     eprintln!("disconnect noticed {} ms after the cut", noticed.as_millis());
@@ -610,11 +599,10 @@ async fn two_compose_projects_keep_their_own_backends() {
     assert_eq!(own.len(), 1, "{own:?}");
     wait_listening(own[0], "own web replica").await;
     let own_addr = own[0].to_string();
-    let (st, _) = poll("own replica in pool web", secs(20), || async {
-        let s = state_at(admin).await?;
-        let v = pool_view(&s, "web");
+    let (st, _) = wait_state_at(admin, secs(20), "own replica in pool web", |s| {
+        let v = pool_view(s, "web");
         if v.iter().any(|(a, _)| *a == own_addr) {
-            Ok(s)
+            Ok(s.clone())
         } else {
             Err(format!("pool web: {v:?}"))
         }
@@ -643,16 +631,6 @@ async fn two_compose_projects_keep_their_own_backends() {
             "request {i}: {r:?}"
         );
     }
-}
-
-/// Waits until `check` accepts wharf's `/api/state`; returns how long it took.
-async fn wait_state(admin: SocketAddr, what: &str, check: impl Fn(&Value) -> Result<(), String>) -> Duration {
-    poll(what, secs(10), || async {
-        let s = state_at(admin).await?;
-        check(&s)
-    })
-    .await
-    .1
 }
 
 /// On a quiet Docker host (simulated: the socket proxy lets only the extra
@@ -692,15 +670,20 @@ async fn network_connect_and_disconnect_are_seen_on_a_quiet_docker_host() {
             Err(format!("skipped as ambiguous: {skipped}; pool {v:?}"))
         }
     };
-    wait_state(wharf.admin, "backend in its pool (first listing)", in_pool).await;
+    wait_state_at(wharf.admin, secs(10), "backend in its pool (first listing)", in_pool).await;
     let mut times = Vec::new();
     for round in 1..=8 {
         c.connect(&extra, &[]);
         let what = format!("round {round}: skipped after `docker network connect`");
-        times.push(wait_state(wharf.admin, &what, ambiguous).await.as_millis());
+        times.push(
+            wait_state_at(wharf.admin, secs(10), &what, ambiguous)
+                .await
+                .1
+                .as_millis(),
+        );
         c.disconnect(&extra);
         let what = format!("round {round}: back in the pool after `docker network disconnect`");
-        times.push(wait_state(wharf.admin, &what, in_pool).await.as_millis());
+        times.push(wait_state_at(wharf.admin, secs(10), &what, in_pool).await.1.as_millis());
     }
     let st = wharf.state().await;
     eprintln!(

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use serde_json::Value;
 use support::load::percentile;
 use support::*;
 use tokio::task::block_in_place;
@@ -296,17 +297,32 @@ impl Three {
         self.wharf.metric("wharf_retries_total").await
     }
 
-    /// Waits until the backend at `addr` has left the pool.
-    async fn wait_gone(&self, addr: SocketAddr, what: &str) -> Duration {
-        poll(what, secs(30), || async {
-            let s = state_at(self.wharf.admin).await?;
-            match backend_at(&s, &self.pool, addr) {
-                None => Ok(()),
-                Some(b) => Err(format!("still listed: {b}")),
-            }
+    /// Starts a load on wharf and waits until every backend has answered it.
+    async fn load(&self, opts: LoadOpts, what: &str) -> Load {
+        let load = Load::start(self.wharf.listen, HOST, opts);
+        wait_answered_by(&load, &self.hosts, what).await;
+        load
+    }
+
+    /// Polls `/api/state` until `check` accepts the backend at `addr`
+    /// (`None` once it has left the pool).
+    async fn wait_backend<T>(
+        &self,
+        addr: SocketAddr,
+        deadline: Duration,
+        what: &str,
+        check: impl Fn(Option<Value>) -> Result<T, String>,
+    ) -> (T, Duration) {
+        wait_state_at(self.wharf.admin, deadline, what, |s| {
+            check(backend_at(s, &self.pool, addr))
         })
         .await
-        .1
+    }
+
+    /// Waits until the backend at `addr` has left the pool.
+    async fn wait_gone(&self, addr: SocketAddr, what: &str) -> Duration {
+        let gone = |b: Option<Value>| b.map_or(Ok(()), |b| Err(format!("still listed: {b}")));
+        self.wait_backend(addr, secs(30), what, gone).await.1
     }
 
     /// wharf's SIGTERM→drained lag (µs) for container `id`, from its log.
@@ -333,8 +349,7 @@ async fn sigkill_of_one_of_three_backends_fails_no_get() {
         post_share: 0.0,
         ..LoadOpts::default()
     };
-    let load = Load::start(t.wharf.listen, HOST, opts);
-    wait_answered_by(&load, &hosts, "GET load reaches all three").await;
+    let load = t.load(opts, "GET load reaches all three").await;
     let p = load.wait_requests(0, 300, secs(60), "GET load under way").await;
 
     let victim = &t.backends[0];
@@ -408,13 +423,13 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
             })
         })
         .collect();
-    let (in_flight, _) = poll("6 slow requests in flight on the victim", secs(20), || async {
-        let s = state_at(t.wharf.admin).await?;
-        let all: Vec<u64> = pool_backends(&s, &t.pool)
+    let what = "6 slow requests in flight on the victim";
+    let (in_flight, _) = wait_state_at(t.wharf.admin, secs(20), what, |s| {
+        let all: Vec<u64> = pool_backends(s, &t.pool)
             .iter()
             .map(|b| b["in_flight"].as_u64().unwrap_or(0))
             .collect();
-        let v = backend_at(&s, &t.pool, victim_addr).map_or(0, |b| b["in_flight"].as_u64().unwrap_or(0));
+        let v = backend_at(s, &t.pool, victim_addr).map_or(0, |b| b["in_flight"].as_u64().unwrap_or(0));
         if v >= 6 && all.iter().sum::<u64>() >= SLOW as u64 {
             Ok(v)
         } else {
@@ -439,24 +454,21 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
     let stop_issued = Instant::now();
     let id = victim.id.clone();
     let stop = tokio::task::spawn_blocking(move || docker(&["stop", "-t", "10", &id]));
-    let (first_draining, _) = poll("victim draining in /api/state", secs(20), || async {
-        let s = state_at(t.wharf.admin).await?;
-        match backend_at(&s, &t.pool, victim_addr) {
+    let what = "victim draining in /api/state";
+    let (first_draining, _) = t
+        .wait_backend(victim_addr, secs(20), what, |b| match b {
             Some(b) if b["state"] == "draining" => Ok(b),
             Some(b) => Err(format!("victim: {b}")),
             None => Err("victim gone before it was seen draining".to_string()),
-        }
-    })
-    .await;
+        })
+        .await;
     let last_seen = Mutex::new(first_draining.clone());
-    poll("victim leaves the pool", secs(30), || async {
-        let s = state_at(t.wharf.admin).await?;
-        match backend_at(&s, &t.pool, victim_addr) {
-            None => Ok(()),
-            Some(b) => {
-                *last_seen.lock().unwrap() = b.clone();
-                Err(format!("victim: {b}"))
-            }
+    t.wait_backend(victim_addr, secs(30), "victim leaves the pool", |b| match b {
+        None => Ok(()),
+        Some(b) => {
+            let observation = format!("victim: {b}");
+            *last_seen.lock().unwrap() = b;
+            Err(observation)
         }
     })
     .await;
@@ -556,19 +568,16 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
         rate: 200.0,
         ..LoadOpts::default()
     };
-    let load = Load::start(t.wharf.listen, HOST, opts);
-    wait_answered_by(&load, &hosts, "load reaches all three").await;
+    let load = t.load(opts, "load reaches all three").await;
     let p = load.wait_requests(0, 200, secs(60), "load under way").await;
 
     let since = unix_ns();
     block_in_place(|| victim.pause());
     let paused_cli = load.elapsed();
-    poll("paused backend out of rotation in /api/state", secs(30), || async {
-        let s = state_at(t.wharf.admin).await?;
-        match backend_at(&s, &t.pool, victim_addr) {
-            Some(b) if b["state"] != "ready" => Ok(()),
-            other => Err(format!("victim: {other:?}")),
-        }
+    let what = "paused backend out of rotation in /api/state";
+    t.wait_backend(victim_addr, secs(30), what, |b| match b {
+        Some(b) if b["state"] != "ready" => Ok(()),
+        other => Err(format!("victim: {other:?}")),
     })
     .await;
     let out_of_rotation = load.elapsed();
@@ -588,12 +597,10 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
     // Normally a few ms; the deadline is far below wharf's 60 s periodic
     // re-list, which must not be what brings the backend back. (Docker emits
     // `unpause` just before its container listing says running.)
-    poll("unpaused backend ready in /api/state within 10 s", secs(10), || async {
-        let s = state_at(t.wharf.admin).await?;
-        match backend_at(&s, &t.pool, victim_addr) {
-            Some(b) if b["state"] == "ready" => Ok(()),
-            other => Err(format!("victim: {other:?}")),
-        }
+    let what = "unpaused backend ready in /api/state within 10 s";
+    t.wait_backend(victim_addr, secs(10), what, |b| match b {
+        Some(b) if b["state"] == "ready" => Ok(()),
+        other => Err(format!("victim: {other:?}")),
     })
     .await;
     let client = Client::new();
@@ -688,8 +695,7 @@ async fn posts_through_a_sigkill_are_answered_at_most_once_and_never_by_the_dead
         post_share: 1.0,
         ..LoadOpts::default()
     };
-    let load = Load::start(t.wharf.listen, HOST, opts);
-    wait_answered_by(&load, &hosts, "POST load reaches all three").await;
+    let load = t.load(opts, "POST load reaches all three").await;
     let p = load.wait_requests(0, 300, secs(60), "POST load under way").await;
 
     let victim = &t.backends[0];
