@@ -42,9 +42,7 @@ async fn a_failing_health_check_takes_a_backend_out_within_interval_times_fall_a
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &CHECK_LABELS, &[]);
     let b = demo(&net, "b", &CHECK_LABELS, &[]);
-    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
-    wharf.wait_backend_state("web", &b.name, "ready", secs(20)).await;
-    wait_demos_listening(&net, &[&a, &b]).await;
+    wait_demos_ready(&wharf, "web", &net, &[&a, &b]).await;
     let (a_host, b_host) = (a.hostname(), b.hostname());
     let b_addr = b.addr(&net.name, 80);
 
@@ -101,20 +99,22 @@ async fn a_failing_health_check_takes_a_backend_out_within_interval_times_fall_a
     );
 
     // Back: /health answers 200 again; `rise` passes in a row bring it back.
-    let before_back = load.progress().requests as usize;
+    let before_back = load.progress().requests;
     demo_call(b_addr, "/health/ok").await;
     let unflipped = load.elapsed();
     let (_, back) = wharf
         .wait_backend_state("web", &b.name, "ready", RISE_BOUND + SLACK + secs(3))
         .await;
-    let (first_again, _) = poll("a request reaches b again through wharf", secs(10), || async {
-        load.outcomes()[before_back..]
-            .iter()
-            .find(|o| o.answered_by(&b_host))
-            .map(|o| o.done.saturating_sub(unflipped))
-            .ok_or("not yet")
-    })
-    .await;
+    let first_again = load
+        .wait_answer_from(
+            &b_host,
+            before_back,
+            secs(10),
+            "a request reaches b again through wharf",
+        )
+        .await
+        .done
+        .saturating_sub(unflipped);
     eprintln!(
         "RISE: b ready {} ms after /health/ok (bound interval×rise = {} ms); first request answered by b through wharf \
          {} ms after /health/ok",
@@ -141,9 +141,7 @@ async fn a_backend_down_by_its_health_check_stays_down_through_fifty_unrelated_c
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &CHECK_LABELS, &[]);
     let b = demo(&net, "b", &CHECK_LABELS, &[]);
-    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
-    wharf.wait_backend_state("web", &b.name, "ready", secs(20)).await;
-    wait_demos_listening(&net, &[&a, &b]).await;
+    wait_demos_ready(&wharf, "web", &net, &[&a, &b]).await;
     let b_host = b.hostname();
     demo_call(b.addr(&net.name, 80), "/health/fail").await;
     let (reason, took) = wharf.wait_backend_state("web", &b.name, "unhealthy", secs(10)).await;
@@ -284,20 +282,17 @@ async fn a_new_backend_with_a_health_path_takes_no_request_before_its_first_pass
     })
     .await;
     let b_got = demo_requests(b_addr).await;
-    let before = load.progress().requests as usize;
+    let before = load.progress().requests;
     eprintln!("while b failed: {before} requests through wharf, b itself counted {b_got}");
     assert_eq!(b_got, 0, "b received requests before passing a probe");
 
     demo_call(b_addr, "/health/ok").await;
     let flipped = load.elapsed();
-    let (join, _) = poll("first request answered by b through wharf", secs(10), || async {
-        load.outcomes()[before..]
-            .iter()
-            .find(|o| o.answered_by(&b_host))
-            .map(|o| o.done.saturating_sub(flipped))
-            .ok_or("not yet")
-    })
-    .await;
+    let join = load
+        .wait_answer_from(&b_host, before, secs(10), "first request answered by b through wharf")
+        .await
+        .done
+        .saturating_sub(flipped);
     let (_, ready) = wharf.wait_backend_state("web", &b.name, "ready", secs(10)).await;
     eprintln!(
         "JOIN: first request answered by b {} ms after /health/ok (target ~250 ms; probes every 100 ms until the first pass); \
@@ -396,8 +391,7 @@ async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_re
     let net = Network::create("hcheck");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
-    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
-    wait_demos_listening(&net, &[&a]).await;
+    wait_demos_ready(&wharf, "web", &net, &[&a]).await;
 
     let load = Load::start(wharf.listen, "any.test", LoadOpts::gets(2, millis(10)));
     load.wait_more(50, secs(30), "50 requests to a alone").await;
@@ -431,7 +425,7 @@ async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_re
         "a request reached b before Docker reported it healthy"
     );
     let b_got = demo_requests(b_addr).await;
-    let before = load.progress().requests as usize;
+    let before = load.progress().requests;
     eprintln!("first 3 s of b: {before} requests through wharf, b itself counted {b_got}");
     assert_eq!(b_got, 0, "b received requests while its HEALTHCHECK was starting");
 
@@ -447,15 +441,9 @@ async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_re
     })
     .await;
     let passed_wall = passed_wall.expect("the passing probe is in Docker's health log");
-    let first = poll("first request answered by b through wharf", secs(10), || async {
-        load.outcomes()[before..]
-            .iter()
-            .find(|o| o.answered_by(&b_host))
-            .cloned()
-            .ok_or("not yet")
-    })
-    .await
-    .0;
+    let first = load
+        .wait_answer_from(&b_host, before, secs(10), "first request answered by b through wharf")
+        .await;
     let report = load.stop().await;
 
     let since_probe_ms = (report.unix_ns_at(first.done) - passed_wall) / 1_000_000;
@@ -494,8 +482,7 @@ async fn a_backend_with_a_one_second_keepalive_timeout_fails_no_request_spaced_a
     let net = Network::create("hka");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &["-e", "DEMO_KEEPALIVE_TIMEOUT=1s"]);
-    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
-    wait_demos_listening(&net, &[&a]).await;
+    wait_demos_ready(&wharf, "web", &net, &[&a]).await;
 
     // A minute of requests on one keep-alive client, each ~1 s after the
     // previous answer: 0.9–1.1 s, many of them within a few ms of the
@@ -688,8 +675,7 @@ async fn a_backend_breaking_off_a_response_leaves_the_client_with_a_broken_respo
     let net = Network::create("habort");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
-    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
-    wait_demos_listening(&net, &[&a]).await;
+    wait_demos_ready(&wharf, "web", &net, &[&a]).await;
     let a_addr = a.addr(&net.name, 80);
     let backend_before = demo_requests(a_addr).await;
     let mut sent = 0u64;

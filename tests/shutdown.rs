@@ -19,8 +19,7 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
     let net = Network::create("term");
     let mut wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
-    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
-    wait_demos_listening(&net, &[&a]).await;
+    wait_demos_ready(&wharf, "web", &net, &[&a]).await;
     let listen = wharf.listen;
 
     // An idle keep-alive connection from a client must not hold up the exit.
@@ -143,9 +142,7 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
     let b = demo(&net, "b", &["wharf.pool=web"], &["-e", "DEMO_NO_SIGTERM=1"]);
-    wharf.wait_backend_state("web", &a.name, "ready", secs(20)).await;
-    wharf.wait_backend_state("web", &b.name, "ready", secs(20)).await;
-    wait_demos_listening(&net, &[&a, &b]).await;
+    wait_demos_ready(&wharf, "web", &net, &[&a, &b]).await;
     let b_host = b.hostname();
     let b_addr = b.addr(&net.name, 80);
 
