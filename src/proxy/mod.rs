@@ -79,7 +79,8 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        // Kept for the log lines; cloning a `Uri` only bumps reference counts.
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let (resp, backend) = match self.forward(req, client).await {
             Ok(ok) => ok,
             Err(e) => {
@@ -92,13 +93,13 @@ impl Proxy {
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 if matches!(e, ProxyError::Unreachable { .. } | ProxyError::Timeout(_)) {
-                    warn!(%client, %method, %path, error = %e, "request failed");
+                    warn!(%client, %method, path = uri.path(), error = %e, "request failed");
                 }
                 (e.to_response().map(Either::Right), None)
             }
         };
         if self.access_log {
-            info!(target: "wharf::access", %client, %method, %path, status = resp.status().as_u16(),
+            info!(target: "wharf::access", %client, %method, path = uri.path(), status = resp.status().as_u16(),
                   backend = backend.map(|a: SocketAddr| a.to_string()).unwrap_or_default(),
                   ms = start.elapsed().as_secs_f64() * 1e3, "request");
         }
@@ -321,7 +322,6 @@ impl Proxy {
     }
 }
 
-/// Ask the pool's balancer for a ready backend not yet tried by this request.
 /// Ask the pool's balancer for a backend not yet tried by this request:
 /// an available one, or in panic mode any ready one.
 fn pick(pool: &Pool, ctx: &Context, tried: &[usize], now: u64, panic: bool) -> Option<usize> {
