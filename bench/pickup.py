@@ -15,6 +15,7 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 p = argparse.ArgumentParser()
@@ -70,12 +71,46 @@ def docker(*args, check=True):
     return subprocess.run(["docker", *args], check=check, capture_output=True, text=True)
 
 
+class Events:
+    """`docker events` for our containers: Docker's own timestamps of start
+    and kill, to tell wharf's share of a delay from the CLI's and the daemon's."""
+
+    def __init__(self, label):
+        self.seen = {}
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            ["docker", "events", "--filter", "type=container", "--filter", f"label={label}",
+             "--format", "{{.Action}} {{.TimeNano}} {{.ID}}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) == 3:
+                with self.cond:
+                    self.seen.setdefault((parts[2], parts[0]), int(parts[1]))
+                    self.cond.notify_all()
+
+    def wall_ns(self, cid, action, timeout=5.0):
+        with self.cond:
+            self.cond.wait_for(lambda: (cid, action) in self.seen, timeout)
+            return self.seen.get((cid, action))
+
+    def close(self):
+        self.proc.terminate()
+
+
+events = Events(a.run_label)
+time.sleep(0.3)  # let the events stream attach before the first run
 proxy = Poller(a.port)
 admin = Poller(a.admin)
 pickup, pickup_total, run_call, drained, stop_call = [], [], [], [], []
+from_start_event, from_kill_event = [], []
 polls = []
 failed = 0
-print(f"{'run':>4} {'docker run':>11} {'→ 200':>9} {'polls':>6} {'docker stop':>12} {'→ drained':>10}", file=sys.stderr)
+print(f"{'run':>4} {'docker run':>11} {'→ 200':>9} {'polls':>6} {'start ev→200':>13} {'docker stop':>12} {'→ drained':>10} {'kill ev→drained':>16}", file=sys.stderr)
 for i in range(1, a.runs + 1):
     pool, host = f"bench-{i}", f"b{i}.test"
     t_call = now()
@@ -91,6 +126,7 @@ for i in range(1, a.runs + 1):
         n += 1
         if status == 200:
             t1 = now()
+            w1 = time.time_ns()
             break
         if now() - t0 > a.timeout:
             t1 = None
@@ -106,6 +142,9 @@ for i in range(1, a.runs + 1):
     pickup.append((t1 - t0) * 1000)
     pickup_total.append((t1 - t_call) * 1000)
     polls.append(n)
+    start_ns = events.wall_ns(cid, "start")
+    if start_ns:
+        from_start_event.append((w1 - start_ns) / 1e6)
 
     # Let the start burst settle, then stop it and watch /api/state.
     time.sleep(0.2)
@@ -120,6 +159,7 @@ for i in range(1, a.runs + 1):
             stop_done = t
         if status == 200 and ready_backends(json.loads(body), pool) == 0:
             d1 = t
+            dw1 = time.time_ns()
             break
         if t - s0 > a.timeout:
             break
@@ -134,26 +174,34 @@ for i in range(1, a.runs + 1):
         failed += 1
         continue
     drained.append((d1 - s0) * 1000)
+    kill_ns = events.wall_ns(cid, "kill")
+    if kill_ns:
+        from_kill_event.append((dw1 - kill_ns) / 1e6)
     stop_call.append((stop_done - s0) * 1000)
+    sev = f"{(w1 - start_ns) / 1e6:>11.1f}ms" if start_ns else f"{'-':>13}"
+    kev = f"{(dw1 - kill_ns) / 1e6:>14.1f}ms" if kill_ns else f"{'-':>16}"
     print(
-        f"{i:>4} {run_call[-1]:>9.0f}ms {pickup[-1]:>7.1f}ms {n:>6} {stop_call[-1]:>10.0f}ms {drained[-1]:>8.1f}ms",
+        f"{i:>4} {run_call[-1]:>9.0f}ms {pickup[-1]:>7.1f}ms {n:>6} {sev} {stop_call[-1]:>10.0f}ms {drained[-1]:>8.1f}ms {kev}",
         file=sys.stderr,
     )
 
 
 def row(name, xs):
     if not xs:
-        return f"| {name:<46} | {'-':>8} | {'-':>8} | {'-':>8} |"
-    return f"| {name:<46} | {statistics.median(xs):>8.1f} | {min(xs):>8.1f} | {max(xs):>8.1f} |"
+        return f"| {name:<50} | {'-':>8} | {'-':>8} | {'-':>8} |"
+    return f"| {name:<50} | {statistics.median(xs):>8.1f} | {min(xs):>8.1f} | {max(xs):>8.1f} |"
 
 
-print(f"| {'ms, ' + str(len(pickup)) + ' runs':<46} | {'median':>8} | {'min':>8} | {'max':>8} |")
-print(f"| {'-' * 46} | {'-' * 7}: | {'-' * 7}: | {'-' * 7}: |")
+print(f"| {'ms, ' + str(len(pickup)) + ' runs':<50} | {'median':>8} | {'min':>8} | {'max':>8} |")
+print(f"| {'-' * 50} | {'-' * 7}: | {'-' * 7}: | {'-' * 7}: |")
 print(row("pickup: docker run returned → first 200", pickup))
 print(row("pickup incl. docker run: invoked → first 200", pickup_total))
 print(row("(docker run -d itself)", run_call))
+print(row("wharf's share: Docker's start event → first 200", from_start_event))
 print(row("stop: docker stop called → not routed", drained))
 print(row("(docker stop itself)", stop_call))
+print(row("wharf's share: Docker's kill event → not routed", from_kill_event))
+events.close()
 if failed:
     print(f"{failed} run(s) failed", file=sys.stderr)
     sys.exit(1)

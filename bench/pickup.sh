@@ -80,8 +80,11 @@ EXPOSE 80
 ENTRYPOINT ["/wharf-demo"]'
 say "building images $WHARF_IMAGE and $DEMO_IMAGE…"
 BENCH_CLEANUPS+=("docker image rm -f '$WHARF_IMAGE' '$DEMO_IMAGE' >/dev/null 2>&1")
-DOCKER_BUILDKIT=0 docker build -q -t "$WHARF_IMAGE" "$TMP/ctx-wharf" >/dev/null
-DOCKER_BUILDKIT=0 docker build -q -t "$DEMO_IMAGE" "$TMP/ctx-demo" >/dev/null
+for pair in "$WHARF_IMAGE:$TMP/ctx-wharf" "$DEMO_IMAGE:$TMP/ctx-demo"; do
+    # (the legacy builder, which needs no registry, prints a deprecation notice on stderr)
+    DOCKER_BUILDKIT=0 docker build -q -t "${pair%%:/*}" "/${pair#*:/}" >/dev/null 2>"$TMP/build.err" ||
+        { cat "$TMP/build.err" >&2; die "docker build ${pair%%:/*} failed"; }
+done
 
 # --- network, wharf --------------------------------------------------------
 BENCH_CLEANUPS+=("docker network rm '$NET' >/dev/null 2>&1")
