@@ -10,6 +10,7 @@ moment `docker stop` is called); then remove the container.
 Prints one line per run and a summary; exits non-zero if any run timed out.
 """
 import argparse
+import atexit
 import http.client
 import json
 import statistics
@@ -83,6 +84,7 @@ class Events:
              "--format", "{{.Action}} {{.TimeNano}} {{.ID}}"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
+        atexit.register(self.close)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -99,7 +101,9 @@ class Events:
             return self.seen.get((cid, action))
 
     def close(self):
-        self.proc.terminate()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
 
 
 events = Events(a.run_label)
