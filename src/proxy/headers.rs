@@ -11,16 +11,21 @@ use std::net::IpAddr;
 
 /// Headers that are hop-by-hop by definition (RFC 9110 §7.6.1, RFC 9112 §9.6,
 /// plus the de-facto `Proxy-Connection` and `Keep-Alive`).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
+/// `HeaderName`s, not `&str`s: removing by `&str` parses the name on every call.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Remove hop-by-hop headers, including those listed in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive so that a
@@ -41,7 +46,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if let Some(u) = upgrade {
@@ -78,15 +83,15 @@ pub fn rewrite_request(headers: &mut HeaderMap, client_ip: IpAddr, host: Option<
     strip_hop_by_hop(headers, upgrade);
     headers.remove(header::CONTENT_LENGTH);
     if let Ok(v) = HeaderValue::from_str(&client_ip.to_string()) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     match host {
         Some(h) => {
-            headers.insert("x-forwarded-host", h.clone());
+            headers.insert(X_FORWARDED_HOST, h.clone());
         }
         None => {
-            headers.remove("x-forwarded-host");
+            headers.remove(X_FORWARDED_HOST);
         }
     }
 }
