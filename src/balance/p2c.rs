@@ -85,30 +85,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::balance::testing::{ctx, pool, simulate};
+    use crate::balance::testing::{self, assert_close, ctx, pool, simulate};
 
     fn shares(backends: &[Backend], eligible: &dyn Fn(usize) -> bool) -> Vec<f64> {
-        let lb = P2c::new(backends, Ramp::default(), Rng::new(7));
-        let mut n = vec![0u32; backends.len()];
-        let c = ctx();
-        for _ in 0..100_000 {
-            match lb.select(backends, &c, eligible) {
-                Some(i) => n[i] += 1,
-                None => panic!("no pick"),
-            }
-        }
-        n.iter().map(|&c| f64::from(c) / 100_000.0).collect()
-    }
-
-    fn close(got: &[f64], want: &[f64]) {
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 0.01, "got {got:?}, want {want:?}");
-        }
+        testing::shares(&P2c::new(backends, Ramp::default(), Rng::new(7)), backends, eligible)
     }
 
     #[test]
     fn equal_backends_share_evenly_over_100k_picks() {
-        close(&shares(&pool(&[1, 1, 1]), &|_| true), &[1.0 / 3.0; 3]);
+        assert_close(&shares(&pool(&[1, 1, 1]), &|_| true), &[1.0 / 3.0; 3]);
     }
 
     #[test]
@@ -117,7 +102,7 @@ mod tests {
         backends[1].shared.in_flight.store(5, Ordering::Relaxed);
         backends[2].shared.in_flight.store(5, Ordering::Relaxed);
         // Backend 0 wins whenever it is one of the two candidates: 2 pairs in 3.
-        close(&shares(&backends, &|_| true), &[2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0]);
+        assert_close(&shares(&backends, &|_| true), &[2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0]);
     }
 
     #[test]
@@ -127,9 +112,9 @@ mod tests {
         for (b, ms) in backends.iter().zip([10, 10, 100]) {
             b.shared.latency.observe(Duration::from_millis(ms), now);
         }
-        close(&shares(&backends, &|_| true), &[0.5, 0.5, 0.0]);
+        assert_close(&shares(&backends, &|_| true), &[0.5, 0.5, 0.0]);
         // The only one left is still used.
-        close(&shares(&backends, &|i| i == 2), &[0.0, 0.0, 1.0]);
+        assert_close(&shares(&backends, &|i| i == 2), &[0.0, 0.0, 1.0]);
     }
 
     #[test]

@@ -127,32 +127,18 @@ impl Balancer for Random {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::testing::{ctx, pool};
+    use crate::balance::testing::{self, assert_close, ctx, pool};
 
     fn shares(weights: &[u32], eligible: &dyn Fn(usize) -> bool, ramp: Ramp) -> Vec<f64> {
         let backends = pool(weights);
-        let lb = Random::new(&backends, ramp, Rng::new(2024));
-        let mut n = vec![0u32; weights.len()];
-        for _ in 0..100_000 {
-            match lb.select(&backends, &ctx(), eligible) {
-                Some(i) => n[i] += 1,
-                None => panic!("no pick"),
-            }
-        }
-        n.iter().map(|&c| f64::from(c) / 100_000.0).collect()
-    }
-
-    fn close(got: &[f64], want: &[f64]) {
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 0.01, "got {got:?}, want {want:?}");
-        }
+        testing::shares(&Random::new(&backends, ramp, Rng::new(2024)), &backends, eligible)
     }
 
     #[test]
     fn shares_follow_weights_over_100k_picks() {
-        close(&shares(&[3, 1], &|_| true, Ramp::default()), &[0.75, 0.25]);
-        close(&shares(&[1, 1, 1, 1], &|_| true, Ramp::default()), &[0.25; 4]);
-        close(
+        assert_close(&shares(&[3, 1], &|_| true, Ramp::default()), &[0.75, 0.25]);
+        assert_close(&shares(&[1, 1, 1, 1], &|_| true, Ramp::default()), &[0.25; 4]);
+        assert_close(
             &shares(&[5, 0, 3, 2], &|_| true, Ramp::default()),
             &[0.5, 0.0, 0.3, 0.2],
         );
@@ -160,16 +146,16 @@ mod tests {
 
     #[test]
     fn ineligible_backends_are_skipped_and_the_rest_keep_their_proportions() {
-        close(&shares(&[3, 6, 1], &|i| i != 1, Ramp::default()), &[0.75, 0.0, 0.25]);
+        assert_close(&shares(&[3, 6, 1], &|i| i != 1, Ramp::default()), &[0.75, 0.0, 0.25]);
         // The heavy backend is out: the table misses most of the time and the exact pass takes over.
-        close(&shares(&[100, 3, 1], &|i| i != 0, Ramp::default()), &[0.0, 0.75, 0.25]);
+        assert_close(&shares(&[100, 3, 1], &|i| i != 0, Ramp::default()), &[0.0, 0.75, 0.25]);
     }
 
     #[test]
     fn ramping_weights_are_drawn_by_the_exact_pass() {
         // A 10 s window, never-marked backends: full weights through the exact pass.
         let ramp = Ramp::new(std::time::Duration::from_secs(10));
-        close(&shares(&[3, 1], &|_| true, ramp), &[0.75, 0.25]);
+        assert_close(&shares(&[3, 1], &|_| true, ramp), &[0.75, 0.25]);
     }
 
     #[test]

@@ -40,6 +40,26 @@ pub fn pool(weights: &[u32]) -> Vec<Backend> {
         .collect()
 }
 
+/// Each backend's share of 100,000 picks (panics if a pick finds nothing).
+pub fn shares(lb: &dyn Balancer, backends: &[Backend], eligible: &dyn Fn(usize) -> bool) -> Vec<f64> {
+    let mut n = vec![0u32; backends.len()];
+    let c = ctx();
+    for _ in 0..100_000 {
+        match lb.select(backends, &c, eligible) {
+            Some(i) => n[i] += 1,
+            None => panic!("no pick"),
+        }
+    }
+    n.iter().map(|&c| f64::from(c) / 100_000.0).collect()
+}
+
+/// Shares within one percentage point of what was wanted.
+pub fn assert_close(got: &[f64], want: &[f64]) {
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 0.01, "got {got:?}, want {want:?}");
+    }
+}
+
 pub fn ctx() -> Context<'static> {
     ctx_from(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))
 }
