@@ -107,6 +107,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     };
 
     let proxy = Arc::new(Proxy::new(Arc::clone(&router), cfg.timeouts, cfg.access_log));
+    let reaper = tokio::spawn(reap_idle(Arc::clone(&router), cfg.timeouts.upstream_idle));
     let admin = Arc::new(Admin {
         proxy: Arc::clone(&proxy),
         discovery,
@@ -135,9 +136,24 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     if let Some(w) = watcher {
         w.abort();
     }
+    reaper.abort();
     let _ = admin_task.await;
     info!("bye");
     Ok(())
+}
+
+/// Close upstream connections idle for longer than `max_idle`, a few times
+/// per `max_idle` (reuse also checks their age; this covers quiet times).
+async fn reap_idle(router: Arc<Router>, max_idle: std::time::Duration) {
+    let mut tick = tokio::time::interval((max_idle / 3).max(std::time::Duration::from_millis(50)));
+    loop {
+        tick.tick().await;
+        for p in &router.load().pools {
+            for b in &p.backends {
+                b.shared.idle.prune(max_idle);
+            }
+        }
+    }
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

@@ -71,6 +71,26 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
     eprintln!("300 requests over 3 backends: {counts:?}");
     let want: BTreeMap<String, u32> = [&a, &b, &c].iter().map(|c| (c.hostname(), 100)).collect();
     assert_eq!(counts, want, "round robin splits 300 requests 100/100/100 exactly");
+
+    // Pooled upstream connections were kept for reuse, and are closed once
+    // idle past the upstream idle timeout (900 ms) even with no traffic.
+    let idle = |s: &serde_json::Value| -> u64 {
+        s["pools"][0]["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["idle_connections"].as_u64())
+            .sum()
+    };
+    assert!(
+        idle(&wharf.state().await) > 0,
+        "keep-alive connections to the backends are pooled"
+    );
+    poll("idle upstream connections closed without traffic", secs(10), || async {
+        let n = idle(&wharf.state().await);
+        (n == 0).then_some(()).ok_or(format!("{n} idle connections"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -84,6 +84,15 @@ impl IdleConns {
         }
     }
 
+    /// Close idle connections older than `max_idle` (or already closed), so
+    /// none lingers past the upstream idle timeout when traffic stops.
+    pub fn prune(&self, max_idle: Duration) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(s, since)| since.elapsed() < max_idle && !s.is_closed());
+    }
+
     /// The backend's shared HTTP/2 connection, if it is still open.
     pub fn take_h2(&self) -> Option<H2Sender> {
         let mut h2 = self.h2.lock().unwrap_or_else(|e| e.into_inner());
