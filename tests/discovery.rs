@@ -38,7 +38,7 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
     let started = Instant::now();
     let hostname = a.hostname();
-    let (_, took) = poll("first 200 through wharf after docker run", secs(10), || async {
+    poll("first 200 through wharf after docker run", secs(10), || async {
         match wharf.get("any.test", "/").await {
             Ok(r) if r.status == 200 && r.header("x-demo-hostname") == Some(hostname.as_str()) => Ok(()),
             Ok(r) => Err(format!("{} {}", r.status, r.body)),
@@ -50,7 +50,6 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
         "served {} ms after docker run returned (target < 1000 ms)",
         started.elapsed().as_millis()
     );
-    assert!(took < secs(10));
 
     let b = demo(&net, "b", &["wharf.pool=web"], &[]);
     let c = demo(&net, "c", &["wharf.pool=web"], &[]);
