@@ -170,13 +170,7 @@ impl Watcher {
     }
 
     fn derive_and_publish(&self, containers: &[ContainerInfo], hints: &Hints) {
-        let alive: Vec<ContainerInfo> = containers
-            .iter()
-            .filter(|c| !hints.dead.contains(&c.id))
-            .cloned()
-            .collect();
-        self.publisher
-            .publish(desired::derive(&alive, &hints.draining, &self.settings));
+        self.publisher.publish(hints.derive(containers, &self.settings));
     }
 
     /// The daemon went away: keep the table, say so, wait before reconnecting.
@@ -266,6 +260,12 @@ impl Hints {
         self.dead.retain(|id| find(id).is_some());
         self.paused.retain(|id, p| find(id).is_some_and(|c| c.paused != *p));
         self.health.retain(|id, h| find(id).is_some_and(|c| c.health != *h));
+    }
+
+    /// The pools from the listing with the stream's newer knowledge applied
+    /// (what the watcher publishes).
+    pub fn derive(&self, listed: &[ContainerInfo], settings: &Settings) -> Desired {
+        desired::derive(&self.overlay(listed), &self.draining, settings)
     }
 
     /// The listing with the stream's newer knowledge applied.
@@ -448,6 +448,43 @@ mod tests {
         );
         assert!(h.apply(&ev("unpause", None)));
         assert!(!h.overlay(&[listed(true, Health::Unhealthy)])[0].paused);
+    }
+
+    #[test]
+    fn what_is_published_applies_the_hints_to_a_lagging_listing() {
+        let mut c1 = listed(false, Health::None);
+        c1.labels.insert("wharf.pool".into(), "web".into());
+        c1.networks.insert("net".into(), "172.18.0.2".parse().ok());
+        let mut c2 = c1.clone();
+        c2.id = "c2".into();
+        c2.name = "c2".into();
+        c2.networks.insert("net".into(), "172.18.0.3".parse().ok());
+        let settings = Settings {
+            label_prefix: "wharf".into(),
+            ..Settings::default()
+        };
+        let stale = [c1, c2];
+        let states = |h: &Hints| -> Vec<String> {
+            let d = h.derive(&stale, &settings);
+            d.pools["web"]
+                .backends
+                .iter()
+                .map(|b| format!("{}={}", b.id, b.status.as_str()))
+                .collect()
+        };
+        let mut h = Hints::default();
+        assert_eq!(states(&h), ["c1=ready", "c2=ready"]);
+        h.apply(&ev("pause", None));
+        assert_eq!(states(&h), ["c1=unhealthy", "c2=ready"], "paused per the stream");
+        h.apply(&ev("unpause", None));
+        h.apply(&ev("health_status: unhealthy", None));
+        assert_eq!(states(&h), ["c1=unhealthy", "c2=ready"], "unhealthy per the stream");
+        h.apply(&ev("health_status: healthy", None));
+        assert_eq!(states(&h), ["c1=ready", "c2=ready"]);
+        h.apply(&ev("kill", Some("15")));
+        assert_eq!(states(&h), ["c1=draining", "c2=ready"]);
+        h.apply(&ev("die", None));
+        assert_eq!(states(&h), ["c2=ready"], "dead per the stream, listed still");
     }
 
     #[test]
