@@ -211,7 +211,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0() {
 
     // A request in flight when the signal arrives still gets its answer.
     let listen = wharf.listen;
-    let slow = tokio::spawn(async move { get(listen, "any.test", "/slow?ms=1500").await });
+    let slow = tokio::spawn(async move { get(listen, "any.test", "/slow?ms=4000").await });
     poll("the slow request is in flight", secs(10), || async {
         let s = wharf.admin_get("/api/state").await?;
         let n = s.json()["pools"][0]["backends"][0]["in_flight"].as_u64().unwrap_or(0);
@@ -225,7 +225,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0() {
     wharf.sigterm();
     let r = slow.await.unwrap().expect("in-flight request during shutdown");
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.header("x-demo-path"), Some("/slow?ms=1500"), "{r:?}");
+    assert_eq!(r.header("x-demo-path"), Some("/slow?ms=4000"), "{r:?}");
     let code = wharf.wait_exit(secs(15));
     assert_eq!(
         code,

@@ -54,7 +54,19 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
     let b = demo(&net, "b", &["wharf.pool=web"], &[]);
     let c = demo(&net, "c", &["wharf.pool=web"], &[]);
     wait_pool(&wharf, "web", &[&a, &b, &c], &net.name, "three ready backends").await;
+    // Ready in wharf is not yet listening: a refused connect would be retried
+    // on another backend and skew the exact split below.
+    wait_demos_listening(&net.name, &[&a, &b, &c]).await;
+    let want: BTreeMap<String, u32> = [&a, &b, &c].iter().map(|c| (c.hostname(), 100)).collect();
 
+    let idle = |s: &serde_json::Value| -> u64 {
+        s["pools"][0]["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["idle_connections"].as_u64())
+            .sum()
+    };
     let client = Client::new();
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..300 {
@@ -67,24 +79,14 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
             .entry(r.header("x-demo-hostname").unwrap_or("?").to_string())
             .or_default() += 1;
     }
+    // Before anything slow: idle connections are closed 900 ms after use.
+    let idle_after_load = idle(&wharf.state().await);
     eprintln!("300 requests over 3 backends: {counts:?}");
-    let want: BTreeMap<String, u32> = [&a, &b, &c].iter().map(|c| (c.hostname(), 100)).collect();
     assert_eq!(counts, want, "round robin splits 300 requests 100/100/100 exactly");
 
     // Pooled upstream connections were kept for reuse, and are closed once
     // idle past the upstream idle timeout (900 ms) even with no traffic.
-    let idle = |s: &serde_json::Value| -> u64 {
-        s["pools"][0]["backends"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b["idle_connections"].as_u64())
-            .sum()
-    };
-    assert!(
-        idle(&wharf.state().await) > 0,
-        "keep-alive connections to the backends are pooled"
-    );
+    assert!(idle_after_load > 0, "keep-alive connections to the backends are pooled");
     poll("idle upstream connections closed without traffic", secs(10), || async {
         let n = idle(&wharf.state().await);
         (n == 0).then_some(()).ok_or(format!("{n} idle connections"))

@@ -51,11 +51,8 @@ async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
 async fn an_upgrade_is_tunnelled_both_ways() {
     let net = Network::create("ws");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-    let _b = demo(&net, "ws", &["wharf.pool=ws"], &[]);
-    poll("backend in the pool", secs(15), || async {
-        (wharf.backends("ws").await.len() == 1).then_some(())
-    })
-    .await;
+    let b = demo(&net, "ws", &["wharf.pool=ws"], &[]);
+    wait_demos_ready(&wharf, "ws", &net.name, &[&b]).await;
 
     let mut s = tokio::net::TcpStream::connect(wharf.listen)
         .await

@@ -34,7 +34,7 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
     let inflight: Vec<_> = (0..5)
         .map(|_| {
             tokio::spawn(async move {
-                let r = get(listen, "term.test", "/slow?ms=1500").await;
+                let r = get(listen, "term.test", "/slow?ms=4000").await;
                 (r, Instant::now())
             })
         })
@@ -85,7 +85,7 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
         let (r, done) = t.await.expect("request task");
         let r = r.unwrap_or_else(|e| panic!("request in flight at SIGTERM failed: {e}"));
         assert_eq!(r.status, 200, "request in flight at SIGTERM: {}", r.body);
-        assert!(r.body.contains("GET /slow?ms=1500"), "echo body: {}", r.body);
+        assert!(r.body.contains("GET /slow?ms=4000"), "echo body: {}", r.body);
         assert!(
             done > refused_at,
             "the listener closed only after the requests completed"
@@ -163,6 +163,8 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
     let (reason, drained) = wharf.wait_backend_state("web", &b.name, "draining", secs(10)).await;
     let drained_at = load.elapsed();
     let drained_wall = unix_ns();
+    // Now, while the daemon's short event history (256) still holds it.
+    let kills = tokio::task::block_in_place(|| sigterm_kill_events(&b.id, stop_wall));
     let id = b.id.clone();
     let running = tokio::task::spawn_blocking(move || {
         docker(&["container", "inspect", "--format", "{{.State.Running}}", &id]) == "true"
@@ -184,7 +186,6 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
 
     let stop_took = stopper.await.expect("docker stop");
     let exit = b.exit_code();
-    let kills = sigterm_kill_events(&b.id, stop_wall);
     let kill_lag_ms = kills
         .first()
         .map(|k| (drained_wall - *k) / 1_000_000)
@@ -200,8 +201,9 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
         stop_took.as_millis()
     );
     assert_eq!(exit, 137, "b is SIGKILLed by docker stop");
+    // Far below the 3 s until `die`: draining came from the kill event.
     assert!(
-        kill_lag_ms < 1000,
+        kill_lag_ms < 2000,
         "b drained {kill_lag_ms} ms after the kill event; it should be right after"
     );
 
