@@ -106,7 +106,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         }
     };
 
-    let proxy = Arc::new(Proxy::new(Arc::clone(&router), cfg.timeouts, cfg.access_log));
+    let proxy = Arc::new(Proxy::new(
+        Arc::clone(&router),
+        cfg.timeouts,
+        cfg.access_log,
+        cfg.trusted_proxies.clone(),
+    ));
     let reaper = tokio::spawn(reap_idle(Arc::clone(&router), cfg.timeouts.upstream_idle));
     let admin = Arc::new(Admin {
         proxy: Arc::clone(&proxy),

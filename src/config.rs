@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::cidr::Cidr;
 use crate::labels::parse_duration;
 
 /// wharf: a load balancer that configures itself from Docker labels.
@@ -117,6 +118,18 @@ pub struct Opts {
     /// Log one line per proxied request.
     #[arg(long, env = "WHARF_ACCESS_LOG", global = true)]
     pub access_log: bool,
+
+    /// Peers whose own X-Forwarded-For/-Proto/-Host are kept (wharf appends to
+    /// X-Forwarded-For); from anyone else they are replaced. Networks or
+    /// addresses, comma-separated: 10.0.0.0/8,192.168.1.7. Default: none.
+    #[arg(
+        long,
+        env = "WHARF_TRUSTED_PROXIES",
+        value_name = "CIDR,…",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// A `--static` pool: a name and fixed backend addresses.
@@ -144,6 +157,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub log_format: LogFormat,
     pub access_log: bool,
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +198,12 @@ impl Opts {
                 self.label_prefix
             ));
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.parse::<Cidr>().map_err(|e| format!("--trusted-proxies: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
         for (name, d) in [
             ("--connect-timeout", self.connect_timeout),
             ("--request-timeout", self.request_timeout),
@@ -210,6 +230,7 @@ impl Opts {
             },
             log_format: self.log_format,
             access_log: self.access_log,
+            trusted_proxies,
         })
     }
 }
@@ -264,6 +285,19 @@ mod tests {
         let cfg = cli.opts.into_config().unwrap();
         assert_eq!(cfg.listen.port(), 9000);
         assert_eq!(cfg.timeouts.connect, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn trusted_proxies_parse_as_a_comma_list_and_a_bad_one_names_the_flag() {
+        let cli = Cli::try_parse_from(["wharf", "--trusted-proxies", "10.0.0.0/8,192.168.1.7"]).unwrap();
+        let cfg = cli.opts.into_config().unwrap();
+        let shown: Vec<String> = cfg.trusted_proxies.iter().map(|c| c.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.7/32"]);
+        let cli = Cli::try_parse_from(["wharf", "--trusted-proxies", "10.0.0.0/40"]).unwrap();
+        let e = cli.opts.into_config().unwrap_err();
+        assert!(e.starts_with("--trusted-proxies: \"10.0.0.0/40\""), "{e}");
+        let cli = Cli::try_parse_from(["wharf"]).unwrap();
+        assert!(cli.opts.into_config().unwrap().trusted_proxies.is_empty());
     }
 
     #[test]

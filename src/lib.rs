@@ -15,6 +15,7 @@
 //! - [`health`]: passive ejection and active checks, kept per backend identity.
 //! - [`proxy`]: the hyper service: route, pick, forward, retry what was never
 //!   delivered, stream the response back.
+//! - [`cidr`]: `--trusted-proxies` networks (pure).
 //! - [`server`] and [`admin`]: the public listener and the status/metrics one.
 //! - [`app`]: wires it together and owns start-up and shutdown.
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod app;
 pub mod balance;
 pub mod check;
+pub mod cidr;
 pub mod config;
 pub mod docker;
 pub mod health;

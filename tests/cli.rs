@@ -238,3 +238,82 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0() {
         "the listener still accepts after exit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_are_kept_only_from_trusted_proxies() {
+    let demo = HostDemo::start("cli-trust").await;
+    let backend = format!("web={}", demo.addr);
+    let from_outer_proxy = [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "shop.test"),
+    ];
+
+    // The test's client connects from 127.0.0.1: trusted by the first wharf, not the second.
+    let trusting = Wharf::spawn(
+        &[
+            "--provider",
+            "none",
+            "--static",
+            &backend,
+            "--trusted-proxies",
+            "127.0.0.0/8,fd00::/8",
+        ],
+        &[],
+    )
+    .await;
+    let r = trusting
+        .request("GET", "inner.test", "/trusted", &from_outer_proxy, b"")
+        .await
+        .expect("request through the trusting wharf");
+    assert_eq!(r.status, 200, "{r:?}");
+    eprintln!("behind a trusted proxy the backend saw:\n{}", r.body);
+    assert_eq!(
+        r.body_field("X-Forwarded-For"),
+        Some("203.0.113.9, 127.0.0.1"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body_field("X-Forwarded-Proto"), Some("https"), "{}", r.body);
+    assert_eq!(r.body_field("X-Forwarded-Host"), Some("shop.test"), "{}", r.body);
+    assert_eq!(r.body_field("Host"), Some("inner.test"), "{}", r.body);
+
+    let wary = Wharf::spawn(
+        &[
+            "--provider",
+            "none",
+            "--static",
+            &backend,
+            "--trusted-proxies",
+            "10.0.0.0/8",
+        ],
+        &[],
+    )
+    .await;
+    let r = wary
+        .request("GET", "inner.test", "/untrusted", &from_outer_proxy, b"")
+        .await
+        .expect("request through the wary wharf");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body_field("X-Forwarded-For"), Some("127.0.0.1"), "{}", r.body);
+    assert_eq!(r.body_field("X-Forwarded-Proto"), Some("http"), "{}", r.body);
+    assert_eq!(r.body_field("X-Forwarded-Host"), Some("inner.test"), "{}", r.body);
+}
+
+#[test]
+fn a_bad_trusted_proxy_is_a_one_line_error_with_exit_2() {
+    let args = [
+        "--provider",
+        "none",
+        "--static",
+        "web=127.0.0.1:9",
+        "--trusted-proxies",
+        "10.0.0/8",
+    ];
+    let (code, out) = wharf_run(&args, &[]);
+    let line = assert_startup_error(code, &out);
+    assert!(
+        line.contains("--trusted-proxies") && line.contains("10.0.0/8"),
+        "{line}"
+    );
+}

@@ -77,21 +77,49 @@ pub fn te_trailers(headers: &HeaderMap) -> bool {
 }
 
 /// Prepare request headers for the backend: strip hop-by-hop and framing
-/// headers, set `X-Forwarded-For/-Proto/-Host`. Client-supplied forwarding
-/// headers are replaced, not trusted: wharf is the edge.
-pub fn rewrite_request(headers: &mut HeaderMap, client_ip: IpAddr, host: Option<&HeaderValue>, upgrade: bool) {
+/// headers, set `X-Forwarded-For/-Proto/-Host`.
+///
+/// From an untrusted peer, client-supplied forwarding headers are replaced:
+/// wharf is the edge, and a client must not choose the address a backend
+/// sees. From a `trusted` peer (`--trusted-proxies`), the peer's
+/// `X-Forwarded-For` chain is kept and the peer appended to it, and its
+/// `-Proto`/`-Host` are kept (wharf sets them only when absent).
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    host: Option<&HeaderValue>,
+    upgrade: bool,
+    trusted: bool,
+) {
     strip_hop_by_hop(headers, upgrade);
     headers.remove(header::CONTENT_LENGTH);
-    if let Ok(v) = HeaderValue::from_str(&client_ip.to_string()) {
+    let chain = trusted
+        .then(|| {
+            let hops: Vec<&str> = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
+            (!hops.is_empty()).then(|| format!("{}, {client_ip}", hops.join(", ")))
+        })
+        .flatten();
+    let xff = chain.unwrap_or_else(|| client_ip.to_string());
+    if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    match host {
-        Some(h) => {
-            headers.insert(X_FORWARDED_HOST, h.clone());
-        }
-        None => {
-            headers.remove(X_FORWARDED_HOST);
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST, h.clone());
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
         }
     }
 }
@@ -172,12 +200,52 @@ mod tests {
             ("host", "a.test"),
         ]);
         let host = h.get("host").cloned();
-        rewrite_request(&mut h, "10.0.0.7".parse().unwrap(), host.as_ref(), false);
+        rewrite_request(&mut h, "10.0.0.7".parse().unwrap(), host.as_ref(), false, false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.test");
         assert_eq!(h["host"], "a.test");
         assert!(!h.contains_key("content-length"));
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_choose_the_forwarded_headers() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.test"),
+            ("host", "a.test"),
+        ]);
+        let host = h.get("host").cloned();
+        rewrite_request(&mut h, "10.0.0.7".parse().unwrap(), host.as_ref(), false, false);
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.test");
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_its_chain_and_wharf_appends_the_peer() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.2, 10.0.0.3"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.test"),
+            ("host", "a.test"),
+        ]);
+        let host = h.get("host").cloned();
+        rewrite_request(&mut h, "10.0.0.7".parse().unwrap(), host.as_ref(), false, true);
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.2, 10.0.0.3, 10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "shop.test");
+
+        // A trusted peer that sent none gets wharf's own, as anyone else.
+        let mut bare = map(&[("host", "a.test")]);
+        rewrite_request(&mut bare, "10.0.0.7".parse().unwrap(), host.as_ref(), false, true);
+        assert_eq!(bare["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(bare["x-forwarded-proto"], "http");
+        assert_eq!(bare["x-forwarded-host"], "a.test");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use hyper::body::{Body as _, Incoming};
 use tracing::{debug, info, warn};
 
 use crate::balance::{self, Context};
+use crate::cidr::{self, Cidr};
 use crate::config::Timeouts;
 use crate::health;
 use crate::labels::Protocol;
@@ -54,6 +55,8 @@ pub struct Proxy {
     pub router: Arc<Router>,
     pub timeouts: Timeouts,
     pub access_log: bool,
+    /// Peers whose `X-Forwarded-*` headers are kept (`--trusted-proxies`).
+    pub trusted_proxies: Vec<Cidr>,
     pub stats: Stats,
 }
 
@@ -67,11 +70,12 @@ enum AttemptError {
 }
 
 impl Proxy {
-    pub fn new(router: Arc<Router>, timeouts: Timeouts, access_log: bool) -> Proxy {
+    pub fn new(router: Arc<Router>, timeouts: Timeouts, access_log: bool, trusted_proxies: Vec<Cidr>) -> Proxy {
         Proxy {
             router,
             timeouts,
             access_log,
+            trusted_proxies,
             stats: Stats::default(),
         }
     }
@@ -137,7 +141,8 @@ impl Proxy {
         let h2 = pool.opts.protocol == Protocol::H2c && !upgrade;
         // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
         let te_trailers = h2 && headers::te_trailers(&parts.headers);
-        headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade);
+        let trusted = cidr::any_contains(&self.trusted_proxies, client.ip());
+        headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
         let uri: Uri = if h2 {
             // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
             let authority = host_value
