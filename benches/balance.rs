@@ -17,10 +17,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wharf::backend::{Backend, BackendShared};
 use wharf::balance::{self, sticky, Context, Rng};
-use wharf::docker::desired::BackendStatus;
-use wharf::labels::{Balance, PoolOptions, Sticky};
-use wharf::routing::{Backend, BackendKey, BackendShared};
+use wharf::model::{BackendKey, BackendStatus, Balance, PoolOptions, Sticky};
 
 const SIZES: [usize; 3] = [10, 100, 1000];
 
@@ -53,7 +52,7 @@ fn measure(row: &Row, n: usize) -> f64 {
     let (opts, sticky_hits) = (&row.opts, row.sticky_hits);
     let now = Instant::now();
     let backends = pool(n, now, row.equal);
-    let lb = balance::build_with(opts, &backends, now, Rng::new(42));
+    let lb = balance::build_with(opts, &backends, Rng::new(42));
     let tokens: Vec<String> = backends.iter().map(|b| sticky::token_string(&b.key)).collect();
     let eligible = |i: usize| backends[i].is_ready();
     let run = |iters: u64| {

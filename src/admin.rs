@@ -18,11 +18,13 @@ use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::docker::desired::BackendStatus;
-use crate::docker::watcher::Discovery;
+use crate::backend::Backend;
 use crate::health;
+use crate::model::BackendStatus;
+use crate::provider::Discovery;
+use crate::proxy::upstream::Upstreams;
 use crate::proxy::Proxy;
-use crate::routing::{Backend, RoutingTable};
+use crate::routing::RoutingTable;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -92,7 +94,12 @@ impl Admin {
 
     pub fn state(&self) -> Value {
         let table = self.proxy.router.load();
-        state_json(&table, &self.discovery, self.discovery.ready.load(Ordering::Relaxed))
+        state_json(
+            &table,
+            &self.proxy.upstreams,
+            &self.discovery,
+            self.discovery.ready.load(Ordering::Relaxed),
+        )
     }
 
     fn metrics(&self) -> String {
@@ -190,7 +197,7 @@ impl Admin {
 }
 
 /// The `/api/state` document.
-pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> Value {
+pub fn state_json(table: &RoutingTable, upstreams: &Upstreams, discovery: &Discovery, ready: bool) -> Value {
     let now = health::now_ms();
     let pools: Vec<Value> = table
         .pools
@@ -211,7 +218,7 @@ pub fn state_json(table: &RoutingTable, discovery: &Discovery, ready: bool) -> V
                         "in_flight": b.shared.in_flight.load(Ordering::Relaxed),
                         "requests": b.shared.requests.load(Ordering::Relaxed),
                         "errors": b.shared.errors.load(Ordering::Relaxed),
-                        "idle_connections": b.shared.idle.len(),
+                        "idle_connections": upstreams.idle(b.shared.uid),
                         "latency_ms": (b.shared.latency.estimate(std::time::Instant::now()) / 1e3).round() / 1e3,
                     })
                 })

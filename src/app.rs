@@ -1,5 +1,10 @@
-//! Start-up and shutdown: binds the listeners, connects to Docker, starts the
-//! watcher, serves until SIGTERM/SIGINT, then drains.
+//! Start-up and shutdown: the wiring of the crate.
+//!
+//! As in mini-redis, the caller binds the sockets and owns the shutdown
+//! signal: [`run`] takes already-bound [`Listeners`], a started
+//! [`Provider`] and a shutdown future, so tests start wharf in-process on
+//! `127.0.0.1:0` with any provider. [`start`] is what the binary does: bind,
+//! connect to the provider, run until SIGTERM/SIGINT.
 //!
 //! Every start-up failure is a [`StartError`] whose message names the cause
 //! and the fix; `main` prints it on one line and exits 2.
@@ -13,10 +18,10 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::admin::{self, Admin};
-use crate::config::{Config, Provider};
-use crate::docker::client::{self, DockerError};
-use crate::docker::desired::{Desired, Settings};
-use crate::docker::watcher::{Discovery, Publisher, Status, Watcher};
+use crate::config::{Config, Provider as ProviderKind};
+use crate::provider::docker::{DockerError, DockerProvider, Settings};
+use crate::provider::statics::NoProvider;
+use crate::provider::{Discovery, Provider, Publisher};
 use crate::proxy::Proxy;
 use crate::routing::Router;
 use crate::server;
@@ -33,6 +38,25 @@ pub enum StartError {
     },
     #[error(transparent)]
     Docker(#[from] DockerError),
+}
+
+/// The sockets wharf serves on, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// `--listen`: the proxy (HTTP/1.1 and h2c).
+    pub public: TcpListener,
+    /// `--admin-listen`: status API, metrics, dashboard.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Bind the addresses of `cfg`.
+    pub async fn bind(cfg: &Config) -> Result<Listeners, StartError> {
+        Ok(Listeners {
+            public: bind(cfg.listen, "proxy", "--listen").await?,
+            admin: bind(cfg.admin_listen, "admin", "--admin-listen").await?,
+        })
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<TcpListener, StartError> {
@@ -54,57 +78,29 @@ pub fn settings(cfg: &Config) -> Settings {
     }
 }
 
-/// Run wharf until `shutdown` resolves, then drain and return.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let listener = bind(cfg.listen, "proxy", "--listen").await?;
-    let admin_listener = bind(cfg.admin_listen, "admin", "--admin-listen").await?;
+/// The provider `--provider` names, connected: an unreachable Docker daemon
+/// fails here, at start.
+pub async fn provider(cfg: &Config) -> Result<Box<dyn Provider>, StartError> {
+    Ok(match cfg.provider {
+        ProviderKind::None => Box::new(NoProvider),
+        ProviderKind::Docker => Box::new(DockerProvider::connect(settings(cfg)).await?),
+    })
+}
 
+/// What the binary does: bind, connect, [`run`] until `shutdown`.
+pub async fn start(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let listeners = Listeners::bind(&cfg).await?;
+    let provider = provider(&cfg).await?;
+    run(cfg, listeners, provider, shutdown).await;
+    Ok(())
+}
+
+/// Serve until `shutdown` resolves, then drain and return.
+pub async fn run(cfg: Config, listeners: Listeners, provider: Box<dyn Provider>, shutdown: impl Future<Output = ()>) {
     let router = Arc::new(Router::default());
     let discovery = Arc::new(Discovery::default());
-    let publisher = Publisher {
-        router: Arc::clone(&router),
-        statics: cfg.static_pools.clone(),
-    };
-
-    let watcher = match cfg.provider {
-        Provider::None => {
-            discovery.update(|s| s.provider = "none".into());
-            publisher.publish(Desired::default());
-            discovery.ready.store(true, Ordering::Relaxed);
-            None
-        }
-        Provider::Docker => {
-            let docker = client::connect().await?;
-            // Fail fast at start (exit 2) rather than serve nothing silently.
-            client::list(&docker).await.map_err(|e| match e {
-                DockerError::Api(source) => DockerError::Unreachable {
-                    host: client::docker_host(),
-                    source,
-                },
-                other => other,
-            })?;
-            let mut settings = settings(&cfg);
-            settings.self_id = client::find_self(&docker).await;
-            if let Some(id) = &settings.self_id {
-                info!(container = %&id[..12.min(id.len())], "running in a container; its networks are used to reach backends");
-            }
-            discovery.update(|s| {
-                *s = Status {
-                    provider: "docker".into(),
-                    docker_host: Some(client::docker_host()),
-                    self_container: settings.self_id.clone(),
-                    ..Status::default()
-                }
-            });
-            let w = Watcher {
-                docker,
-                settings,
-                publisher,
-                discovery: Arc::clone(&discovery),
-            };
-            Some(tokio::spawn(w.run()))
-        }
-    };
+    let publisher = Publisher::new(Arc::clone(&router), cfg.static_pools.clone(), Arc::clone(&discovery));
+    let provider_task = tokio::spawn(provider.run(publisher));
 
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&router),
@@ -112,19 +108,21 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         cfg.access_log,
         cfg.trusted_proxies.clone(),
     ));
-    let reaper = tokio::spawn(reap_idle(Arc::clone(&router), cfg.timeouts.upstream_idle));
+    let maintain = tokio::spawn(Arc::clone(&proxy).maintain());
     let admin = Arc::new(Admin {
         proxy: Arc::clone(&proxy),
         discovery,
         shutting_down: AtomicBool::new(false),
     });
-    info!(listen = %cfg.listen, admin = %cfg.admin_listen, "wharf {} serving", env!("CARGO_PKG_VERSION"));
+    let public_addr = listeners.public.local_addr().ok();
+    let admin_addr = listeners.admin.local_addr().ok();
+    info!(listen = ?public_addr, admin = ?admin_addr, "wharf {} serving", env!("CARGO_PKG_VERSION"));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = {
         let mut rx = stop_rx.clone();
         let admin = Arc::clone(&admin);
-        tokio::spawn(admin::serve(admin_listener, admin, async move {
+        tokio::spawn(admin::serve(listeners.admin, admin, async move {
             let _ = rx.wait_for(|v| *v).await;
         }))
     };
@@ -136,29 +134,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             admin.shutting_down.store(true, Ordering::Relaxed);
         }
     };
-    server::serve(listener, proxy, cfg.timeouts, server_shutdown).await;
+    server::serve(listeners.public, proxy, cfg.timeouts, server_shutdown).await;
     let _ = stop_tx.send(true);
-    if let Some(w) = watcher {
-        w.abort();
-    }
-    reaper.abort();
+    provider_task.abort();
+    maintain.abort();
     let _ = admin_task.await;
     info!("bye");
-    Ok(())
-}
-
-/// Close upstream connections idle for longer than `max_idle`, a few times
-/// per `max_idle` (reuse also checks their age; this covers quiet times).
-async fn reap_idle(router: Arc<Router>, max_idle: std::time::Duration) {
-    let mut tick = tokio::time::interval((max_idle / 3).max(std::time::Duration::from_millis(50)));
-    loop {
-        tick.tick().await;
-        for p in &router.load().pools {
-            for b in &p.backends {
-                b.shared.idle.prune(max_idle);
-            }
-        }
-    }
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

@@ -11,21 +11,20 @@ use std::time::Duration;
 
 use crate::app::{settings, StartError};
 use crate::config::Config;
-use crate::docker::client;
-use crate::docker::desired::{self, Desired};
+use crate::model::Desired;
+use crate::provider::docker::{containers, DockerProvider};
+use crate::provider::statics::add_static;
 use crate::routing::{Registry, RoutingTable};
 
 /// Returns the report and whether it found problems.
 pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
     let mut desired = Desired::default();
     if cfg.provider == crate::config::Provider::Docker {
-        let docker = client::connect().await?;
-        let list = client::list(&docker).await?;
-        let mut s = settings(cfg);
-        s.self_id = client::find_self(&docker).await;
-        desired = desired::derive(&list, &Default::default(), &s);
+        let docker = DockerProvider::connect(settings(cfg)).await?;
+        let list = docker.client().list().await?;
+        desired = containers::derive(&list, &Default::default(), docker.settings());
     }
-    desired::add_static(&mut desired, &cfg.static_pools);
+    add_static(&mut desired, &cfg.static_pools);
     let table = RoutingTable::build(desired, &Registry::default(), None);
     Ok(render(&table, &cfg.label_prefix))
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::cidr::Cidr;
-use crate::labels::parse_duration;
+pub use crate::model::StaticPool;
+use crate::text::parse_duration;
 
 /// wharf: a load balancer that configures itself from Docker labels.
 ///
@@ -130,13 +131,6 @@ pub struct Opts {
         global = true
     )]
     pub trusted_proxies: Vec<String>,
-}
-
-/// A `--static` pool: a name and fixed backend addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticPool {
-    pub name: String,
-    pub addrs: Vec<SocketAddr>,
 }
 
 /// Idle upstream connections are closed after at most this long: below the

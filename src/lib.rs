@@ -1,34 +1,53 @@
 //! wharf: a load balancer that configures itself from Docker labels.
 //!
-//! The map of the crate, in the order data flows:
+//! The map of the crate, from the bottom up. Dependencies point one way:
+//! each module imports only modules above it in this list.
 //!
+//! - [`model`]: the shared vocabulary — backend identity and status, the
+//!   desired state, pool options. Imports nothing of ours.
+//! - [`text`], [`cidr`]: small pure helpers (durations, suggestions, networks).
 //! - [`config`]: flags and `WHARF_*` variables → a validated `Config`.
-//! - [`docker`]: `client` (the only bollard user) lists containers and
-//!   streams events; `desired` turns a listing into pools (pure); `watcher`
-//!   keeps it current: events are hints, state is re-derived by re-listing.
 //! - [`labels`]: one container's labels → its service spec or the reasons
 //!   it was skipped (pure).
-//! - [`routing`]: the immutable `RoutingTable` behind one `ArcSwap`; backend
-//!   state that must survive swaps lives in a registry keyed by container id
-//!   + address.
+//! - [`health`]: passive ejection and active-check counters (pure).
+//! - [`backend`]: a backend as the table holds it, with the counters that
+//!   survive swaps (in flight, health, latency, slow-start mark).
 //! - [`balance`]: one `Balancer` per pool, built per snapshot, asked per request.
-//! - [`health`]: passive ejection and active checks, kept per backend identity.
-//! - [`proxy`]: the hyper service: route, pick, forward, retry what was never
-//!   delivered, stream the response back.
-//! - [`cidr`]: `--trusted-proxies` networks (pure).
+//! - [`retry`]: when a failed attempt goes elsewhere, and the retry budget (pure).
+//! - [`routing`]: the immutable `RoutingTable` behind one `ArcSwap`; plain
+//!   data plus counters, no sockets.
+//! - [`net`]: opening HTTP connections to backends (proxy and prober share it).
+//! - [`probe`]: the active health checks, one task per backend that needs one.
+//! - [`provider`]: where backends come from, behind one seam — `docker`
+//!   (events + listings), `statics` (`--provider none`); the provider-neutral
+//!   publisher swaps the table.
+//! - [`proxy`]: the hyper service — route, pick, forward, retry what was never
+//!   delivered, stream the response back — and the upstream connections it owns.
 //! - [`server`] and [`admin`]: the public listener and the status/metrics one.
-//! - [`app`]: wires it together and owns start-up and shutdown.
+//! - [`app`]: wires it together and owns start-up and shutdown; [`check`]
+//!   is `wharf check`.
+//!
+//! Data flow: provider → `Desired` → publisher → `RoutingTable` →
+//! `ArcSwap::store` → each request loads the table once, matches host and
+//! path, asks the pool's balancer, forwards, retries an undelivered request,
+//! and releases its in-flight slot when the response body ends.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
+pub mod backend;
 pub mod balance;
 pub mod check;
 pub mod cidr;
 pub mod config;
-pub mod docker;
 pub mod health;
 pub mod labels;
+pub mod model;
+pub mod net;
+pub mod probe;
+pub mod provider;
 pub mod proxy;
+pub mod retry;
 pub mod routing;
 pub mod server;
+pub mod text;

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e.to_string()),
         },
-        _ => match rt.block_on(wharf::app::run(cfg, wharf::app::shutdown_signal())) {
+        _ => match rt.block_on(wharf::app::start(cfg, wharf::app::shutdown_signal())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e.to_string()),
         },

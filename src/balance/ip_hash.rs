@@ -36,7 +36,8 @@ use std::net::IpAddr;
 use super::mix::{hash_bytes, mix64, unit};
 use super::slow_start::{Ramp, Weights};
 use super::{Balancer, Context};
-use crate::routing::{Backend, BackendKey};
+use crate::backend::Backend;
+use crate::model::BackendKey;
 
 /// Seed of the backend and client hashes (any constant will do; changing it
 /// remaps every client).

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use super::round_robin::smooth_pick;
 use super::slow_start::{Ramp, Weights};
 use super::{Balancer, Context};
-use crate::routing::Backend;
+use crate::backend::Backend;
 
 #[derive(Debug)]
 pub struct LeastConn {

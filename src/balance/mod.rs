@@ -7,7 +7,7 @@
 //! it must pick only eligible backends of positive weight and return `None`
 //! when there are none, never panic. Per-backend state that must outlive a
 //! snapshot — in-flight counts, the latency estimate, the slow-start mark —
-//! lives in [`crate::routing::BackendShared`], never in the balancer, so a
+//! lives in [`crate::backend::BackendShared`], never in the balancer, so a
 //! routing swap loses none of it. What a balancer keeps itself (a round-robin
 //! cycle, a random generator, precomputed tables) is rebuilt with the pool.
 //!
@@ -27,7 +27,6 @@
 //! (client address, sticky cookie, the clock as `now`) and the seed of the
 //! pool's [`Rng`]: tests pin exact sequences and distributions.
 
-pub mod ewma;
 pub mod ip_hash;
 pub mod least_conn;
 pub mod mix;
@@ -37,22 +36,20 @@ pub mod round_robin;
 pub mod slow_start;
 pub mod sticky;
 
-pub use ewma::Latency;
 pub use ip_hash::IpHash;
 pub use least_conn::LeastConn;
 pub use mix::Rng;
 pub use p2c::P2c;
 pub use random::Random;
 pub use round_robin::RoundRobin;
-pub use slow_start::{Ramp, ReadySince, Weights};
+pub use slow_start::{Ramp, Weights};
 pub use sticky::Sticky;
 
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::docker::desired::BackendStatus;
-use crate::labels::{Balance, PoolOptions};
-use crate::routing::Backend;
+use crate::backend::Backend;
+use crate::model::{Balance, PoolOptions};
 
 /// What a balancer may look at for one request.
 #[derive(Debug, Clone, Copy)]
@@ -81,23 +78,15 @@ pub trait Balancer: Send + Sync + std::fmt::Debug {
     fn select(&self, backends: &[Backend], ctx: &Context<'_>, eligible: &dyn Fn(usize) -> bool) -> Option<usize>;
 }
 
-/// Build the balancer for a pool, at the current time, seeded from the OS.
+/// Build the balancer for a pool, seeded from the OS.
 pub fn build(opts: &PoolOptions, backends: &[Backend]) -> Box<dyn Balancer> {
-    build_with(opts, backends, Instant::now(), Rng::from_os())
+    build_with(opts, backends, Rng::from_os())
 }
 
-/// [`build`] with the clock and the generator injected.
-///
-/// It also starts or clears each backend's slow-start ramp: a backend whose
-/// container is ready is marked ready since `now` unless it already was, and
-/// any other backend loses its mark (see [`slow_start`]).
-pub fn build_with(opts: &PoolOptions, backends: &[Backend], now: Instant, rng: Rng) -> Box<dyn Balancer> {
-    for b in backends {
-        match b.status {
-            BackendStatus::Ready => b.shared.ready_since.mark(now),
-            _ => b.shared.ready_since.clear(),
-        }
-    }
+/// [`build`] with the generator injected. Slow-start marks are
+/// the routing table's business ([`crate::routing::RoutingTable::build`]):
+/// a balancer only reads them.
+pub fn build_with(opts: &PoolOptions, backends: &[Backend], rng: Rng) -> Box<dyn Balancer> {
     let ramp = Ramp::new(opts.slow_start);
     let inner: Box<dyn Balancer> = match opts.balance {
         Balance::RoundRobin => Box::new(RoundRobin::new(backends, ramp)),

@@ -1,6 +1,6 @@
 //! `p2c`: power of two choices over a peak-EWMA load (Mitzenmacher, "The
 //! Power of Two Choices in Randomized Load Balancing", IEEE TPDS 2001; the
-//! load metric is Finagle's and linkerd's peak EWMA, see [`super::ewma`]).
+//! load metric is Finagle's and linkerd's peak EWMA, see [`crate::backend::latency`]).
 //!
 //! Draw two different eligible backends at random in proportion to weight,
 //! and send the request to the one with the lower cost
@@ -30,7 +30,7 @@ use super::mix::Rng;
 use super::random::{self, Draw};
 use super::slow_start::Ramp;
 use super::{Balancer, Context};
-use crate::routing::Backend;
+use crate::backend::Backend;
 
 #[derive(Debug)]
 pub struct P2c {

@@ -19,7 +19,7 @@
 use super::mix::Rng;
 use super::slow_start::{Ramp, Weights, SCALE};
 use super::{Balancer, Context};
-use crate::routing::Backend;
+use crate::backend::Backend;
 
 /// Draws on the precomputed table before falling back to the exact pass.
 const TRIES: usize = 4;

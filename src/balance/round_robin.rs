@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use super::slow_start::{Ramp, Weights};
 use super::{Balancer, Context};
-use crate::routing::Backend;
+use crate::backend::Backend;
 
 #[derive(Debug)]
 pub struct RoundRobin {

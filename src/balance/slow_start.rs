@@ -21,19 +21,19 @@
 //! some backend is ramping; once every backend is at full weight the pool's
 //! balancer is back to its usual cost.
 //!
-//! When the ramp starts: [`super::build`] marks a backend *ready since now*
-//! the first time it builds a balancer in which the backend's container is
-//! ready (running, Docker health check passing if it has one), and clears the
-//! mark while the container is not, so a container that comes back ramps
+//! When the ramp starts: [`crate::routing::RoutingTable::build`] marks a
+//! backend *ready since now* (in [`crate::backend::ready`]) the first time it
+//! builds a table in which the backend's container is ready (running, Docker
+//! health check passing if it has one), and clears the mark while it is not, so a container that comes back ramps
 //! again. The mark lives in the backend's shared state and survives routing
 //! swaps. Ejection by passive health and wharf's own active checks do not
 //! restart the ramp.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::routing::Backend;
+use crate::backend::ready::encode;
+use crate::backend::Backend;
 
 /// Weights are multiplied by this, so 10 % of weight 1 is still an integer.
 pub const SCALE: u64 = 1000;
@@ -151,56 +151,6 @@ impl Weights {
     }
 }
 
-/// When a backend last became ready, in one atomic (nanoseconds from a
-/// process-wide reference instant, signed so that any `Instant` fits; 0 = not
-/// marked). Reads are a relaxed load: the request path takes no lock.
-#[derive(Debug, Default)]
-pub struct ReadySince(AtomicI64);
-
-fn reference() -> Instant {
-    static REF: OnceLock<Instant> = OnceLock::new();
-    *REF.get_or_init(Instant::now)
-}
-
-fn encode(t: Instant) -> i64 {
-    let r = reference();
-    let n = match t.checked_duration_since(r) {
-        Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        None => -i64::try_from(r.duration_since(t).as_nanos()).unwrap_or(i64::MAX),
-    };
-    if n == 0 {
-        1
-    } else {
-        n
-    }
-}
-
-impl ReadySince {
-    /// Start the ramp at `now` unless it already started.
-    pub fn mark(&self, now: Instant) {
-        let _ = self
-            .0
-            .compare_exchange(0, encode(now), Ordering::Relaxed, Ordering::Relaxed);
-    }
-
-    /// The backend is not ready: the next [`ReadySince::mark`] starts a new ramp.
-    pub fn clear(&self) {
-        self.0.store(0, Ordering::Relaxed);
-    }
-
-    /// Time since the mark, `None` if not marked.
-    pub fn elapsed(&self, now: Instant) -> Option<Duration> {
-        self.elapsed_at(encode(now))
-    }
-
-    fn elapsed_at(&self, now: i64) -> Option<Duration> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            since => Some(Duration::from_nanos(now.saturating_sub(since).max(0) as u64)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,15 +209,5 @@ mod tests {
         b.shared.ready_since.mark(t0 + 20 * S);
         assert_eq!(ramp.weight(b, t0 + 25 * S), 2000);
         assert_eq!(Ramp::default().weight(b, t0), 4000, "off: full weight");
-    }
-
-    #[test]
-    fn instants_before_the_reference_instant_work_too() {
-        let r = ReadySince::default();
-        let before = reference().checked_sub(5 * S).expect("up for more than 5 s");
-        assert!(encode(before) < 0);
-        r.mark(before);
-        assert_eq!(r.elapsed(before + 7 * S), Some(7 * S));
-        assert_eq!(r.elapsed(before), Some(Duration::ZERO));
     }
 }

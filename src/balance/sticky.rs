@@ -25,8 +25,9 @@ use http::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE};
 
 use super::mix::hash_bytes;
 use super::{Balancer, Context};
-use crate::labels;
-use crate::routing::{Backend, BackendKey};
+use crate::backend::Backend;
+use crate::model::BackendKey;
+use crate::model::Sticky as StickyOpts;
 
 const SEED: u64 = 0x7768_6172_665f_636b; // "wharf_ck"
 
@@ -67,7 +68,7 @@ pub fn set_cookie(name: &str, key: &BackendKey) -> Option<HeaderValue> {
 /// The proxy's hook, on the response of `backend`: when the pool is sticky
 /// and the request's cookie (`sent`) does not already name that backend, add
 /// a `Set-Cookie` that does.
-pub fn pin(response: &mut HeaderMap, sticky: Option<&labels::Sticky>, sent: Option<&str>, backend: &BackendKey) {
+pub fn pin(response: &mut HeaderMap, sticky: Option<&StickyOpts>, sent: Option<&str>, backend: &BackendKey) {
     let Some(s) = sticky else { return };
     if sent.and_then(parse_token) == Some(token(backend)) {
         return;

@@ -8,8 +8,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::{Balancer, Context};
-use crate::docker::desired::BackendStatus;
-use crate::routing::{Backend, BackendKey, BackendShared};
+use crate::backend::{Backend, BackendShared};
+use crate::model::BackendKey;
+use crate::model::BackendStatus;
 
 /// One instant for every test context, so tests that compare picks agree.
 pub fn epoch() -> Instant {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::testing::{ctx, epoch, pool, simulate};
 use super::*;
-use crate::labels::Sticky as StickyOpt;
+use crate::model::Sticky as StickyOpt;
 
 fn opts(balance: Balance, sticky: bool) -> PoolOptions {
     PoolOptions {
@@ -32,7 +32,7 @@ fn every_variant() -> Vec<PoolOptions> {
 #[test]
 fn an_empty_pool_gives_none_without_panic_for_every_algorithm() {
     for o in every_variant() {
-        let lb = build_with(&o, &[], epoch(), Rng::new(1));
+        let lb = build_with(&o, &[], Rng::new(1));
         assert_eq!(lb.select(&[], &ctx(), &|_| true), None, "{o:?}");
     }
 }
@@ -42,7 +42,7 @@ fn no_algorithm_picks_an_ineligible_or_zero_weight_backend() {
     let backends = pool(&[2, 0, 1, 3, 1]);
     let rng = Rng::new(5);
     for o in every_variant() {
-        let lb = build_with(&o, &backends, epoch(), Rng::new(2));
+        let lb = build_with(&o, &backends, Rng::new(2));
         for round in 0..2_000 {
             let out = rng.below(5) as usize;
             let eligible = |i: usize| i != out;
@@ -66,7 +66,7 @@ fn weights_3_1_give_75_25_for_every_algorithm_that_is_not_load_based() {
         Balance::IpHash,
         Balance::LeastConn,
     ] {
-        let lb = build_with(&opts(b, false), &backends, epoch(), Rng::new(11));
+        let lb = build_with(&opts(b, false), &backends, Rng::new(11));
         let mut first = 0u32;
         for n in 0..40_000u32 {
             let mut c = ctx();
@@ -81,36 +81,12 @@ fn weights_3_1_give_75_25_for_every_algorithm_that_is_not_load_based() {
 #[test]
 fn least_conn_steers_away_from_a_backend_ten_times_slower() {
     let backends = pool(&[1, 1, 1]);
-    let lb = build_with(&opts(Balance::LeastConn, false), &backends, epoch(), Rng::new(1));
+    let lb = build_with(&opts(Balance::LeastConn, false), &backends, Rng::new(1));
     let lat = [10, 10, 100].map(Duration::from_millis);
     let n = simulate(lb.as_ref(), &backends, &lat, 8, 3_000);
     let slow = f64::from(n[2]) / 3_000.0;
     eprintln!("least_conn, 8 clients, latencies 10/10/100 ms: picks {n:?}, slow share {slow:.3}");
     assert!(slow < 0.15, "{n:?}");
-}
-
-#[test]
-fn build_starts_the_slow_start_ramp_of_ready_backends_only() {
-    let mut backends = pool(&[1, 1]);
-    backends[1].status = crate::docker::desired::BackendStatus::Draining;
-    let t = epoch();
-    build_with(&opts(Balance::RoundRobin, false), &backends, t, Rng::new(1));
-    assert_eq!(
-        backends[0].shared.ready_since.elapsed(t + Duration::from_secs(1)),
-        Some(Duration::from_secs(1))
-    );
-    assert_eq!(backends[1].shared.ready_since.elapsed(t), None);
-    // A later build does not restart a running ramp.
-    build_with(
-        &opts(Balance::RoundRobin, false),
-        &backends,
-        t + Duration::from_secs(5),
-        Rng::new(1),
-    );
-    assert_eq!(
-        backends[0].shared.ready_since.elapsed(t + Duration::from_secs(6)),
-        Some(Duration::from_secs(6))
-    );
 }
 
 #[test]
@@ -122,8 +98,9 @@ fn a_backend_in_slow_start_gets_a_growing_share_of_round_robin() {
     };
     let t = epoch();
     backends[0].shared.ready_since.mark(t);
-    let lb = build_with(&o, &backends, t + Duration::from_secs(60), Rng::new(1));
-    // Backend 1 becomes ready at t + 60 s (the build marked it).
+    // Backend 1 becomes ready at t + 60 s (as a table built then marks it).
+    backends[1].shared.ready_since.mark(t + Duration::from_secs(60));
+    let lb = build_with(&o, &backends, Rng::new(1));
     let share_at = |after: u64| {
         let mut c = ctx();
         c.now = t + Duration::from_secs(60 + after);
@@ -139,7 +116,7 @@ fn a_backend_in_slow_start_gets_a_growing_share_of_round_robin() {
 
 #[test]
 fn latency_in_flight_and_the_ramp_survive_a_routing_swap_that_rebuilds_the_balancer() {
-    use crate::docker::desired::{BackendStatus, Desired, DesiredBackend, DesiredPool};
+    use crate::model::{BackendStatus, Desired, DesiredBackend, DesiredPool};
     use crate::routing::Router;
 
     let backend = |n: u8| DesiredBackend {

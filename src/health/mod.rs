@@ -8,15 +8,15 @@
 //!   reset, timed out; connection lost before response headers) eject the
 //!   backend for a back-off that doubles with each ejection ([`eject`]);
 //! - **active**: with `wharf.health.path`, a prober task per backend asks it
-//!   over HTTP ([`probe`]); `rise`/`fall` consecutive results flip its state
+//!   over HTTP ([`crate::probe`]); `rise`/`fall` consecutive results flip its state
 //!   ([`counter`]). A new backend starts *down* when checks are on and is
 //!   probed every 100 ms until its first pass.
 //!
-//! The request path reads two atomics; locks are taken only when a result changes something.
+//! Pure counters and thresholds (no I/O, no clock of its own): the request
+//! path reads two atomics; locks are taken only when a result changes something.
 
 pub mod counter;
 pub mod eject;
-pub mod probe;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::*;
 
 /// Labels from `"key=value;key=value"`, keys relative to `prefix`.
 fn labels_in(prefix: &str, spec: &str) -> HashMap<String, String> {
@@ -427,7 +428,7 @@ fn a_different_prefix_changes_every_key() {
     assert_eq!(errors[0].label, "acme.port");
     assert_eq!(out.warnings, ["unknown label acme.prot (did you mean acme.port?)"]);
     assert_eq!(
-        PoolOptions::default().differences(&spec("retries=0").pool_opts, "acme"),
+        differences(&PoolOptions::default(), &spec("retries=0").pool_opts, "acme"),
         ["acme.retries"]
     );
 }
@@ -435,91 +436,23 @@ fn a_different_prefix_changes_every_key() {
 #[test]
 fn differences_name_each_disagreeing_pool_wide_label() {
     let base = spec("health.path=/up").pool_opts;
-    assert!(base.differences(&base.clone(), "wharf").is_empty());
+    assert!(differences(&base, &base.clone(), "wharf").is_empty());
     let other = spec(concat!(
         "host=a.com;path=/x;strip_prefix=1;balance=p2c;sticky=cookie;protocol=h2c;",
         "health.path=/up;health.rise=5;slow_start=1s;retries=0"
     ));
     let keys = "host path strip_prefix balance sticky protocol health.rise slow_start retries";
     let expected: Vec<String> = keys.split(' ').map(|k| format!("wharf.{k}")).collect();
-    assert_eq!(base.differences(&other.pool_opts, "wharf"), expected);
+    assert_eq!(differences(&base, &other.pool_opts, "wharf"), expected);
     assert_eq!(
-        base.differences(&PoolOptions::default(), "wharf"),
+        differences(&base, &PoolOptions::default(), "wharf"),
         ["wharf.health.path"]
     );
     let members = spec("port=81;weight=0;network=n").pool_opts;
     assert!(
-        members.differences(&PoolOptions::default(), "wharf").is_empty(),
+        differences(&members, &PoolOptions::default(), "wharf").is_empty(),
         "per-member labels are not pool-wide"
     );
-}
-
-#[test]
-fn durations_accept_units_fractions_and_combinations() {
-    let cases = [
-        ("0", 0),
-        ("0s", 0),
-        ("250ms", 250),
-        ("5s", 5000),
-        ("2m", 120_000),
-        ("1h", 3_600_000),
-        ("1.5s", 1500),
-        (".5s", 500),
-        ("1.1s", 1100),
-        ("1m30s", 90_000),
-        (" 1h1m1s1ms ", 3_661_001),
-    ];
-    for (input, ms) in cases {
-        assert_eq!(parse_duration(input), Ok(Duration::from_millis(ms)), "{input}");
-    }
-}
-
-#[test]
-fn durations_reject_malformed_input_with_a_clear_message() {
-    let cases = [
-        ("", "empty duration; like 5s, 250ms, 1.5m or 1h"),
-        ("5", "missing unit after 5: ms, s, m or h"),
-        ("5x", "unknown unit \"x\": use ms, s, m or h"),
-        ("5 s", "unknown unit \" s\": use ms, s, m or h"),
-        ("-5s", "a duration cannot be negative"),
-        ("s", "expected a number, like 5s, 250ms, 1.5m or 1h"),
-        ("1.2.3s", "\"1.2.3\" is not a number"),
-        ("1e9s", "unknown unit \"e\": use ms, s, m or h"),
-        ("99999999999999999999999h", "duration is too large"),
-    ];
-    for (input, expected) in cases {
-        assert_eq!(parse_duration(input), Err(expected.to_string()), "{input:?}");
-    }
-}
-
-#[test]
-fn did_you_mean_picks_the_closest_candidate_within_two_edits_or_by_substring() {
-    let names = ["port", "protocol", "pool", "health.path"];
-    let cases = [
-        ("prot", Some("port")),
-        ("protocl", Some("protocol")),
-        ("POOL", Some("pool")),
-        ("health", Some("health.path")),
-        ("weight", None),
-        ("", None),
-    ];
-    for (input, expected) in cases {
-        assert_eq!(did_you_mean(input, &names), expected, "{input}");
-    }
-    assert_eq!(did_you_mean("x", &[]), None);
-}
-
-#[test]
-fn parse_bool_accepts_common_spellings_in_any_case() {
-    for (inputs, expected) in [("true TRUE 1 yes On", Some(true)), ("false 0 No OFF", Some(false))] {
-        for input in inputs.split(' ') {
-            assert_eq!(parse_bool(input), expected, "{input}");
-        }
-    }
-    assert_eq!(parse_bool(" on "), Some(true));
-    for input in ["", "y", "2", "enabled"] {
-        assert_eq!(parse_bool(input), None, "{input}");
-    }
 }
 
 #[test]

@@ -16,14 +16,14 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::pool::Sender;
-use crate::routing::BackendShared;
+use super::upstream::{Sender, Upstreams};
+use crate::backend::BackendShared;
 
 /// Holds one in-flight slot of a backend, and the connection to give back.
 #[derive(Debug)]
 pub struct Guard {
     shared: Arc<BackendShared>,
-    sender: Option<Sender>,
+    sender: Option<(Arc<Upstreams>, Sender)>,
 }
 
 impl Guard {
@@ -33,8 +33,9 @@ impl Guard {
         Guard { shared, sender: None }
     }
 
-    pub fn set_sender(&mut self, s: Sender) {
-        self.sender = Some(s);
+    /// The connection goes back to `upstreams` if the response ends cleanly.
+    pub fn set_sender(&mut self, upstreams: &Arc<Upstreams>, s: Sender) {
+        self.sender = Some((Arc::clone(upstreams), s));
     }
 
     pub fn shared(&self) -> &Arc<BackendShared> {
@@ -43,9 +44,9 @@ impl Guard {
 
     /// The response ended cleanly: the connection may serve another request.
     fn complete(mut self) {
-        if let Some(s) = self.sender.take() {
+        if let Some((upstreams, s)) = self.sender.take() {
             if !self.shared.draining.load(Ordering::Relaxed) {
-                self.shared.idle.put(s);
+                upstreams.put(self.shared.uid, s);
             }
         }
     }

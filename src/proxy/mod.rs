@@ -1,39 +1,50 @@
 //! The proxy service: one request in, one routing-table load, one pool,
-//! attempts on backends until one answers or the retry budget is spent.
+//! attempts on backends until one answers or the retry rule
+//! ([`crate::retry`]) says stop.
 //!
-//! Retry rule (SPEC "Retries"): a request that never reached a backend —
-//! connect refused/reset/timed out, or a pooled connection found closed
-//! before the request was written — goes to another backend whatever its
-//! method; an idempotent request without a body is also retried when the
-//! connection died before response headers. Nothing is retried after
-//! response headers arrived, and a request is never sent twice otherwise.
+//! The proxy owns its upstream connections ([`upstream`]); the routing
+//! table it reads holds none. [`Proxy::maintain`] keeps them in step with the
+//! table: connections of a backend that left or drains are closed after each
+//! swap, idle ones after the upstream idle timeout.
+//!
+//! - [`prepare`]: the client's request → the upstream request;
+//! - [`attempt`]: one backend, a pooled or new connection, the request;
+//! - [`body`]: the response body, releasing the in-flight slot at its end;
+//! - [`tunnel`]: upgraded connections spliced together;
+//! - [`headers`]: hop-by-hop and `X-Forwarded-*` rewriting (pure);
+//! - [`error`]: the one mapping from failure to status.
 
+mod attempt;
 pub mod body;
 pub mod error;
 pub mod headers;
-pub mod pool;
-pub mod retry;
+pub mod prepare;
+pub mod tunnel;
+pub mod upstream;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, Uri, Version};
-use http_body_util::{Either, Empty, Full};
-use hyper::body::{Body as _, Incoming};
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
 use tracing::{debug, info, warn};
 
+use crate::backend::Backend;
 use crate::balance::{self, Context};
 use crate::cidr::{self, Cidr};
 use crate::config::Timeouts;
 use crate::health;
-use crate::labels::Protocol;
-use crate::routing::{Backend, Pool, Router};
-use body::{Guard, Tracked};
+use crate::retry::{self, Failure, Next};
+use crate::routing::{Pool, Router};
+use attempt::Attempted;
+use body::Tracked;
 pub use error::ProxyError;
-use pool::{Conn, UpBody};
+use upstream::Upstreams;
 
 pub type RespBody = Either<Tracked, Full<Bytes>>;
 
@@ -53,6 +64,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Proxy {
     pub router: Arc<Router>,
+    pub upstreams: Arc<Upstreams>,
     pub timeouts: Timeouts,
     pub access_log: bool,
     /// Peers whose `X-Forwarded-*` headers are kept (`--trusted-proxies`).
@@ -60,19 +72,11 @@ pub struct Proxy {
     pub stats: Stats,
 }
 
-/// Why one attempt on one backend failed, and whether the request survives it.
-enum AttemptError {
-    /// The request was not sent: try elsewhere with the same request.
-    NotSent(Box<Request<UpBody>>, String),
-    /// The request was sent and the connection died before response headers.
-    Lost(String),
-    Timeout,
-}
-
 impl Proxy {
     pub fn new(router: Arc<Router>, timeouts: Timeouts, access_log: bool, trusted_proxies: Vec<Cidr>) -> Proxy {
         Proxy {
             router,
+            upstreams: Arc::default(),
             timeouts,
             access_log,
             trusted_proxies,
@@ -112,7 +116,7 @@ impl Proxy {
 
     async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         client: SocketAddr,
     ) -> Result<(Response<RespBody>, Option<SocketAddr>), ProxyError> {
         let table = self.router.load();
@@ -122,54 +126,13 @@ impl Proxy {
         if !pool.has_ready() {
             return Err(ProxyError::NoBackend(pool.name.clone()));
         }
-
-        let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let pq = if pool.opts.strip_prefix && m.prefix_len > 0 {
-            headers::strip_prefix(pq, m.prefix_len)
-        } else {
-            pq.to_string()
-        };
-        let host_value = parts.headers.get(http::header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-        });
-        let h2 = pool.opts.protocol == Protocol::H2c && !upgrade;
-        // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
-        let te_trailers = h2 && headers::te_trailers(&parts.headers);
         let trusted = cidr::any_contains(&self.trusted_proxies, client.ip());
-        headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
-        let uri: Uri = if h2 {
-            // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
-            let authority = host_value
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost")
-                .to_string();
-            format!("http://{authority}{pq}").parse()
-        } else {
-            if let Some(h) = host_value {
-                parts.headers.insert(http::header::HOST, h);
-            }
-            pq.parse()
-        }
-        .map_err(|_| ProxyError::BadRequest("invalid path or host"))?;
-        if te_trailers {
-            parts
-                .headers
-                .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-        }
-        let replay = (is_idempotent(&parts.method) && body.is_end_stream())
-            .then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
-        let mut req = Request::new(Either::Left(body));
-        *req.method_mut() = parts.method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
-        *req.headers_mut() = parts.headers;
+        let prepare::Prepared {
+            mut req,
+            upgrade,
+            h2,
+            replay,
+        } = prepare::prepare(req, &pool, m.prefix_len, client, trusted)?;
 
         let sticky = pool.opts.sticky.as_ref();
         let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
@@ -194,9 +157,6 @@ impl Proxy {
             detail,
         };
         loop {
-            if tried.len() >= max_attempts {
-                return Err(unreachable(last_err));
-            }
             let Some(idx) = pick(&pool, &ctx, &tried, now, panic) else {
                 return Err(if tried.is_empty() {
                     ProxyError::NoBackend(pool.name.clone())
@@ -213,8 +173,8 @@ impl Proxy {
             tried.push(idx);
             let backend = &pool.backends[idx];
             let sent_at = Instant::now();
-            match self.attempt(backend, req, upgrade, h2).await {
-                Ok((mut resp, guard)) => {
+            let (failure, why, back) = match self.attempt(backend, req, upgrade.is_some(), h2).await {
+                Attempted::Answered(mut resp, guard) => {
                     backend.shared.health.record_success();
                     let answered = Instant::now();
                     backend
@@ -222,11 +182,10 @@ impl Proxy {
                         .latency
                         .observe(answered.saturating_duration_since(sent_at), answered);
                     balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
-                    let status = resp.status();
-                    if upgrade && status == http::StatusCode::SWITCHING_PROTOCOLS {
-                        if let Some(on_client) = client_upgrade {
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(on_client) = upgrade {
                             let on_backend = hyper::upgrade::on(&mut resp);
-                            tokio::spawn(tunnel(on_client, on_backend, guard));
+                            tokio::spawn(tunnel::tunnel(on_client, on_backend, guard));
                             let (p, _) = resp.into_parts();
                             let resp = Response::from_parts(p, Either::Right(Full::new(Bytes::new())));
                             return Ok((resp, Some(backend.addr)));
@@ -236,93 +195,53 @@ impl Proxy {
                     let resp = resp.map(|b| Either::Left(Tracked::new(b, guard)));
                     return Ok((resp, Some(backend.addr)));
                 }
-                Err(AttemptError::NotSent(r, why)) => {
+                Attempted::NotSent(r, why) => {
                     debug!(backend = %backend.addr, %why, "not delivered, trying another backend");
-                    record_failure(&pool, backend, now);
-                    last_err = why;
-                    req = *r;
+                    (Failure::NotSent, why, Some(*r))
                 }
-                Err(AttemptError::Lost(why)) => {
-                    record_failure(&pool, backend, now);
-                    last_err = why;
-                    match &replay {
-                        Some((m, u, h)) => req = rebuild(m, u, h, if h2 { Version::HTTP_2 } else { Version::HTTP_11 }),
-                        None => return Err(unreachable(last_err)),
-                    }
-                }
-                Err(AttemptError::Timeout) => {
-                    backend.shared.errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(ProxyError::Timeout(self.timeouts.request));
-                }
+                Attempted::Lost(why) => (Failure::Lost, why, None),
+                Attempted::Timeout => (Failure::Timeout, String::new(), None),
+            };
+            if failure == Failure::Timeout {
+                backend.shared.errors.fetch_add(1, Ordering::Relaxed);
+            } else {
+                record_failure(&pool, backend, now);
             }
+            last_err = why;
+            req = match (retry::after(failure, replay.is_some(), tried.len(), max_attempts), back) {
+                (Next::Retry, Some(r)) => r,
+                (Next::Replay, _) => match &replay {
+                    Some(r) => r.request(),
+                    None => return Err(unreachable(last_err)),
+                },
+                (Next::Timeout, _) => return Err(ProxyError::Timeout(self.timeouts.request)),
+                _ => return Err(unreachable(last_err)),
+            };
         }
     }
 
-    /// One backend: a pooled or new connection, then the request.
-    async fn attempt(
-        &self,
-        backend: &Backend,
-        mut req: Request<UpBody>,
-        upgrade: bool,
-        h2: bool,
-    ) -> Result<(Response<Incoming>, Guard), AttemptError> {
-        let mut guard = Guard::new(Arc::clone(&backend.shared));
-        let idle = &backend.shared.idle;
-        // A pooled connection can turn out dead; those don't count as attempts,
-        // but a fresh connection is the last word on this backend.
+    /// Keep the upstream connections in step with the routing table: after
+    /// each swap, close those of backends that left the table or drain; a
+    /// few times per idle timeout, close those idle for longer. Runs until
+    /// the task is aborted.
+    pub async fn maintain(self: Arc<Self>) {
+        let max_idle = self.timeouts.upstream_idle;
+        let mut swaps = self.router.subscribe();
+        let mut tick = tokio::time::interval((max_idle / 3).max(std::time::Duration::from_millis(50)));
         loop {
-            let pooled = match (upgrade, h2) {
-                (true, _) => None,
-                (false, false) => idle.take(self.timeouts.upstream_idle).map(Conn::H1),
-                (false, true) => idle.take_h2().map(Conn::H2),
-            };
-            let fresh = pooled.is_none();
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => {
-                    let connected = if h2 {
-                        pool::connect_h2(backend.addr, self.timeouts.connect).await.map(|s| {
-                            idle.set_h2(s.clone());
-                            Conn::H2(s)
-                        })
-                    } else {
-                        pool::connect(backend.addr, self.timeouts.connect, upgrade)
-                            .await
-                            .map(Conn::H1)
-                    };
-                    match connected {
-                        Ok(c) => c,
-                        Err(e) => return Err(AttemptError::NotSent(Box::new(req), e.to_string())),
-                    }
-                }
-            };
-            if conn.ready().await.is_err() {
-                if fresh {
-                    let why = format!("connection to {} closed", backend.addr);
-                    return Err(AttemptError::NotSent(Box::new(req), why));
-                }
-                continue;
+            tokio::select! {
+                changed = swaps.changed() => if changed.is_err() { return },
+                _ = tick.tick() => {}
             }
-            let sent = tokio::time::timeout(self.timeouts.request, conn.try_send(req)).await;
-            match sent {
-                Err(_) => return Err(AttemptError::Timeout),
-                Ok(Ok(resp)) => {
-                    // HTTP/1 connections go back to the pool when the body ends;
-                    // the shared HTTP/2 one never left it.
-                    if let (Conn::H1(s), false) = (conn, upgrade) {
-                        guard.set_sender(s);
-                    }
-                    return Ok((resp, guard));
-                }
-                Ok(Err(mut e)) => match e.take_message() {
-                    Some(r) if !fresh => {
-                        req = r;
-                        continue;
-                    }
-                    Some(r) => return Err(AttemptError::NotSent(Box::new(r), e.into_error().to_string())),
-                    None => return Err(AttemptError::Lost(e.into_error().to_string())),
-                },
-            }
+            let table = self.router.load();
+            let keep: HashSet<u64> = table
+                .pools
+                .iter()
+                .flat_map(|p| &p.backends)
+                .filter(|b| !b.shared.draining.load(Ordering::Relaxed))
+                .map(|b| b.shared.uid)
+                .collect();
+            self.upstreams.retain(&keep, max_idle);
         }
     }
 }
@@ -345,36 +264,4 @@ fn record_failure(pool: &Pool, backend: &Backend, now: u64) {
         warn!(pool = %pool.name, container = %backend.container, addr = %backend.addr,
               ejected_for_ms = d.as_millis() as u64, "backend ejected after consecutive delivery failures");
     }
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-fn rebuild(method: &Method, uri: &Uri, headers: &http::HeaderMap, version: Version) -> Request<UpBody> {
-    let mut r = Request::new(Either::Right(Empty::new()));
-    *r.version_mut() = version;
-    *r.method_mut() = method.clone();
-    *r.uri_mut() = uri.clone();
-    *r.headers_mut() = headers.clone();
-    r
-}
-
-/// After a `101`, splice the client and backend connections together. The
-/// guard keeps the backend's in-flight count up for the tunnel's lifetime.
-async fn tunnel(on_client: hyper::upgrade::OnUpgrade, on_backend: hyper::upgrade::OnUpgrade, guard: Guard) {
-    let (client, backend) = match tokio::try_join!(on_client, on_backend) {
-        Ok(pair) => pair,
-        Err(e) => {
-            debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut backend = hyper_util::rt::TokioIo::new(backend);
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
-    drop(guard);
 }

@@ -1,5 +1,6 @@
 use super::*;
-use crate::docker::desired::{DesiredBackend, DesiredPool};
+use crate::model::{DesiredBackend, DesiredPool};
+use std::time::Duration;
 
 fn pool(hosts: &[&str], path: Option<&str>, addrs: &[&str]) -> DesiredPool {
     let opts = PoolOptions {
@@ -181,7 +182,7 @@ fn an_unchanged_pool_keeps_its_balancer_across_an_unrelated_swap() {
     router.update(desired(vec![("web", pool(&[], None, &["10.0.0.1:80", "10.0.0.2:80"]))]));
     let before = router.load();
     let mut d = desired(vec![("web", pool(&[], None, &["10.0.0.1:80", "10.0.0.2:80"]))]);
-    d.skipped.push(crate::docker::desired::Skipped {
+    d.skipped.push(crate::model::Skipped {
         id: "x".into(),
         container: "x".into(),
         reason: "test".into(),
@@ -192,5 +193,29 @@ fn an_unchanged_pool_keeps_its_balancer_across_an_unrelated_swap() {
     assert!(
         Arc::ptr_eq(&before.pools[0], &after.pools[0]),
         "the pool (and its round-robin position) was kept"
+    );
+}
+
+#[test]
+fn a_build_starts_the_slow_start_ramp_of_ready_backends_only_and_never_restarts_a_running_one() {
+    let mut d = desired(vec![("web", pool(&[], None, &["10.0.0.1:80", "10.0.0.2:80"]))]);
+    d.pools.get_mut("web").unwrap().backends[1].status = BackendStatus::Draining;
+    let registry = Registry::default();
+    let t = Instant::now();
+    let first = RoutingTable::build_at(d.clone(), &registry, None, t);
+    let b = &first.pools[0].backends;
+    assert_eq!(
+        b[0].shared.ready_since.elapsed(t + Duration::from_secs(1)),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(b[1].shared.ready_since.elapsed(t), None, "draining: no ramp");
+    // A later build does not restart a running ramp.
+    let later = RoutingTable::build_at(d, &registry, None, t + Duration::from_secs(5));
+    assert_eq!(
+        later.pools[0].backends[0]
+            .shared
+            .ready_since
+            .elapsed(t + Duration::from_secs(6)),
+        Some(Duration::from_secs(6))
     );
 }

@@ -11,8 +11,8 @@ fn sticky(backends: &[Backend]) -> Sticky {
     Sticky::new(Box::new(RoundRobin::new(backends, Ramp::default())), backends)
 }
 
-fn opts() -> labels::Sticky {
-    labels::Sticky { cookie: "srv".into() }
+fn opts() -> crate::model::Sticky {
+    crate::model::Sticky { cookie: "srv".into() }
 }
 
 /// One request as the proxy makes it: read the cookie, select, pin. Returns

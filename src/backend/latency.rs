@@ -1,4 +1,4 @@
-//! Peak-EWMA of a backend's latency, the load signal of `p2c`.
+//! Peak-EWMA of a backend's latency, the load signal of `p2c` ([`crate::balance::p2c`]).
 //!
 //! After Finagle's `PeakEwma` (`finagle-core/.../loadbalancer/PeakEwma.scala`)
 //! and its port in tower and linkerd2-proxy (`tower/src/load/peak_ewma.rs`):

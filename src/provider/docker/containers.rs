@@ -1,4 +1,4 @@
-//! Containers → desired state, as a pure function.
+//! Docker containers → desired state, as a pure function.
 //!
 //! The watcher hands in the latest listing (plain [`ContainerInfo`] values, no
 //! bollard types), the set of containers that received a stop signal, and the
@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::labels::{self, LabelContext, Parsed, PoolOptions};
+use crate::labels::{self, LabelContext, Parsed};
+use crate::model::{BackendStatus, Desired, DesiredBackend, DesiredPool, Skipped};
 
 /// What wharf needs to know about one container, taken from a listing.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,59 +67,6 @@ pub struct Settings {
     pub network: Option<String>,
     /// wharf's own container id, when it runs in one (its networks come from the listing).
     pub self_id: Option<String>,
-}
-
-/// Why a backend is or isn't taking new requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendStatus {
-    Ready,
-    /// Received a stop signal (or weight 0): no new requests, in-flight ones finish.
-    Draining,
-    /// Running but not (yet) allowed to take traffic; the text says why.
-    Waiting(String),
-}
-
-impl BackendStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BackendStatus::Ready => "ready",
-            BackendStatus::Draining => "draining",
-            BackendStatus::Waiting(_) => "unhealthy",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredBackend {
-    pub id: String,
-    pub container: String,
-    pub addr: SocketAddr,
-    pub weight: u32,
-    pub status: BackendStatus,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredPool {
-    pub opts: PoolOptions,
-    pub backends: Vec<DesiredBackend>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Skipped {
-    pub id: String,
-    pub container: String,
-    pub reason: String,
-}
-
-/// The desired routing, before it becomes a [`crate::routing::RoutingTable`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Desired {
-    pub pools: BTreeMap<String, DesiredPool>,
-    pub skipped: Vec<Skipped>,
-    /// Pool-wide disagreements and route conflicts.
-    pub problems: Vec<String>,
-    /// Unknown labels and other things worth a look that change nothing.
-    pub warnings: Vec<String>,
 }
 
 /// Derive the desired pools from a container listing.
@@ -210,7 +158,7 @@ pub fn derive(containers: &[ContainerInfo], draining: &HashSet<String>, settings
                 );
             }
             Some(pool) => {
-                let diffs = pool.opts.differences(&spec.pool_opts, &settings.label_prefix);
+                let diffs = labels::differences(&pool.opts, &spec.pool_opts, &settings.label_prefix);
                 if !diffs.is_empty() {
                     out.problems.push(format!(
                         "pool {}: container {} disagrees with the oldest member {} on {}; using {}'s values",
@@ -226,37 +174,6 @@ pub fn derive(containers: &[ContainerInfo], draining: &HashSet<String>, settings
         }
     }
     out
-}
-
-/// Add the `--static` pools: ready backends that serve any host. A static
-/// pool replaces a discovered pool of the same name (reported as a problem).
-pub fn add_static(d: &mut Desired, statics: &[crate::config::StaticPool]) {
-    for sp in statics {
-        if d.pools.contains_key(&sp.name) {
-            d.problems.push(format!(
-                "pool {}: --static replaces the discovered pool of that name",
-                sp.name
-            ));
-        }
-        let backends = sp
-            .addrs
-            .iter()
-            .map(|a| DesiredBackend {
-                id: format!("static:{}", sp.name),
-                container: "static".into(),
-                addr: *a,
-                weight: 1,
-                status: BackendStatus::Ready,
-            })
-            .collect();
-        d.pools.insert(
-            sp.name.clone(),
-            DesiredPool {
-                opts: PoolOptions::default(),
-                backends,
-            },
-        );
-    }
 }
 
 fn skip(c: &ContainerInfo, reason: String) -> Skipped {

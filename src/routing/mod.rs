@@ -4,72 +4,31 @@
 //! one, never a mix. The table is rebuilt from the desired state and stored
 //! only when that state changed.
 //!
-//! What must survive a swap — in-flight counts, request/error counters, idle
-//! upstream connections — lives in [`BackendShared`], keyed by
-//! [`BackendKey`] (container id + address) in a [`Registry`] that hands the
-//! same `Arc` to every table that contains the same backend.
+//! The table is plain data plus counters: pools, routes, balancers and the
+//! backends' shared counters. It holds no sockets and imports nothing of the
+//! proxy; what must survive a swap — in-flight counts, request/error
+//! counters, health, latency, the slow-start mark — lives in
+//! [`BackendShared`], keyed by [`BackendKey`] (container id + address) in a
+//! [`Registry`] that hands the same `Arc` to every table that contains the
+//! same backend. Whoever keeps per-backend resources of its own (the proxy's
+//! upstream connections) watches [`Router::subscribe`] and cleans up after
+//! each swap.
+
+mod registry;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::backend::Backend;
 use crate::balance::{self, Balancer};
-use crate::docker::desired::{BackendStatus, Desired};
-use crate::health::{self, BackendHealth};
-use crate::labels::{HostPattern, PoolOptions};
-use crate::proxy::pool::IdleConns;
-use crate::proxy::retry::RetryBudget;
-
-/// A backend's stable identity: the same container on a new address is a new backend.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BackendKey {
-    pub id: String,
-    pub addr: SocketAddr,
-}
-
-/// Per-backend state shared by every snapshot that contains the backend.
-#[derive(Debug, Default)]
-pub struct BackendShared {
-    pub in_flight: AtomicU64,
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-    /// Set while the backend drains: idle connections are closed, busy ones
-    /// are not returned to the pool.
-    pub draining: AtomicBool,
-    pub idle: IdleConns,
-    /// Passive and active health; survives swaps with the rest of this state.
-    pub health: BackendHealth,
-    /// Peak-EWMA of response-header latency, for `p2c`; the proxy records it.
-    pub latency: balance::Latency,
-    /// When the backend last became ready, for `wharf.slow_start`; set and
-    /// cleared by [`balance::build`].
-    pub ready_since: balance::ReadySince,
-}
-
-#[derive(Debug, Clone)]
-pub struct Backend {
-    pub key: BackendKey,
-    pub container: String,
-    pub addr: SocketAddr,
-    pub weight: u32,
-    pub status: BackendStatus,
-    pub shared: Arc<BackendShared>,
-}
-
-impl Backend {
-    /// Is it running, not draining, weight > 0 (what Docker and the labels say)?
-    pub fn is_ready(&self) -> bool {
-        self.status == BackendStatus::Ready && self.weight > 0
-    }
-
-    /// Ready, and neither ejected nor failing its active checks at `now_ms`.
-    pub fn is_available(&self, now_ms: u64) -> bool {
-        self.is_ready() && self.shared.health.is_healthy(now_ms)
-    }
-}
+use crate::health;
+use crate::model::{BackendStatus, Desired, HostPattern, PoolOptions};
+use crate::retry::RetryBudget;
+pub use registry::Registry;
 
 #[derive(Debug)]
 pub struct Pool {
@@ -137,6 +96,18 @@ impl RoutingTable {
     /// an unrelated change elsewhere does not reset its balancer (a round-robin
     /// cycle keeps its place).
     pub fn build(desired: Desired, registry: &Registry, previous: Option<&RoutingTable>) -> RoutingTable {
+        RoutingTable::build_at(desired, registry, previous, Instant::now())
+    }
+
+    /// [`RoutingTable::build`] at a given time: each ready backend's
+    /// slow-start ramp starts at `now` unless it already runs, and any other
+    /// backend loses its mark, so a container that comes back ramps again.
+    pub fn build_at(
+        desired: Desired,
+        registry: &Registry,
+        previous: Option<&RoutingTable>,
+        now: Instant,
+    ) -> RoutingTable {
         let mut t = RoutingTable::default();
         for (name, dp) in &desired.pools {
             let same = previous.and_then(|prev| {
@@ -152,15 +123,16 @@ impl RoutingTable {
                 .backends
                 .iter()
                 .map(|b| {
-                    let key = BackendKey {
-                        id: b.id.clone(),
-                        addr: b.addr,
-                    };
+                    let key = b.key();
                     let shared = registry.get(&key);
-                    let draining = b.status == BackendStatus::Draining;
-                    shared.draining.store(draining, Ordering::Relaxed);
-                    if draining {
-                        shared.idle.clear();
+                    shared
+                        .draining
+                        .store(b.status == BackendStatus::Draining, Ordering::Relaxed);
+                    // Slow start ramps from the first table in which the
+                    // backend is ready; any other state restarts the ramp.
+                    match b.status {
+                        BackendStatus::Ready => shared.ready_since.mark(now),
+                        _ => shared.ready_since.clear(),
                     }
                     if let Some(hc) = &dp.opts.health {
                         shared.health.enable_active(hc.rise, hc.fall);
@@ -303,31 +275,23 @@ pub fn prefix_match(prefix: &str, path: &str) -> bool {
     path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/') | Some(b'?'))
 }
 
-/// Hands out the shared state of each backend identity; entries whose backend
-/// left every table are dropped on the next build.
-#[derive(Debug, Default)]
-pub struct Registry {
-    map: Mutex<HashMap<BackendKey, Weak<BackendShared>>>,
-}
-
-impl Registry {
-    pub fn get(&self, key: &BackendKey) -> Arc<BackendShared> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = map.get(key).and_then(Weak::upgrade) {
-            return s;
-        }
-        map.retain(|_, w| w.strong_count() > 0);
-        let s = Arc::new(BackendShared::default());
-        map.insert(key.clone(), Arc::downgrade(&s));
-        s
-    }
-}
-
 /// The live table and the registry that keeps backend state across swaps.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Router {
     table: ArcSwap<RoutingTable>,
     registry: Registry,
+    /// Counts swaps; [`Router::subscribe`]rs are woken by each.
+    swaps: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router {
+            table: ArcSwap::default(),
+            registry: Registry::default(),
+            swaps: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Router {
@@ -344,7 +308,13 @@ impl Router {
         }
         let table = RoutingTable::build(desired, &self.registry, Some(&current));
         self.table.store(Arc::new(table));
+        self.swaps.send_modify(|n| *n += 1);
         true
+    }
+
+    /// Wakes after every swap (the value is the number of swaps so far).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.swaps.subscribe()
     }
 }
 

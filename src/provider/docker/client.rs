@@ -1,16 +1,22 @@
 //! The only user of bollard: connect, list, inspect, subscribe to events,
-//! and convert Docker's types into plain [`ContainerInfo`] values.
-//! Only GET endpoints are used: wharf never changes anything in Docker.
+//! and convert Docker's types into plain [`ContainerInfo`] and [`Event`]
+//! values. Only GET endpoints are used: wharf never changes anything in Docker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, EventMessage, PortSummaryTypeEnum};
+use bollard::models::{
+    ContainerSummary, ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum, PortSummaryTypeEnum,
+};
 use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
 use bollard::Docker;
-use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 
-use super::desired::{ContainerInfo, Health};
+use super::containers::{ContainerInfo, Health};
+use super::hints::{Event, EventKind};
+use super::watcher::Source;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -29,25 +35,68 @@ pub fn docker_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
-/// Connect as the Docker CLI does (`DOCKER_HOST`: unix://, tcp://, with
-/// `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`) and negotiate the API version: the
-/// daemon may be older than the API version bollard speaks by default.
-pub async fn connect() -> Result<Docker, DockerError> {
-    let host = docker_host();
-    let unreachable = |source| DockerError::Unreachable {
-        host: host.clone(),
-        source,
-    };
-    // A hung daemon should not stall the watcher for bollard's default 2 min
-    // (the timeout covers response headers, not the long-lived events body).
-    let docker = Docker::connect_with_defaults()
-        .map_err(unreachable)?
-        .with_timeout(std::time::Duration::from_secs(20));
-    docker.negotiate_version().await.map_err(unreachable)
+/// A connection to the Docker Engine API (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct DockerClient {
+    docker: Docker,
 }
 
-/// Running (and paused) containers.
-pub async fn list(docker: &Docker) -> Result<Vec<ContainerInfo>, DockerError> {
+impl DockerClient {
+    /// Connect as the Docker CLI does (`DOCKER_HOST`: unix://, tcp://, with
+    /// `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`) and negotiate the API version:
+    /// the daemon may be older than the API version bollard speaks by default.
+    pub async fn connect() -> Result<DockerClient, DockerError> {
+        let host = docker_host();
+        let unreachable = |source| DockerError::Unreachable {
+            host: host.clone(),
+            source,
+        };
+        // A hung daemon should not stall the watcher for bollard's default 2 min
+        // (the timeout covers response headers, not the long-lived events body).
+        let docker = Docker::connect_with_defaults()
+            .map_err(unreachable)?
+            .with_timeout(std::time::Duration::from_secs(20));
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(DockerClient { docker })
+    }
+
+    /// Running (and paused) containers.
+    pub async fn list(&self) -> Result<Vec<ContainerInfo>, DockerError> {
+        list(&self.docker).await
+    }
+
+    /// [`DockerClient::list`], with an API error reported as "unreachable"
+    /// (the start-up check).
+    pub async fn list_checked(&self) -> Result<Vec<ContainerInfo>, DockerError> {
+        self.list().await.map_err(|e| match e {
+            DockerError::Api(source) => DockerError::Unreachable {
+                host: docker_host(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// wharf's own container id, when it runs in one.
+    pub async fn find_self(&self) -> Option<String> {
+        find_self(&self.docker).await
+    }
+}
+
+impl Source for DockerClient {
+    fn list(&self) -> BoxFuture<'static, Result<Vec<ContainerInfo>, String>> {
+        let docker = self.docker.clone();
+        async move { list(&docker).await.map_err(|e| e.to_string()) }.boxed()
+    }
+
+    fn events(&self, since_unix: i64) -> BoxStream<'static, Result<Event, String>> {
+        events(&self.docker, since_unix)
+            .map(|r| r.map(from_event).map_err(|e| e.to_string()))
+            .boxed()
+    }
+}
+
+async fn list(docker: &Docker) -> Result<Vec<ContainerInfo>, DockerError> {
     let opts = ListContainersOptions {
         all: false,
         ..Default::default()
@@ -58,10 +107,10 @@ pub async fn list(docker: &Docker) -> Result<Vec<ContainerInfo>, DockerError> {
 
 /// The container events wharf reacts to, and network connect/disconnect.
 /// No label filter: it would drop network events.
-pub fn events(
+fn events(
     docker: &Docker,
     since_unix: i64,
-) -> impl Stream<Item = Result<EventMessage, bollard::errors::Error>> + use<> {
+) -> impl futures::Stream<Item = Result<EventMessage, bollard::errors::Error>> + use<> {
     let mut filters = HashMap::new();
     filters.insert("type".to_string(), vec!["container".to_string(), "network".to_string()]);
     filters.insert(
@@ -95,7 +144,7 @@ pub fn events(
 /// `/proc/self/mountinfo` (Docker bind-mounts `/etc/hostname` from
 /// `/var/lib/docker/containers/<id>/`), or from the cgroup path, else the
 /// hostname (Docker's default hostname is the short id). `None` on the host.
-pub async fn find_self(docker: &Docker) -> Option<String> {
+async fn find_self(docker: &Docker) -> Option<String> {
     let mut candidates = Vec::new();
     if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
         candidates.extend(container_id_in(&m));
@@ -128,6 +177,32 @@ pub fn container_id_in(text: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A container event names the container as its actor; a network event
+/// names the network, and the container in its `container` attribute.
+fn from_event(ev: EventMessage) -> Event {
+    let kind = match ev.typ {
+        Some(EventMessageTypeEnum::CONTAINER) => EventKind::Container,
+        Some(EventMessageTypeEnum::NETWORK) => EventKind::Network,
+        _ => EventKind::Other,
+    };
+    let (actor_id, mut attrs) = match ev.actor {
+        Some(a) => (a.id.unwrap_or_default(), a.attributes.unwrap_or_default()),
+        None => (String::new(), HashMap::new()),
+    };
+    let (id, name) = match kind {
+        EventKind::Network => (attrs.remove("container").unwrap_or_default(), String::new()),
+        _ => (actor_id, attrs.remove("name").unwrap_or_default()),
+    };
+    Event {
+        kind,
+        action: ev.action.unwrap_or_default(),
+        id,
+        name,
+        signal: attrs.remove("signal"),
+        time_nano: ev.time_nano,
+    }
 }
 
 fn from_summary(s: ContainerSummary) -> Option<ContainerInfo> {

@@ -188,19 +188,6 @@ fn health_is_read_from_the_status_text_of_older_daemons() {
 }
 
 #[test]
-fn static_pools_are_ready_and_replace_a_discovered_pool_of_that_name() {
-    let mut d = derive(
-        &[container("a", 1, &[("wharf.pool", "web")], &[("net", "172.18.0.2")])],
-        &HashSet::new(),
-        &settings(),
-    );
-    let sp = crate::config::parse_static("web=127.0.0.1:9000,127.0.0.1:9001").unwrap();
-    add_static(&mut d, &[sp]);
-    assert_eq!(d.pools["web"].backends.len(), 2);
-    assert_eq!(d.problems.len(), 1);
-}
-
-#[test]
 fn wharf_in_a_container_skips_backends_that_share_none_of_its_networks() {
     let me = container("me", 0, &[], &[("mine", "172.20.0.9")]);
     let other = container("a", 1, &[("wharf.pool", "web")], &[("theirs", "172.21.0.2")]);

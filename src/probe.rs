@@ -1,5 +1,6 @@
 //! Active health checks: one prober task per backend of a pool with
-//! `wharf.health.path`.
+//! `wharf.health.path`. The counting is [`crate::health`]'s (pure); this is
+//! the I/O around it, started by the publisher after each swap.
 //!
 //! The task holds only a `Weak` reference to the backend's shared state, so it
 //! ends by itself once the backend has left every routing table. Until the
@@ -13,12 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{Either, Empty};
+use http_body_util::Empty;
 use tracing::{info, warn};
 
-use crate::labels::HealthCheck;
-use crate::proxy::pool;
-use crate::routing::{BackendShared, RoutingTable};
+use crate::backend::BackendShared;
+use crate::model::HealthCheck;
+use crate::net;
+use crate::routing::RoutingTable;
 
 const FAST_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -63,14 +65,14 @@ async fn run(weak: Weak<BackendShared>, addr: SocketAddr, check: HealthCheck, po
 /// One `GET path` on a fresh connection: passes on 2xx or 3xx within the timeout.
 pub async fn probe_once(addr: SocketAddr, check: &HealthCheck) -> Result<(), String> {
     let attempt = async {
-        let mut sender = pool::connect(addr, check.timeout, false)
+        let mut sender = net::connect::<Empty<Bytes>>(addr, check.timeout, false)
             .await
             .map_err(|e| e.to_string())?;
         let req = Request::get(check.path.as_str())
             .header(http::header::HOST, addr.to_string())
             .header(http::header::USER_AGENT, "wharf-health")
             .header(http::header::CONNECTION, "close")
-            .body(Either::Right(Empty::<Bytes>::new()))
+            .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();

@@ -1,0 +1,132 @@
+//! Pool-wide options: what every member of a pool must agree on, normalised
+//! so that two members agree exactly when their options are equal.
+//!
+//! Parsing them from labels is [`crate::labels`]' job; this file only says
+//! what they are and how they are named.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Cookie name used by `sticky=cookie`.
+pub const DEFAULT_STICKY_COOKIE: &str = "wharf_sticky";
+
+/// Settings that must agree across all members of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolOptions {
+    /// Empty = any host. Lowercased, deduplicated, sorted.
+    pub hosts: Vec<HostPattern>,
+    /// Starts with `/`, no trailing `/`; `/` normalises to `None`.
+    pub path: Option<String>,
+    pub strip_prefix: bool,
+    pub balance: Balance,
+    pub sticky: Option<Sticky>,
+    pub protocol: Protocol,
+    pub health: Option<HealthCheck>,
+    pub slow_start: Duration,
+    /// Further backends tried when one can't be reached, 0..=10.
+    pub retries: u32,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            hosts: Vec::new(),
+            path: None,
+            strip_prefix: false,
+            balance: Balance::RoundRobin,
+            sticky: None,
+            protocol: Protocol::Http,
+            health: None,
+            slow_start: Duration::ZERO,
+            retries: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    Exact(String),
+    /// The suffix with its leading dot: `*.example.com` is `Wildcard(".example.com")`.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// `host` is already lowercased, without port. A wildcard needs at least one more label.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => host == h,
+            HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastConn,
+    IpHash,
+    Random,
+    P2c,
+}
+
+impl Balance {
+    pub const ALL: &[Balance] = &[
+        Balance::RoundRobin,
+        Balance::LeastConn,
+        Balance::IpHash,
+        Balance::Random,
+        Balance::P2c,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastConn => "least_conn",
+            Balance::IpHash => "ip_hash",
+            Balance::Random => "random",
+            Balance::P2c => "p2c",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sticky {
+    pub cookie: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Http,
+    H2c,
+}
+
+impl Protocol {
+    pub const ALL: &[Protocol] = &[Protocol::Http, Protocol::H2c];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::H2c => "h2c",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}

@@ -1,0 +1,256 @@
+//! The loop under paused time, with a scripted [`Source`]: what is listed
+//! when, what is published between listings, and how a lost connection is
+//! handled. Time only moves when the test sleeps.
+
+use std::sync::{Arc, Mutex};
+
+use futures::channel::mpsc;
+use futures::FutureExt;
+
+use super::*;
+use crate::model::BackendStatus;
+use crate::provider::docker::containers::Health;
+use crate::provider::Discovery;
+use crate::routing::Router;
+
+#[derive(Default)]
+struct Script {
+    containers: Vec<ContainerInfo>,
+    /// Listings started so far.
+    lists: usize,
+    list_delay: Duration,
+    fail_lists: bool,
+    subscriptions: usize,
+    events: Option<mpsc::UnboundedSender<Result<Event, String>>>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<Script>>);
+
+impl Fake {
+    fn with<R>(&self, f: impl FnOnce(&mut Script) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+
+    fn send(&self, ev: Event) {
+        self.with(|s| s.events.as_ref().expect("subscribed").unbounded_send(Ok(ev)).unwrap());
+    }
+
+    fn lists(&self) -> usize {
+        self.with(|s| s.lists)
+    }
+}
+
+impl Source for Fake {
+    fn list(&self) -> BoxFuture<'static, Result<Vec<ContainerInfo>, String>> {
+        let (delay, fail, snapshot) = self.with(|s| {
+            s.lists += 1;
+            (s.list_delay, s.fail_lists, s.containers.clone())
+        });
+        // Like the daemon: the listing reflects the moment it was asked for.
+        async move {
+            sleep(delay).await;
+            if fail {
+                Err("daemon gone".to_string())
+            } else {
+                Ok(snapshot)
+            }
+        }
+        .boxed()
+    }
+
+    fn events(&self, _since: i64) -> BoxStream<'static, Result<Event, String>> {
+        let (tx, rx) = mpsc::unbounded();
+        self.with(|s| {
+            s.subscriptions += 1;
+            s.events = Some(tx);
+        });
+        rx.boxed()
+    }
+}
+
+fn container(id: &str, ip: &str) -> ContainerInfo {
+    ContainerInfo {
+        id: id.into(),
+        name: id.into(),
+        labels: [("wharf.pool".to_string(), "web".to_string())].into(),
+        networks: [("net".to_string(), ip.parse().ok())].into(),
+        exposed_ports: vec![80],
+        created: 0,
+        paused: false,
+        health: Health::None,
+    }
+}
+
+fn event(action: &str, id: &str) -> Event {
+    Event {
+        kind: super::super::hints::EventKind::Container,
+        action: action.into(),
+        id: id.into(),
+        name: id.into(),
+        signal: (action == "kill").then(|| "15".to_string()),
+        time_nano: None,
+    }
+}
+
+struct Running {
+    fake: Fake,
+    router: Arc<Router>,
+    discovery: Arc<Discovery>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(containers: Vec<ContainerInfo>) -> Running {
+        let fake = Fake::default();
+        fake.with(|s| s.containers = containers);
+        let router = Arc::new(Router::default());
+        let discovery = Arc::new(Discovery::default());
+        let out = Publisher::new(Arc::clone(&router), vec![], Arc::clone(&discovery));
+        let settings = Settings {
+            label_prefix: "wharf".into(),
+            ..Settings::default()
+        };
+        let w = Watcher {
+            source: fake.clone(),
+            settings,
+            out,
+        };
+        Running {
+            fake,
+            router,
+            discovery,
+            task: tokio::spawn(w.run()),
+        }
+    }
+
+    /// `id=state` of every backend of pool `web`.
+    fn states(&self) -> Vec<String> {
+        let t = self.router.load();
+        let Some(p) = t.desired.pools.get("web") else {
+            return vec![];
+        };
+        p.backends
+            .iter()
+            .map(|b| format!("{}={}", b.id, b.status.as_str()))
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn after(ms: u64) {
+    sleep(Duration::from_millis(ms)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_events_costs_one_relist_then_one_second_look_then_the_minute_resync() {
+    let w = Running::start(vec![container("c1", "10.0.0.1")]);
+    after(1).await;
+    assert_eq!((w.fake.lists(), w.states()), (1, vec!["c1=ready".to_string()]));
+    assert!(w.discovery.is_ready());
+
+    w.fake.with(|s| s.containers.push(container("c2", "10.0.0.2")));
+    for _ in 0..20 {
+        w.fake.send(event("start", "c2"));
+    }
+    after(2).await;
+    assert_eq!(w.fake.lists(), 1, "still gathering the burst");
+    after(2).await;
+    assert_eq!(w.fake.lists(), 2, "one re-list for twenty events");
+    assert_eq!(w.states(), ["c1=ready", "c2=ready"]);
+    after(240).await;
+    assert_eq!(w.fake.lists(), 2);
+    after(20).await;
+    assert_eq!(w.fake.lists(), 3, "the second look, 250 ms after the burst");
+    after(59_000).await;
+    assert_eq!(w.fake.lists(), 3);
+    after(2_000).await;
+    assert_eq!(w.fake.lists(), 4, "the periodic resync");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_signal_drains_at_once_even_while_a_slow_relist_is_in_flight() {
+    let w = Running::start(vec![container("c1", "10.0.0.1"), container("c2", "10.0.0.2")]);
+    after(1).await;
+    w.fake.with(|s| s.list_delay = Duration::from_secs(10));
+    w.fake.send(event("start", "c3"));
+    after(5).await;
+    assert_eq!(w.fake.lists(), 2, "a 10 s re-list is in flight");
+
+    w.fake.send(event("kill", "c1"));
+    after(1).await;
+    assert_eq!(
+        w.states(),
+        ["c1=draining", "c2=ready"],
+        "published without waiting for the listing"
+    );
+    w.fake.send(event("die", "c1"));
+    after(1).await;
+    assert_eq!(w.states(), ["c2=ready"]);
+
+    // The listing in flight predates those events: once it lands, the
+    // watcher lists again rather than trust it.
+    after(10_000).await;
+    assert_eq!(w.states(), ["c2=ready"], "a stale listing does not resurrect c1");
+    after(10).await;
+    assert_eq!(
+        w.fake.lists(),
+        3,
+        "one more listing after events that arrived during one"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_events_stream_keeps_the_pools_then_resubscribes_and_relists() {
+    let w = Running::start(vec![container("c1", "10.0.0.1")]);
+    after(1).await;
+    w.fake.with(|s| s.events = None); // the daemon hangs up
+    after(1).await;
+    let status = w.discovery.snapshot();
+    assert!(!status.connected && status.reconnects == 1, "{status:?}");
+    assert_eq!(w.states(), ["c1=ready"], "the last known pools keep serving");
+    after(100).await; // back-off: at most 100 ms after the first failure
+    assert_eq!(w.fake.with(|s| (s.subscriptions, s.lists)), (2, 2));
+    assert!(w.discovery.snapshot().connected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_listing_keeps_the_pools_and_backs_off_exponentially() {
+    let w = Running::start(vec![container("c1", "10.0.0.1")]);
+    after(1).await;
+    w.fake.with(|s| s.fail_lists = true);
+    w.fake.send(event("start", "c2"));
+    after(10).await;
+    assert_eq!(w.fake.lists(), 2);
+    assert_eq!(w.states(), ["c1=ready"]);
+    // Failures 1, 2, 3 wait up to 100, 200, 400 ms before reconnecting.
+    after(100 + 200 + 400).await;
+    let (subs, lists) = w.fake.with(|s| (s.subscriptions, s.lists));
+    assert_eq!(
+        (subs, lists),
+        (4, 5),
+        "three more attempts, each a subscription and a listing"
+    );
+    assert_eq!(w.states(), ["c1=ready"], "still serving the last known pools");
+    w.fake.with(|s| s.fail_lists = false);
+    after(1_000).await;
+    assert!(w.discovery.snapshot().connected);
+}
+
+#[test]
+fn backoff_grows_to_a_cap_with_jitter() {
+    assert_eq!(backoff(1, 1.0), Duration::from_millis(100));
+    assert_eq!(backoff(3, 1.0), Duration::from_millis(400));
+    assert_eq!(backoff(30, 1.0), Duration::from_secs(5));
+    assert_eq!(backoff(1, 0.5), Duration::from_millis(50));
+}
+
+#[test]
+fn drain_status_is_what_routing_sees() {
+    assert_eq!(BackendStatus::Draining.as_str(), "draining");
+}

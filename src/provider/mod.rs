@@ -1,0 +1,30 @@
+//! Providers: where backends come from, behind one seam.
+//!
+//! A provider turns the state of the outside world into a [`Desired`] state
+//! and hands every new one to a [`Publisher`]. The publisher is
+//! provider-neutral: it adds the `--static` pools, logs what changed, swaps
+//! the routing table and starts the health probes the new table needs. A stop
+//! signal is published the same way, as a desired state in which the backend
+//! drains, the moment the provider learns of it.
+//!
+//! - [`docker`]: containers of the local Docker Engine (events + listings);
+//! - [`statics`]: `--provider none`, only the `--static` pools.
+//!
+//! A provider needs nothing from another one; Swarm will be a third.
+
+pub mod docker;
+pub mod publish;
+pub mod statics;
+
+use futures::future::BoxFuture;
+
+pub use publish::{Discovery, Publisher, Status};
+
+/// A source of desired states.
+pub trait Provider: Send + 'static {
+    /// Keep `out` current until the returned future is dropped (at shutdown
+    /// the caller aborts its task). Losing the source never clears the
+    /// routes: the provider keeps the last state published and says so in
+    /// the discovery status.
+    fn run(self: Box<Self>, out: Publisher) -> BoxFuture<'static, ()>;
+}

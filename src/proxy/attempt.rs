@@ -1,0 +1,97 @@
+//! One attempt on one backend: a pooled or new connection, then the request.
+//!
+//! A pooled connection can turn out dead (the backend closed it while it sat
+//! idle); that does not count as an attempt, and the request — given back by
+//! hyper's `try_send_request` — goes on the next pooled or a fresh
+//! connection. A fresh connection is the last word on this backend.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::body::Guard;
+use super::upstream::{Conn, UpBody};
+use super::Proxy;
+use crate::backend::Backend;
+use crate::net;
+
+/// How an attempt ended.
+pub(super) enum Attempted {
+    /// Response headers arrived; the guard holds the in-flight slot.
+    Answered(Response<Incoming>, Guard),
+    /// The request was not sent: it comes back for another backend.
+    NotSent(Box<Request<UpBody>>, String),
+    /// The request was sent and the connection died before response headers.
+    Lost(String),
+    /// No response headers within the request timeout.
+    Timeout,
+}
+
+impl Proxy {
+    pub(super) async fn attempt(
+        &self,
+        backend: &Backend,
+        mut req: Request<UpBody>,
+        upgrade: bool,
+        h2: bool,
+    ) -> Attempted {
+        let mut guard = Guard::new(Arc::clone(&backend.shared));
+        let uid = backend.shared.uid;
+        let ups = &self.upstreams;
+        loop {
+            let pooled = match (upgrade, h2) {
+                (true, _) => None,
+                (false, false) => ups.take(uid, self.timeouts.upstream_idle).map(Conn::H1),
+                (false, true) => ups.take_h2(uid).map(Conn::H2),
+            };
+            let fresh = pooled.is_none();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let connected = if h2 {
+                        net::connect_h2(backend.addr, self.timeouts.connect).await.map(|s| {
+                            ups.set_h2(uid, s.clone());
+                            Conn::H2(s)
+                        })
+                    } else {
+                        net::connect(backend.addr, self.timeouts.connect, upgrade)
+                            .await
+                            .map(Conn::H1)
+                    };
+                    match connected {
+                        Ok(c) => c,
+                        Err(e) => return Attempted::NotSent(Box::new(req), e.to_string()),
+                    }
+                }
+            };
+            if conn.ready().await.is_err() {
+                if fresh {
+                    let why = format!("connection to {} closed", backend.addr);
+                    return Attempted::NotSent(Box::new(req), why);
+                }
+                continue;
+            }
+            let sent = tokio::time::timeout(self.timeouts.request, conn.try_send(req)).await;
+            match sent {
+                Err(_) => return Attempted::Timeout,
+                Ok(Ok(resp)) => {
+                    // HTTP/1 connections go back to the pool when the body ends;
+                    // the shared HTTP/2 one never left it.
+                    if let (Conn::H1(s), false) = (conn, upgrade) {
+                        guard.set_sender(ups, s);
+                    }
+                    return Attempted::Answered(resp, guard);
+                }
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(r) if !fresh => {
+                        req = r;
+                        continue;
+                    }
+                    Some(r) => return Attempted::NotSent(Box::new(r), e.into_error().to_string()),
+                    None => return Attempted::Lost(e.into_error().to_string()),
+                },
+            }
+        }
+    }
+}

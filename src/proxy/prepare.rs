@@ -1,0 +1,118 @@
+//! The client's request → the request wharf sends upstream: the path with
+//! any stripped prefix, hop-by-hop headers removed, `X-Forwarded-*` set, the
+//! Host kept, HTTP/2's `:authority` for h2c pools, and — for a request that
+//! may be replayed on another backend — a copy of its head.
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body as _, Incoming};
+use hyper::upgrade::OnUpgrade;
+
+use super::error::ProxyError;
+use super::headers;
+use super::upstream::UpBody;
+use crate::model::Protocol;
+use crate::retry;
+use crate::routing::Pool;
+
+/// A request ready for its first attempt.
+pub struct Prepared {
+    pub req: Request<UpBody>,
+    /// The client asked for a protocol upgrade (HTTP/1.1 only): its side of the tunnel.
+    pub upgrade: Option<OnUpgrade>,
+    /// Spoken to the backend in HTTP/2 (an h2c pool, not an upgrade).
+    pub h2: bool,
+    /// The head of an idempotent request without a body, kept for a replay.
+    pub replay: Option<Replay>,
+}
+
+/// What is needed to send a bodyless request again.
+pub struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    version: Version,
+}
+
+impl Replay {
+    pub fn request(&self) -> Request<UpBody> {
+        let mut r = Request::new(Either::Right(Empty::new()));
+        *r.version_mut() = self.version;
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
+}
+
+/// `prefix_len`: how much of the path the route matched (stripped if the
+/// pool says so). `trusted`: the peer is a trusted proxy (its
+/// `X-Forwarded-*` are kept and extended).
+pub fn prepare(
+    mut req: Request<Incoming>,
+    pool: &Pool,
+    prefix_len: usize,
+    client: SocketAddr,
+    trusted: bool,
+) -> Result<Prepared, ProxyError> {
+    let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let pq = if pool.opts.strip_prefix && prefix_len > 0 {
+        headers::strip_prefix(pq, prefix_len)
+    } else {
+        pq.to_string()
+    };
+    let host_value = parts.headers.get(http::header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let h2 = pool.opts.protocol == Protocol::H2c && !upgrade;
+    // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
+    let te_trailers = h2 && headers::te_trailers(&parts.headers);
+    headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
+    let uri: Uri = if h2 {
+        // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
+        let authority = host_value
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        format!("http://{authority}{pq}").parse()
+    } else {
+        if let Some(h) = host_value {
+            parts.headers.insert(http::header::HOST, h);
+        }
+        pq.parse()
+    }
+    .map_err(|_| ProxyError::BadRequest("invalid path or host"))?;
+    if te_trailers {
+        parts
+            .headers
+            .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    let version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    let replayable = pool.opts.retries > 0 && retry::is_idempotent(&parts.method) && body.is_end_stream();
+    let replay = replayable.then(|| Replay {
+        method: parts.method.clone(),
+        uri: uri.clone(),
+        headers: parts.headers.clone(),
+        version,
+    });
+    let mut up = Request::new(Either::Left(body));
+    *up.method_mut() = parts.method;
+    *up.uri_mut() = uri;
+    *up.version_mut() = version;
+    *up.headers_mut() = parts.headers;
+    Ok(Prepared {
+        req: up,
+        upgrade: client_upgrade,
+        h2,
+        replay,
+    })
+}

@@ -1,0 +1,144 @@
+//! Upstream connections, owned by the proxy: idle keep-alive HTTP/1.1
+//! connections and one shared HTTP/2 connection per backend, keyed by the
+//! backend's [`uid`](crate::backend::BackendShared::uid).
+//!
+//! wharf keeps its own small pool instead of hyper-util's client so that it
+//! controls the two moments that matter for zero failed requests:
+//! - a connect failure happens *before* the request is handed over, so any
+//!   request (with a body too) can go to another backend;
+//! - a draining backend's idle connections are closed at once and its busy
+//!   ones are not put back.
+//!
+//! The routing table knows nothing of these sockets (pingora keeps `Backend`
+//! plain and its connection pool in the proxy). The proxy watches the router:
+//! after every swap [`Upstreams::retain`] closes the connections of backends
+//! that left the table or drain, and a reaper closes those idle for longer
+//! than the upstream idle timeout, which stays below common backend
+//! keep-alive timeouts (the race where a backend closes a connection just as
+//! it is reused is handled by `try_send_request` giving the request back).
+//! Idle connections are reused last-in first-out.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+
+/// The body wharf sends upstream: the client's, or an empty one when a
+/// bodyless request is replayed.
+pub type UpBody = Either<Incoming, Empty<Bytes>>;
+pub type Sender = http1::SendRequest<UpBody>;
+/// HTTP/2 (h2c) connections are multiplexed: one per backend, shared by clones.
+pub type H2Sender = http2::SendRequest<UpBody>;
+
+/// A connection ready for one request, of either protocol.
+pub enum Conn {
+    H1(Sender),
+    H2(H2Sender),
+}
+
+type TrySend = Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<UpBody>>>;
+
+impl Conn {
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Conn::H1(s) => s.ready().await,
+            Conn::H2(s) => s.ready().await,
+        }
+    }
+
+    /// Send, or get the request back if the connection could not take it.
+    pub fn try_send(&mut self, req: http::Request<UpBody>) -> impl std::future::Future<Output = TrySend> {
+        match self {
+            Conn::H1(s) => futures::future::Either::Left(s.try_send_request(req)),
+            Conn::H2(s) => futures::future::Either::Right(s.try_send_request(req)),
+        }
+    }
+}
+
+/// Most idle connections kept per backend; more are closed when returned.
+const MAX_IDLE: usize = 256;
+
+#[derive(Debug, Default)]
+struct Idle {
+    h1: Vec<(Sender, Instant)>,
+    h2: Option<H2Sender>,
+}
+
+/// Every backend's idle connections.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    map: Mutex<HashMap<u64, Idle>>,
+}
+
+impl Upstreams {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<u64, Idle>) -> R) -> R {
+        f(&mut self.map.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Backend `uid`'s most recently returned live connection younger than `max_idle`.
+    pub fn take(&self, uid: u64, max_idle: Duration) -> Option<Sender> {
+        self.with(|m| {
+            let idle = m.get_mut(&uid)?;
+            while let Some((s, since)) = idle.h1.pop() {
+                if since.elapsed() < max_idle && !s.is_closed() {
+                    return Some(s);
+                }
+            }
+            None
+        })
+    }
+
+    /// Give a connection back after a response ended cleanly.
+    pub fn put(&self, uid: u64, s: Sender) {
+        if s.is_closed() {
+            return;
+        }
+        self.with(|m| {
+            let idle = &mut m.entry(uid).or_default().h1;
+            if idle.len() < MAX_IDLE {
+                idle.push((s, Instant::now()));
+            }
+        });
+    }
+
+    /// Backend `uid`'s shared HTTP/2 connection, if it is still open.
+    pub fn take_h2(&self, uid: u64) -> Option<H2Sender> {
+        self.with(|m| {
+            let slot = &mut m.get_mut(&uid)?.h2;
+            match slot {
+                Some(s) if !s.is_closed() => Some(s.clone()),
+                _ => {
+                    *slot = None;
+                    None
+                }
+            }
+        })
+    }
+
+    pub fn set_h2(&self, uid: u64, s: H2Sender) {
+        self.with(|m| m.entry(uid).or_default().h2 = Some(s));
+    }
+
+    /// Keep only the connections of backends in `keep` (dropping a
+    /// `SendRequest` ends its connection; an HTTP/2 one once its open
+    /// streams are done), and of those only the ones idle for less than
+    /// `max_idle`.
+    pub fn retain(&self, keep: &HashSet<u64>, max_idle: Duration) {
+        self.with(|m| {
+            m.retain(|uid, _| keep.contains(uid));
+            for idle in m.values_mut() {
+                idle.h1
+                    .retain(|(s, since)| since.elapsed() < max_idle && !s.is_closed());
+            }
+        });
+    }
+
+    /// Idle HTTP/1.1 connections to backend `uid` (for the state API).
+    pub fn idle(&self, uid: u64) -> usize {
+        self.with(|m| m.get(&uid).map_or(0, |i| i.h1.len()))
+    }
+}
