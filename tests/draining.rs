@@ -617,6 +617,7 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
     })
     .await;
 
+    let unpause_called = load.elapsed();
     block_in_place(|| victim.unpause());
     let unpaused = load.elapsed();
     // Normally a few ms; the deadline is far below wharf's 60 s periodic
@@ -646,8 +647,11 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
 
     let pause_at = report.offset_unix_ns(pause_ns);
     // wharf may restore the backend on Docker's `unpause` event, a few ms
-    // before the CLI returns: the paused window ends at that event.
-    let unpause_at = report.offset_unix_ns(unpause_ns);
+    // before the CLI returns, or on a listing taken after the daemon thawed
+    // the container but before it logged the event (as with `kill`, the
+    // event follows the action): the paused window ends at the earlier of
+    // the event and the moment the test asked for the unpause.
+    let unpause_at = report.offset_unix_ns(unpause_ns).min(unpause_called);
     let not_ok: Vec<&Outcome> = report.not_ok_outcomes().collect();
     let last_failure = not_ok.iter().map(|o| o.done).max();
     let stalled: Vec<&Outcome> = report
