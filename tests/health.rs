@@ -10,12 +10,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde_json::Value;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------------------
 // Active checks: out after `fall` failures, back after `rise` passes
@@ -531,145 +529,6 @@ async fn a_backend_with_a_one_second_keepalive_timeout_fails_no_request_spaced_a
 // ---------------------------------------------------------------------------
 // A backend that breaks off a response
 // ---------------------------------------------------------------------------
-
-/// How a response read off a raw HTTP/1.1 connection ended.
-#[derive(Debug, PartialEq, Eq)]
-enum RawEnd {
-    /// The message framing says the body is complete.
-    Complete { status: u16, framing: String, body: usize },
-    /// The connection ended (EOF or error) before the framing's end.
-    Broken {
-        status: u16,
-        framing: String,
-        body: usize,
-        how: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Framing {
-    Length(usize),
-    Chunked,
-    Close,
-}
-
-/// Parses a chunked body so far: (data bytes, whether the last chunk arrived).
-fn chunked_progress(b: &[u8]) -> (usize, bool) {
-    let (mut pos, mut data) = (0usize, 0usize);
-    loop {
-        let Some(eol) = b[pos..].windows(2).position(|w| w == b"\r\n") else {
-            return (data, false);
-        };
-        let line = String::from_utf8_lossy(&b[pos..pos + eol]);
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(usize::MAX);
-        if size == usize::MAX {
-            return (data, false); // garbage: never a clean end
-        }
-        if size == 0 {
-            return (data, true);
-        }
-        let start = pos + eol + 2;
-        if b.len() < start + size + 2 {
-            return (data + b.len().saturating_sub(start).min(size), false);
-        }
-        data += size;
-        pos = start + size + 2;
-    }
-}
-
-/// `GET path` on a fresh raw TCP connection, read until the framing says the
-/// response is complete or the connection ends.
-async fn raw_get(addr: SocketAddr, host: &str, path: &str) -> Result<RawEnd, String> {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: raw-test\r\n\r\n");
-    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let deadline = tokio::time::Instant::now() + secs(15);
-    let mut head: Option<(usize, u16, Framing)> = None;
-    loop {
-        let read = tokio::time::timeout_at(deadline, s.read(&mut chunk))
-            .await
-            .map_err(|_| format!("no end within 15 s; {} bytes so far", buf.len()))?;
-        let ended = match read {
-            Ok(0) => Some("EOF".to_string()),
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                None
-            }
-            Err(e) => Some(format!("read error: {e}")),
-        };
-        if head.is_none() {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let text = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                let status = text
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(format!("bad status line: {text}"))?;
-                let header = |name: &str| {
-                    text.lines()
-                        .skip(1)
-                        .find_map(|l| {
-                            l.split_once(':')
-                                .filter(|(k, _)| k.trim() == name)
-                                .map(|(_, v)| v.trim())
-                        })
-                        .map(str::to_string)
-                };
-                let framing = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-                    Framing::Chunked
-                } else if let Some(n) = header("content-length") {
-                    Framing::Length(n.parse().map_err(|_| format!("content-length {n}"))?)
-                } else {
-                    Framing::Close
-                };
-                head = Some((end + 4, status, framing));
-            }
-        }
-        let Some((start, status, framing)) = head else {
-            if let Some(how) = ended {
-                return Err(format!("{how} before the response head ({} bytes)", buf.len()));
-            }
-            continue;
-        };
-        let body = &buf[start..];
-        let (data, complete, name) = match framing {
-            Framing::Length(n) => (body.len().min(n), body.len() >= n, format!("content-length {n}")),
-            Framing::Chunked => {
-                let (d, c) = chunked_progress(body);
-                (d, c, "chunked".to_string())
-            }
-            Framing::Close => (body.len(), false, "close-delimited".to_string()),
-        };
-        if complete {
-            return Ok(RawEnd::Complete {
-                status,
-                framing: name,
-                body: data,
-            });
-        }
-        if let Some(how) = ended {
-            return Ok(match framing {
-                // EOF is the only end a close-delimited body has: the client
-                // cannot tell a truncated one from a whole one.
-                Framing::Close if how == "EOF" => RawEnd::Complete {
-                    status,
-                    framing: name,
-                    body: data,
-                },
-                _ => RawEnd::Broken {
-                    status,
-                    framing: name,
-                    body: data,
-                    how,
-                },
-            });
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backend_breaking_off_a_response_leaves_the_client_with_a_broken_response_never_a_clean_short_one() {

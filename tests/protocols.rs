@@ -60,14 +60,16 @@ async fn an_upgrade_is_tunnelled_both_ways() {
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         .await
         .expect("write upgrade request");
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+    let mut buf = Vec::new();
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut s, &mut buf))
         .await
         .expect("101 in time")
-        .expect("read");
-    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        .expect("read the response head")
+        .expect("a response head before EOF");
+    let head = String::from_utf8_lossy(&head).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(buf.is_empty(), "tunnel bytes before anything was sent: {buf:?}");
     for msg in [&b"ping-1"[..], b"second message", &[0u8, 1, 2, 255]] {
         s.write_all(msg).await.expect("write through tunnel");
         let mut got = vec![0u8; msg.len()];

@@ -74,6 +74,12 @@
 //!   GETs with [`LoadOpts::gets`]) and records every request's [`Outcome`];
 //!   [`Load::stop`] returns the [`Report`].
 //!
+//! # Raw HTTP/1.1 ([`rawhttp`])
+//!
+//! * [`raw_get()`] — one GET read off a raw socket until its framing ends or
+//!   the connection does ([`RawEnd`]: complete or broken);
+//!   [`read_head()`] / [`Head`] read and parse a request or response head.
+//!
 //! # Example
 //!
 //! ```ignore
@@ -102,6 +108,7 @@ pub mod demo;
 pub mod docker;
 pub mod http;
 pub mod load;
+pub mod rawhttp;
 pub mod state;
 pub mod wharf;
 
@@ -115,6 +122,7 @@ pub use self::docker::{
 };
 pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
 pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
+pub use self::rawhttp::{raw_get, read_head, Head, RawEnd};
 pub use self::state::{
     backend_at, backend_named, backend_state, backend_states, find_pool, metric_at, pool_backends, pool_view,
     ready_backends, skip_reason, state_at, wait_pool, wait_state_at,
