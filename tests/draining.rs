@@ -74,16 +74,6 @@ async fn wait_answered_by(load: &Load, hostnames: &[String], what: &str) {
     .await;
 }
 
-/// The daemon's time (Unix ns) of the first `action` event of container `id`
-/// since `since_ns`.
-fn event_ns(id: &str, action: &str, since_ns: i128) -> i128 {
-    let times = container_events(id, action, since_ns, "{{.TimeNano}}");
-    times
-        .first()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {action} event for {id} since {since_ns} (Unix ns): {times:?}"))
-}
-
 /// `(id prefix, lag_us)` of every "stop signal: draining" line in a wharf log.
 fn drain_lags(log: &str) -> Vec<(String, u64)> {
     let field = |line: &str, key: &str| -> Option<String> {
@@ -201,7 +191,7 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
     let kills: Vec<(String, i128)> = eight_ids
         .iter()
         .filter(|id| !remaining.contains(id))
-        .map(|id| (id.clone(), block_in_place(|| event_ns(id, "kill", down_since))))
+        .map(|id| (id.clone(), block_in_place(|| first_event_ns(id, "kill", down_since))))
         .collect();
     let one = block_in_place(|| addrs(&compose));
     assert_eq!(one.len(), 1, "{one:?}");
@@ -371,7 +361,7 @@ async fn sigkill_of_one_of_three_backends_fails_no_get() {
     eprintln!("docker kill -s KILL: took {} ms", (killed - before).as_millis());
     t.wait_gone(t.addrs[0], "killed backend leaves the pool").await;
     // Now, while the daemon's short event history (256) still holds it.
-    let kill_ns = block_in_place(|| event_ns(&victim.id, "kill", since));
+    let kill_ns = block_in_place(|| first_event_ns(&victim.id, "kill", since));
     load.wait_requests(p.requests, 600, secs(60), "GET load after the kill")
         .await;
     let report = load.stop().await;
@@ -493,7 +483,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
     stop.await.expect("docker stop");
     eprintln!("docker stop took {} ms", stop_issued.elapsed().as_millis());
     // Now, while the daemon's short event history (256) still holds it.
-    let kill_ns = block_in_place(|| event_ns(&victim.id, "kill", since));
+    let kill_ns = block_in_place(|| first_event_ns(&victim.id, "kill", since));
     let p = load.progress();
     load.wait_requests(p.requests, 100, secs(60), "background load after the stop")
         .await;
@@ -605,7 +595,7 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
     .await;
     let out_of_rotation = load.elapsed();
     // Now, while the daemon's short event history (256) still holds it.
-    let pause_ns = block_in_place(|| event_ns(&victim.id, "pause", since));
+    let pause_ns = block_in_place(|| first_event_ns(&victim.id, "pause", since));
     // A measurement window, not a synchronisation: the load keeps running
     // until 3 s past the pause, so the 2-second mark can be checked. (Requests
     // held by the paused backend keep their workers busy until the unpause.)
@@ -628,7 +618,7 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
         other => Err(format!("victim: {other:?}")),
     })
     .await;
-    let unpause_ns = block_in_place(|| event_ns(&victim.id, "unpause", since));
+    let unpause_ns = block_in_place(|| first_event_ns(&victim.id, "unpause", since));
     let client = Client::new();
     poll("unpaused backend answers through wharf again", secs(20), || async {
         let r = client.get(t.wharf.listen, HOST, "/after-unpause").await?;
@@ -734,7 +724,7 @@ async fn posts_through_a_sigkill_are_answered_at_most_once_and_never_by_the_dead
     block_in_place(|| victim.kill("KILL"));
     t.wait_gone(t.addrs[0], "killed backend leaves the pool").await;
     // Now, while the daemon's short event history (256) still holds it.
-    let kill_ns = block_in_place(|| event_ns(&victim.id, "kill", since));
+    let kill_ns = block_in_place(|| first_event_ns(&victim.id, "kill", since));
     load.wait_requests(p.requests, 600, secs(60), "POST load after the kill")
         .await;
     let report = load.stop().await;

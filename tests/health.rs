@@ -358,32 +358,6 @@ impl Drop for HealthImage {
     }
 }
 
-/// `.State.Health.Status`, and the wall-clock end (Unix ns) of the probe
-/// that made it healthy: the first passing probe after the last failing one.
-fn docker_health(id: &str) -> (String, Option<i128>) {
-    let out = docker(&[
-        "container",
-        "inspect",
-        "--format",
-        "{{.State.Health.Status}}|{{range .State.Health.Log}}{{.ExitCode}}:{{.End.UnixNano}} {{end}}",
-        id,
-    ]);
-    let (status, log) = out.split_once('|').unwrap_or((&out, ""));
-    let entries: Vec<(i64, i128)> = log
-        .split_whitespace()
-        .filter_map(|e| {
-            let (code, end) = e.split_once(':')?;
-            Some((code.parse().ok()?, end.parse().ok()?))
-        })
-        .collect();
-    let last_fail = entries.iter().rposition(|(code, _)| *code != 0);
-    let first_pass = match last_fail {
-        Some(i) => entries.get(i + 1).map(|e| e.1),
-        None => None, // every kept entry passes: the transition fell out of the log
-    };
-    (status.to_string(), first_pass)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_reports_it_healthy() {
     let image = HealthImage::build();
@@ -417,7 +391,7 @@ async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_re
         "b listed as {state} ({reason}) while its HEALTHCHECK is starting"
     );
     tokio::time::sleep_until(b_started + secs(3)).await;
-    let (status, _) = docker_health(&b.id);
+    let (status, _) = health_passed_ns(&b.id);
     assert_eq!(status, "starting", "b's HEALTHCHECK before its 3 s are up");
     assert!(
         !load.outcomes().iter().any(|o| o.answered_by(&b_host)),
@@ -433,7 +407,9 @@ async fn a_container_with_a_docker_healthcheck_takes_traffic_only_once_docker_re
     let flipped_wall = unix_ns();
     let ((healthy_at, passed_wall), _) = poll("docker inspect shows b healthy", secs(15), || async {
         let id = b.id.clone();
-        let (status, passed) = tokio::task::spawn_blocking(move || docker_health(&id)).await.unwrap();
+        let (status, passed) = tokio::task::spawn_blocking(move || health_passed_ns(&id))
+            .await
+            .unwrap();
         (status == "healthy")
             .then(|| (load.elapsed(), passed))
             .ok_or(format!("health {status}"))

@@ -30,8 +30,14 @@
 //! * [`Compose`] ([`compose`]) — `docker-compose -p <unique> -f <file>`; `up`,
 //!   `scale`, `ps_ids`, `ips`; drop is `down -v --remove-orphans -t 1`.
 //! * [`docker()`] / [`docker_ok()`] / [`docker_try()`] run any docker CLI command;
-//!   [`docker_logs()`] and [`container_events()`] read any container's logs
-//!   and events (times: [`unix_ns()`], [`unix_nanos()`]).
+//!   [`docker_logs()`] reads any container's logs.
+//!
+//! # When Docker says it happened ([`events`])
+//!
+//! * [`container_events()`] / [`first_event_ns()`] — a container's `docker
+//!   events` (kill, pause, …) since a time, on the daemon's clock (Unix ns;
+//!   the test's own: [`unix_ns()`], [`unix_nanos()`]);
+//!   [`health_passed_ns()`] — when the probe that made it healthy ended.
 //!
 //! # The demo backend ([`demo`](mod@demo))
 //!
@@ -106,6 +112,7 @@ pub mod build;
 pub mod compose;
 pub mod demo;
 pub mod docker;
+pub mod events;
 pub mod http;
 pub mod load;
 pub mod rawhttp;
@@ -117,9 +124,8 @@ pub use self::compose::Compose;
 pub use self::demo::{
     demo, demo_call, demo_from, demo_requests, named_demo, wait_demos_listening, wait_demos_ready, wait_listening,
 };
-pub use self::docker::{
-    container_events, container_ip, docker, docker_logs, docker_ok, docker_try, unique, Container, Network,
-};
+pub use self::docker::{container_ip, docker, docker_logs, docker_ok, docker_try, unique, Container, Network};
+pub use self::events::{container_events, first_event_ns, health_passed_ns, Event};
 pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
 pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
 pub use self::rawhttp::{raw_get, read_head, Head, RawEnd};
