@@ -63,6 +63,10 @@
 //!   logging to a file, and waits for `/readyz`; drop sends SIGTERM (then
 //!   SIGKILL after 5 s) and dumps the log tail if the test is panicking.
 //! * [`wharf_check()`] runs `wharf check …` and returns `(exit code, output)`.
+//! * [`drain_lags()`] / [`Wharf::drain_lag_us`] read wharf's SIGTERM→drained
+//!   lags from its log.
+//! * [`Three`] ([`three`]) — wharf and three demo backends in one pool on a
+//!   network of their own, all answering through wharf (the draining tests).
 //!
 //! # wharf's admin API ([`state`])
 //!
@@ -117,6 +121,7 @@ pub mod http;
 pub mod load;
 pub mod rawhttp;
 pub mod state;
+pub mod three;
 pub mod wharf;
 
 pub use self::build::{binaries, demo_image, require_docker, wharf_image, workspace_root, Binaries};
@@ -133,7 +138,8 @@ pub use self::state::{
     backend_at, backend_named, backend_state, backend_states, find_pool, metric_at, pool_backends, pool_view,
     ready_backends, skip_reason, state_at, wait_pool, wait_state_at,
 };
-pub use self::wharf::{free_port, wharf_check, wharf_run, Wharf};
+pub use self::three::{wait_all_answer, Three};
+pub use self::wharf::{drain_lags, free_port, wharf_check, wharf_run, Wharf};
 
 pub use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
