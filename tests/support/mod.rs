@@ -90,6 +90,13 @@
 //!   the connection does ([`RawEnd`]: complete or broken);
 //!   [`read_head()`] / [`Head`] read and parse a request or response head.
 //!
+//! # The Docker socket interceptor ([`sockproxy`])
+//!
+//! * [`SocketProxy`] — a proxy for `/var/run/docker.sock` that the test can
+//!   cut and restore, that can narrow the events stream to one network, or
+//!   forward only what a [`Filter`] allows (GET/HEAD on wharf's endpoints),
+//!   answering the rest `403` and recording every call.
+//!
 //! # Example
 //!
 //! ```ignore
@@ -120,6 +127,7 @@ pub mod events;
 pub mod http;
 pub mod load;
 pub mod rawhttp;
+pub mod sockproxy;
 pub mod state;
 pub mod three;
 pub mod wharf;
@@ -134,6 +142,7 @@ pub use self::events::{container_events, first_event_ns, health_passed_ns, Event
 pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
 pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
 pub use self::rawhttp::{raw_get, read_head, Head, RawEnd};
+pub use self::sockproxy::{Call, Filter, SocketProxy};
 pub use self::state::{
     backend_at, backend_named, backend_state, backend_states, find_pool, metric_at, pool_backends, pool_view,
     ready_backends, skip_reason, state_at, wait_pool, wait_state_at,
