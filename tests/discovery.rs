@@ -9,23 +9,10 @@ use std::time::Instant;
 
 use support::*;
 
-/// Waits until the ready backends of `pool` are exactly the containers `want`,
-/// at their addresses on `net`.
-async fn wait_pool(wharf: &Wharf, pool: &str, want: &[&Container], net: &str, what: &str) {
-    let mut expected: Vec<(String, String)> = want
-        .iter()
-        .map(|c| (c.name.clone(), c.addr(net, 80).to_string()))
-        .collect();
-    expected.sort();
-    poll(what, secs(20), || async {
-        let got = ready_backends(&wharf.state().await, pool);
-        if got == expected {
-            Ok(())
-        } else {
-            Err(format!("pool {pool}: {got:?}, want {expected:?}"))
-        }
-    })
-    .await;
+/// Waits (20 s at most) until the ready backends of pool `web` are exactly
+/// the containers `want`, at their addresses on `net`.
+async fn wait_web_ready(wharf: &Wharf, want: &[&Container], net: &str, what: &str) {
+    wait_ready_backends(wharf.admin, "web", want, net, secs(20), what).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,7 +40,7 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
 
     let b = demo(&net, "b", &["wharf.pool=web"], &[]);
     let c = demo(&net, "c", &["wharf.pool=web"], &[]);
-    wait_pool(&wharf, "web", &[&a, &b, &c], &net.name, "three ready backends").await;
+    wait_web_ready(&wharf, &[&a, &b, &c], &net.name, "three ready backends").await;
     // Ready in wharf is not yet listening: a refused connect would be retried
     // on another backend and skew the exact split below.
     wait_demos_listening(&net.name, &[&a, &b, &c]).await;
@@ -100,11 +87,11 @@ async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_a
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
     let b = demo(&net, "b", &["wharf.pool=web"], &[]);
-    wait_pool(&wharf, "web", &[&a, &b], &net.name, "two ready backends").await;
+    wait_web_ready(&wharf, &[&a, &b], &net.name, "two ready backends").await;
     let old_ip = a.ip(&net.name);
 
     a.stop(10);
-    wait_pool(&wharf, "web", &[&b], &net.name, "stopped backend removed").await;
+    wait_web_ready(&wharf, &[&b], &net.name, "stopped backend removed").await;
     let b_host = b.hostname();
     for _ in 0..20 {
         let r = wharf.get("any.test", "/").await.expect("request");
@@ -114,7 +101,7 @@ async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_a
     // Take the old address so the restarted container very likely gets another one.
     let _filler = demo(&net, "filler", &[], &[]);
     a.start();
-    wait_pool(&wharf, "web", &[&a, &b], &net.name, "restarted backend back").await;
+    wait_web_ready(&wharf, &[&a, &b], &net.name, "restarted backend back").await;
     let new_ip = a.ip(&net.name);
     eprintln!("restarted container: {old_ip} -> {new_ip}");
     let a_host = a.hostname();
@@ -133,7 +120,7 @@ async fn a_bad_label_skips_only_that_container_with_the_reason() {
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let good = demo(&net, "good", &["wharf.pool=web"], &[]);
     let bad = demo(&net, "bad", &["wharf.pool=web", "wharf.port=http"], &[]);
-    wait_pool(&wharf, "web", &[&good], &net.name, "good backend served").await;
+    wait_web_ready(&wharf, &[&good], &net.name, "good backend served").await;
     let (reason, _) = poll("bad container listed as skipped", secs(10), || async {
         let s = wharf.state().await;
         skip_reason(&s, &bad.name).ok_or(format!("{}", s["skipped"]))

@@ -75,8 +75,9 @@
 //!   [`backend_state()`], [`pool_view()`], [`ready_backends()`],
 //!   [`skip_reason()`], … read it.
 //! * [`wait_state_at()`] polls `/api/state` until a check accepts it;
-//!   [`wait_pool()`] and [`Wharf::wait_backend_state`] wait for a pool or a
-//!   backend to be as wanted; [`metric_at()`] / [`Wharf::metric`] read `/metrics`.
+//!   [`wait_pool()`] (by address), [`wait_ready_backends()`] (by container)
+//!   and [`Wharf::wait_backend_state`] wait for a pool or a backend to be as
+//!   wanted; [`metric_at()`] / [`Wharf::metric`] read `/metrics`.
 //!
 //! # Load ([`load`])
 //!
@@ -145,7 +146,7 @@ pub use self::rawhttp::{raw_get, read_head, Head, RawEnd};
 pub use self::sockproxy::{Call, Filter, SocketProxy};
 pub use self::state::{
     backend_at, backend_named, backend_state, backend_states, find_pool, metric_at, pool_backends, pool_view,
-    ready_backends, skip_reason, state_at, wait_pool, wait_state_at,
+    ready_backends, skip_reason, state_at, wait_pool, wait_ready_backends, wait_state_at,
 };
 pub use self::three::{wait_all_answer, Three};
 pub use self::wharf::{drain_lags, free_port, wharf_check, wharf_run, Wharf};
