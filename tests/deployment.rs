@@ -223,7 +223,7 @@ fn up_basic_example() -> (Compose, SocketAddr, SocketAddr) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compose_example_scales_1_3_1() {
+async fn compose_example_scaled_1_3_1_routes_to_exactly_its_replicas_at_each_step() {
     let _serial = COMPOSE_EXAMPLE.lock().await;
     let (compose, listen, admin) = up_basic_example();
     let wharf_ids = compose.ps_ids("wharf");
@@ -444,7 +444,7 @@ async fn two_compose_projects_keep_their_own_backends() {
 /// milliseconds, so a re-list made right after the event can still show the
 /// old networks; on a busy host the next unrelated event hides that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_connect_and_disconnect_are_seen_on_a_quiet_docker_host() {
+async fn network_connect_and_disconnect_change_the_pool_within_ten_seconds_on_a_quiet_docker_host() {
     let home = Network::create("quiet-home");
     let extra = Network::create("quiet-extra");
     let (pool, host) = (unique("quiet"), format!("{}.test", unique("quiet")));

@@ -15,8 +15,17 @@ async fn wait_web_ready(wharf: &Wharf, want: &[&Container], net: &str, what: &st
     wait_ready_backends(wharf.admin, "web", want, net, secs(20), what).await;
 }
 
+/// What SPEC promises ("within a fraction of a second it receives traffic")
+/// and the test's name says: from `docker run` returning to the first answer
+/// through wharf.
+const SERVED_BOUND: Duration = Duration::from_millis(1000);
+/// Allowance on top of that bound for a busy 2-core machine (the event's
+/// delivery, the inspect, the demo starting to listen, the 20 ms poll). The
+/// printed time is the measurement; the bound only catches "much later".
+const SLACK: Duration = Duration::from_millis(2000);
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_labelled_container_is_served_within_a_second_and_three_split_requests_evenly() {
+async fn a_labelled_container_is_served_within_a_second_three_split_300_requests_exactly_and_idle_upstreams_close() {
     let net = Network::create("disc");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     demo_image();
@@ -33,9 +42,18 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
         }
     })
     .await;
+    let served = started.elapsed();
     eprintln!(
-        "served {} ms after docker run returned (target < 1000 ms)",
-        started.elapsed().as_millis()
+        "served {} ms after docker run returned (target < {} ms)",
+        served.as_millis(),
+        SERVED_BOUND.as_millis()
+    );
+    assert!(
+        served <= SERVED_BOUND + SLACK,
+        "first answer through wharf {} ms after docker run returned; the target is {} ms (+{} ms slack)",
+        served.as_millis(),
+        SERVED_BOUND.as_millis(),
+        SLACK.as_millis()
     );
 
     let b = demo(&net, "b", &["wharf.pool=web"], &[]);
@@ -104,6 +122,10 @@ async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_a
     wait_web_ready(&wharf, &[&a, &b], &net.name, "restarted backend back").await;
     let new_ip = a.ip(&net.name);
     eprintln!("restarted container: {old_ip} -> {new_ip}");
+    assert_ne!(
+        new_ip, old_ip,
+        "the restarted container kept its address: the test did not test a new address"
+    );
     let a_host = a.hostname();
     poll("restarted backend answers through wharf", secs(10), || async {
         let r = wharf.get("any.test", "/").await?;
@@ -135,7 +157,7 @@ async fn a_bad_label_skips_only_that_container_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_container_on_two_networks_is_ambiguous_until_a_label_picks_one() {
+async fn a_container_on_two_networks_is_skipped_as_ambiguous_and_one_labelled_with_a_network_is_served_on_it() {
     // A private label prefix keeps containers of other tests out of this wharf,
     // which runs without --network (so the "only network" rule applies).
     let prefix = format!("t{}", std::process::id());

@@ -164,7 +164,7 @@ fn failed_docker_run_panics_and_leaves_nothing_behind() {
 }
 
 #[tokio::test]
-async fn compose_up_scale_and_down() {
+async fn compose_scales_to_three_answering_replicas_and_drop_removes_them_and_the_network() {
     let image = demo_image();
     let compose = Compose::new("compose", "demo-compose.yml").env("WHARF_IT_DEMO_IMAGE", image);
     compose.up(&[]);

@@ -9,7 +9,7 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
+async fn an_h2c_pool_is_spoken_to_in_http2_keeping_te_trailers_and_the_host_and_echoing_a_100_kb_body() {
     let net = Network::create("h2c");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let _b = demo(&net, "h2c", &["wharf.pool=grpc", "wharf.protocol=h2c"], &[]);
@@ -40,7 +40,7 @@ async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
         .await
         .expect("POST through h2c");
     assert_eq!((echoed.status, echoed.body.len()), (200, body.len()));
-    // Many requests share the one multiplexed connection.
+    // Many requests in a row over the pool's HTTP/2 connection.
     let client = Client::new();
     for _ in 0..50 {
         assert_eq!(client.get(wharf.listen, "g.test", "/").await.expect("GET").status, 200);
@@ -48,7 +48,7 @@ async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_upgrade_is_tunnelled_both_ways() {
+async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_until_it_closes() {
     let net = Network::create("ws");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let b = demo(&net, "ws", &["wharf.pool=ws"], &[]);
