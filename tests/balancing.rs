@@ -16,42 +16,10 @@ use hyper_util::rt::TokioIo;
 use support::*;
 use tokio::net::TcpSocket;
 
-fn demo(net: &Network, tag: &str, labels: &[&str], env: &[&str]) -> Container {
-    let mut args = vec!["--network", net.name.as_str()];
-    for l in labels {
-        args.extend(["--label", l]);
-    }
-    for e in env {
-        args.extend(["-e", e]);
-    }
-    args.push(demo_image());
-    Container::run(tag, &args)
-}
-
-/// Waits until `pool` has exactly these containers, all ready.
-async fn wait_ready(wharf: &Wharf, pool: &str, want: &[&Container]) {
-    let mut expected: Vec<String> = want.iter().map(|c| c.name.clone()).collect();
-    expected.sort();
-    poll(
-        &format!("pool {pool} has {} ready backends", want.len()),
-        secs(30),
-        || async {
-            let mut got: Vec<String> = wharf
-                .backends(pool)
-                .await
-                .iter()
-                .filter(|b| b["state"] == "ready")
-                .map(|b| b["container"].as_str().unwrap_or_default().to_string())
-                .collect();
-            got.sort();
-            if got == expected {
-                Ok(())
-            } else {
-                Err(format!("{got:?}"))
-            }
-        },
-    )
-    .await;
+/// Waits (30 s at most) until `pool` has exactly these containers ready.
+async fn wait_ready(wharf: &Wharf, net: &Network, pool: &str, want: &[&Container]) {
+    let what = format!("pool {pool} has {} ready backends", want.len());
+    wait_ready_backends(wharf.admin, pool, want, net, secs(30), &what).await;
 }
 
 /// `workers` clients, each sending `each` requests one after the other on
@@ -97,9 +65,9 @@ async fn slow_backend_share(balance: &str) -> f64 {
     let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
     let a = demo(&net, "fast-a", &labels, &[]);
     let b = demo(&net, "fast-b", &labels, &[]);
-    let slow = demo(&net, "slow", &labels, &["DEMO_DELAY=180ms"]);
+    let slow = demo(&net, "slow", &labels, &["-e", "DEMO_DELAY=180ms"]);
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-    wait_ready(&wharf, "slow", &[&a, &b, &slow]).await;
+    wait_ready(&wharf, &net, "slow", &[&a, &b, &slow]).await;
     let counts = closed_loop(&wharf, "slow.test", "/slow?ms=20", 8, 50).await;
     let s = share(&counts, &slow.hostname());
     eprintln!(
@@ -187,7 +155,7 @@ async fn ip_hash_a_fourth_backend_takes_only_its_share_and_nobody_moves_elsewher
     let labels = ["wharf.pool=hash", "wharf.balance=ip_hash"];
     let three: Vec<Container> = (0..3).map(|i| demo(&net, &format!("h{i}"), &labels, &[])).collect();
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-    wait_ready(&wharf, "hash", &three.iter().collect::<Vec<_>>()).await;
+    wait_ready(&wharf, &net, "hash", &three.iter().collect::<Vec<_>>()).await;
 
     let clients = clients();
     let before = assignment(&wharf, &clients).await;
@@ -197,7 +165,7 @@ async fn ip_hash_a_fourth_backend_takes_only_its_share_and_nobody_moves_elsewher
     let fourth = demo(&net, "h3", &labels, &[]);
     let mut all: Vec<&Container> = three.iter().collect();
     all.push(&fourth);
-    wait_ready(&wharf, "hash", &all).await;
+    wait_ready(&wharf, &net, "hash", &all).await;
     let after = assignment(&wharf, &clients).await;
 
     let new = fourth.hostname();
@@ -242,7 +210,7 @@ async fn weights_3_1_split_400_requests_75_25_for_round_robin_and_random() {
     }
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     for (balance, heavy, light) in &containers {
-        wait_ready(&wharf, &format!("w-{balance}"), &[heavy, light]).await;
+        wait_ready(&wharf, &net, &format!("w-{balance}"), &[heavy, light]).await;
     }
     for (balance, heavy, _) in &containers {
         let counts = closed_loop(&wharf, &format!("{balance}.test"), "/", 1, 400).await;
@@ -265,7 +233,7 @@ async fn a_sticky_cookie_pins_the_client_until_its_backend_stops() {
     let a = demo(&net, "a", &labels, &[]);
     let b = demo(&net, "b", &labels, &[]);
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-    wait_ready(&wharf, "sticky", &[&a, &b]).await;
+    wait_ready(&wharf, &net, "sticky", &[&a, &b]).await;
 
     let first = wharf.get("sticky.test", "/").await.unwrap_or_else(|e| panic!("{e}"));
     let set = first.header(SET_COOKIE.as_str()).unwrap_or_default().to_string();

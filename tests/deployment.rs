@@ -1,7 +1,9 @@
 //! wharf deployed the ways people run it: in a container with the Docker
 //! socket mounted (finding its own networks), the compose example scaled
 //! 1 → 3 → 1, and on the host behind a Docker socket whose connections are
-//! cut (it keeps serving, reconnects and re-lists).
+//! cut (it keeps serving, reconnects and re-lists) or whose events stream
+//! is narrowed to one network (a quiet host); the socket interceptor is
+//! tests/support/sockproxy.rs.
 //!
 //! Every backend here carries a `wharf.host` label of its own: a wharf in a
 //! container also sees the containers of the other tests, and a backend
@@ -14,17 +16,11 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::Value;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::task::{AbortHandle, JoinHandle};
 
 /// A demo container on `net` calling itself `name`, in pool `pool` for host `host`.
 fn pool_demo(net: &str, name: &str, pool: &str, host: &str) -> Container {
@@ -227,7 +223,7 @@ fn up_basic_example() -> (Compose, SocketAddr, SocketAddr) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compose_example_scales_1_3_1() {
+async fn compose_example_scaled_1_3_1_routes_to_exactly_its_replicas_at_each_step() {
     let _serial = COMPOSE_EXAMPLE.lock().await;
     let (compose, listen, admin) = up_basic_example();
     let wharf_ids = compose.ps_ids("wharf");
@@ -279,195 +275,6 @@ async fn compose_example_scales_1_3_1() {
     }
 }
 
-/// An in-process forwarding proxy for the Docker socket whose connections
-/// the test can cut, and which refuses new ones until it is restored.
-///
-/// With [`SocketProxy::quiet`], it also narrows wharf's events stream to the
-/// events of one network, as if nothing else happened on this Docker host.
-struct SocketProxy {
-    path: PathBuf,
-    accept: Option<JoinHandle<()>>,
-    conns: Arc<Mutex<Vec<AbortHandle>>>,
-    accepted: Arc<AtomicUsize>,
-    /// Only this network's events reach wharf.
-    events_of_network: Option<String>,
-}
-
-impl SocketProxy {
-    fn start(path: &Path) -> SocketProxy {
-        SocketProxy::new(path, None)
-    }
-
-    /// A proxy that passes only `network`'s events (connect, disconnect) to
-    /// wharf's events stream: a quiet Docker host. Everything else is
-    /// forwarded as is. Relies on wharf sending only body-less requests
-    /// (it only ever GETs).
-    fn quiet(path: &Path, network: &str) -> SocketProxy {
-        SocketProxy::new(path, Some(network.to_string()))
-    }
-
-    fn new(path: &Path, events_of_network: Option<String>) -> SocketProxy {
-        let mut p = SocketProxy {
-            path: path.to_path_buf(),
-            accept: None,
-            conns: Arc::default(),
-            accepted: Arc::default(),
-            events_of_network,
-        };
-        p.restore();
-        p
-    }
-
-    /// (Re)binds the socket path and accepts again.
-    fn restore(&mut self) {
-        assert!(self.accept.is_none(), "already accepting");
-        let _ = std::fs::remove_file(&self.path);
-        let listener = UnixListener::bind(&self.path).unwrap_or_else(|e| panic!("bind {}: {e}", self.path.display()));
-        let (conns, accepted) = (Arc::clone(&self.conns), Arc::clone(&self.accepted));
-        let network = self.events_of_network.clone();
-        self.accept = Some(tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                accepted.fetch_add(1, Ordering::Relaxed);
-                let network = network.clone();
-                let task = tokio::spawn(async move {
-                    let Ok(mut daemon) = UnixStream::connect("/var/run/docker.sock").await else {
-                        return;
-                    };
-                    match network {
-                        None => {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
-                        }
-                        Some(net) => {
-                            let (client_read, mut client_write) = client.into_split();
-                            let (mut daemon_read, daemon_write) = daemon.into_split();
-                            let requests = forward_requests(client_read, daemon_write, &net);
-                            let responses = async {
-                                let _ = tokio::io::copy(&mut daemon_read, &mut client_write).await;
-                                let _ = client_write.shutdown().await;
-                            };
-                            tokio::join!(requests, responses);
-                        }
-                    }
-                });
-                conns.lock().unwrap().push(task.abort_handle());
-            }
-        }));
-    }
-
-    /// Stops accepting (the socket path disappears) and cuts every proxied
-    /// connection; returns how many were cut.
-    async fn cut(&mut self) -> usize {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-            let _ = accept.await; // the listener is closed once this returns
-        }
-        let _ = std::fs::remove_file(&self.path);
-        let conns = std::mem::take(&mut *self.conns.lock().unwrap());
-        for c in &conns {
-            c.abort();
-        }
-        conns.len()
-    }
-}
-
-impl Drop for SocketProxy {
-    fn drop(&mut self) {
-        if let Some(a) = self.accept.take() {
-            a.abort();
-        }
-        for c in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-            c.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Copies body-less HTTP/1.1 requests from `from` to `to`, narrowing any
-/// `/events` request to the events of `network`.
-async fn forward_requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, network: &str) {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head: Vec<u8> = buf.drain(..end + 4).collect();
-            let head = narrow_events(&String::from_utf8_lossy(&head), network);
-            if to.write_all(head.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
-/// Adds `"network": [network]` to the `filters` of an events request; other
-/// requests are returned unchanged. The daemon then sends only that
-/// network's events (container events carry no network and are left out).
-fn narrow_events(head: &str, network: &str) -> String {
-    let Some((line, rest)) = head.split_once("\r\n") else {
-        return head.to_string();
-    };
-    let mut parts = line.splitn(3, ' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
-        return head.to_string();
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if !path.ends_with("/events") {
-        return head.to_string();
-    }
-    let mut filters = serde_json::json!({});
-    let mut params: Vec<String> = Vec::new();
-    for p in query.split('&').filter(|p| !p.is_empty()) {
-        match p.strip_prefix("filters=") {
-            Some(v) => filters = serde_json::from_str(&percent_decode(v)).unwrap_or(filters),
-            None => params.push(p.to_string()),
-        }
-    }
-    filters["network"] = serde_json::json!([network]);
-    params.push(format!("filters={}", percent_encode(&filters.to_string())));
-    format!("{method} {path}?{} {version}\r\n{rest}", params.join("&"))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|c| match c {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (c as char).to_string(),
-            _ => format!("%{c:02X}"),
-        })
-        .collect()
-}
-
 fn discovery(s: &Value) -> (bool, u64, u64) {
     let d = &s["discovery"];
     (
@@ -504,10 +311,7 @@ async fn docker_connection_cut_keeps_serving_then_reconnects_and_relists() {
         "{}",
         st["discovery"]
     );
-    assert!(
-        proxy.accepted.load(Ordering::Relaxed) >= 1,
-        "wharf never connected through the proxy"
-    );
+    assert!(proxy.accepted() >= 1, "wharf never connected through the proxy");
 
     // Cut: the events stream and every other connection die, new ones are refused.
     let cut_at = Instant::now();
@@ -640,7 +444,7 @@ async fn two_compose_projects_keep_their_own_backends() {
 /// milliseconds, so a re-list made right after the event can still show the
 /// old networks; on a busy host the next unrelated event hides that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_connect_and_disconnect_are_seen_on_a_quiet_docker_host() {
+async fn network_connect_and_disconnect_change_the_pool_within_ten_seconds_on_a_quiet_docker_host() {
     let home = Network::create("quiet-home");
     let extra = Network::create("quiet-extra");
     let (pool, host) = (unique("quiet"), format!("{}.test", unique("quiet")));
@@ -690,26 +494,4 @@ async fn network_connect_and_disconnect_are_seen_on_a_quiet_docker_host() {
         "quiet host: times (ms) {times:?}; events seen {}, syncs {}",
         st["discovery"]["events"], st["discovery"]["syncs"]
     );
-}
-
-#[test]
-fn narrow_events_adds_a_network_filter_to_events_requests_only() {
-    let events =
-        "GET /v1.41/events?since=5&filters=%7B%22type%22%3A%5B%22container%22%5D%7D HTTP/1.1\r\nhost: d\r\n\r\n";
-    let out = narrow_events(events, "net-1");
-    let (line, rest) = out.split_once("\r\n").unwrap();
-    assert_eq!(rest, "host: d\r\n\r\n");
-    let query = line
-        .strip_prefix("GET /v1.41/events?")
-        .and_then(|l| l.strip_suffix(" HTTP/1.1"))
-        .unwrap();
-    let (since, filters) = query.split_once('&').unwrap();
-    assert_eq!(since, "since=5");
-    let filters: Value = serde_json::from_str(&percent_decode(filters.strip_prefix("filters=").unwrap())).unwrap();
-    assert_eq!(
-        filters,
-        serde_json::json!({"type": ["container"], "network": ["net-1"]})
-    );
-    let list = "GET /v1.41/containers/json?all=false HTTP/1.1\r\n\r\n";
-    assert_eq!(narrow_events(list, "net-1"), list);
 }

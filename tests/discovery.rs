@@ -9,27 +9,23 @@ use std::time::Instant;
 
 use support::*;
 
-/// Waits until the ready backends of `pool` are exactly the containers `want`,
-/// at their addresses on `net`.
-async fn wait_pool(wharf: &Wharf, pool: &str, want: &[&Container], net: &str, what: &str) {
-    let mut expected: Vec<(String, String)> = want
-        .iter()
-        .map(|c| (c.name.clone(), c.addr(net, 80).to_string()))
-        .collect();
-    expected.sort();
-    poll(what, secs(20), || async {
-        let got = ready_backends(&wharf.state().await, pool);
-        if got == expected {
-            Ok(())
-        } else {
-            Err(format!("pool {pool}: {got:?}, want {expected:?}"))
-        }
-    })
-    .await;
+/// Waits (20 s at most) until the ready backends of pool `web` are exactly
+/// the containers `want`, at their addresses on `net`.
+async fn wait_web_ready(wharf: &Wharf, want: &[&Container], net: &str, what: &str) {
+    wait_ready_backends(wharf.admin, "web", want, net, secs(20), what).await;
 }
 
+/// What SPEC promises ("within a fraction of a second it receives traffic")
+/// and the test's name says: from `docker run` returning to the first answer
+/// through wharf.
+const SERVED_BOUND: Duration = Duration::from_millis(1000);
+/// Allowance on top of that bound for a busy 2-core machine (the event's
+/// delivery, the inspect, the demo starting to listen, the 20 ms poll). The
+/// printed time is the measurement; the bound only catches "much later".
+const SLACK: Duration = Duration::from_millis(2000);
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_labelled_container_is_served_within_a_second_and_three_split_requests_evenly() {
+async fn a_labelled_container_is_served_within_a_second_three_split_300_requests_exactly_and_idle_upstreams_close() {
     let net = Network::create("disc");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     demo_image();
@@ -46,14 +42,23 @@ async fn a_labelled_container_is_served_within_a_second_and_three_split_requests
         }
     })
     .await;
+    let served = started.elapsed();
     eprintln!(
-        "served {} ms after docker run returned (target < 1000 ms)",
-        started.elapsed().as_millis()
+        "served {} ms after docker run returned (target < {} ms)",
+        served.as_millis(),
+        SERVED_BOUND.as_millis()
+    );
+    assert!(
+        served <= SERVED_BOUND + SLACK,
+        "first answer through wharf {} ms after docker run returned; the target is {} ms (+{} ms slack)",
+        served.as_millis(),
+        SERVED_BOUND.as_millis(),
+        SLACK.as_millis()
     );
 
     let b = demo(&net, "b", &["wharf.pool=web"], &[]);
     let c = demo(&net, "c", &["wharf.pool=web"], &[]);
-    wait_pool(&wharf, "web", &[&a, &b, &c], &net.name, "three ready backends").await;
+    wait_web_ready(&wharf, &[&a, &b, &c], &net.name, "three ready backends").await;
     // Ready in wharf is not yet listening: a refused connect would be retried
     // on another backend and skew the exact split below.
     wait_demos_listening(&net.name, &[&a, &b, &c]).await;
@@ -100,11 +105,11 @@ async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_a
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let a = demo(&net, "a", &["wharf.pool=web"], &[]);
     let b = demo(&net, "b", &["wharf.pool=web"], &[]);
-    wait_pool(&wharf, "web", &[&a, &b], &net.name, "two ready backends").await;
+    wait_web_ready(&wharf, &[&a, &b], &net.name, "two ready backends").await;
     let old_ip = a.ip(&net.name);
 
     a.stop(10);
-    wait_pool(&wharf, "web", &[&b], &net.name, "stopped backend removed").await;
+    wait_web_ready(&wharf, &[&b], &net.name, "stopped backend removed").await;
     let b_host = b.hostname();
     for _ in 0..20 {
         let r = wharf.get("any.test", "/").await.expect("request");
@@ -114,9 +119,13 @@ async fn docker_stop_removes_a_backend_and_a_restart_brings_it_back_at_its_new_a
     // Take the old address so the restarted container very likely gets another one.
     let _filler = demo(&net, "filler", &[], &[]);
     a.start();
-    wait_pool(&wharf, "web", &[&a, &b], &net.name, "restarted backend back").await;
+    wait_web_ready(&wharf, &[&a, &b], &net.name, "restarted backend back").await;
     let new_ip = a.ip(&net.name);
     eprintln!("restarted container: {old_ip} -> {new_ip}");
+    assert_ne!(
+        new_ip, old_ip,
+        "the restarted container kept its address: the test did not test a new address"
+    );
     let a_host = a.hostname();
     poll("restarted backend answers through wharf", secs(10), || async {
         let r = wharf.get("any.test", "/").await?;
@@ -133,7 +142,7 @@ async fn a_bad_label_skips_only_that_container_with_the_reason() {
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let good = demo(&net, "good", &["wharf.pool=web"], &[]);
     let bad = demo(&net, "bad", &["wharf.pool=web", "wharf.port=http"], &[]);
-    wait_pool(&wharf, "web", &[&good], &net.name, "good backend served").await;
+    wait_web_ready(&wharf, &[&good], &net.name, "good backend served").await;
     let (reason, _) = poll("bad container listed as skipped", secs(10), || async {
         let s = wharf.state().await;
         skip_reason(&s, &bad.name).ok_or(format!("{}", s["skipped"]))
@@ -148,7 +157,7 @@ async fn a_bad_label_skips_only_that_container_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_container_on_two_networks_is_ambiguous_until_a_label_picks_one() {
+async fn a_container_on_two_networks_is_skipped_as_ambiguous_and_one_labelled_with_a_network_is_served_on_it() {
     // A private label prefix keeps containers of other tests out of this wharf,
     // which runs without --network (so the "only network" rule applies).
     let prefix = format!("t{}", std::process::id());

@@ -5,7 +5,7 @@
 //! 1. the compose example scaled 1 → 8 → 1 under GET+POST load: 0 failed,
 //!    the pool follows, and the SIGTERM → drained lag from wharf's log;
 //! 2. `docker kill` (SIGKILL) of one of three backends under GET load: 0 failed;
-//! 3. `docker stop` of a backend with 2-second requests in flight on it: they
+//! 3. `docker stop` of a backend with 5-second requests in flight on it: they
 //!    all finish with 200, and no request sent after wharf drained it reaches it;
 //! 6. `docker pause` of one of three under load: failures (if any) end within
 //!    2 s, and after `unpause` it is back in rotation;
@@ -13,89 +13,31 @@
 //!     sent after the kill answered by the killed backend, and the only failed
 //!     POSTs are the ones that were on their way to it when it died.
 //!
-//! wharf runs on the host with `--network <test network>` (tests 2–10), so
-//! containers of other tests never join its pools; the compose example's
-//! wharf gets `WHARF_NETWORK` from a small override file for the same reason.
+//! wharf runs on the host with `--network <test network>` (tests 2–10, the
+//! [`Three`] fixture of tests/support/three.rs), so containers of other
+//! tests never join its pools; the compose example's wharf gets `WHARF_NETWORK` from a small override file for the same reason.
 //! Docker CLI calls made while a load runs go through `block_in_place` or
 //! `spawn_blocking` so they never stall the load's workers.
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde_json::Value;
 use support::load::percentile;
 use support::*;
 use tokio::task::block_in_place;
 
-/// The Host header of every request (the pools have no `wharf.host`: any host).
+/// The Host header of the compose test's requests (the example's `web` has
+/// no `wharf.host`: any host). The other tests send [`Three::HOST`].
 const HOST: &str = "drain.test";
 /// The daemon's and wharf's times are Unix times, the load's are Instants:
 /// converting between them costs up to a few ms of precision, so comparisons
 /// across the two allow this much.
 const CLOCK_SLACK: Duration = Duration::from_millis(5);
-
-/// Waits until every one of `hostnames` has answered a GET through `listen`.
-async fn warm_up(listen: SocketAddr, hostnames: &[String]) {
-    let want: BTreeSet<String> = hostnames.iter().cloned().collect();
-    let client = Client::new();
-    let seen = Mutex::new(BTreeSet::new());
-    poll("every backend answers through wharf", secs(30), || async {
-        let r = client.get(listen, HOST, "/warm-up").await?;
-        if r.status != 200 {
-            return Err(format!("{} {}", r.status, r.body));
-        }
-        let mut seen = seen.lock().unwrap();
-        seen.insert(r.header("x-demo-hostname").unwrap_or("?").to_string());
-        if seen.is_superset(&want) {
-            Ok(())
-        } else {
-            Err(format!("seen {seen:?}, want {want:?}"))
-        }
-    })
-    .await;
-}
-
-/// Waits until the load has had ok answers from every one of `hostnames`.
-async fn wait_answered_by(load: &Load, hostnames: &[String], what: &str) {
-    poll(what, secs(60), || async {
-        let p = load.progress();
-        let missing: Vec<&String> = hostnames.iter().filter(|h| !p.by_backend.contains_key(*h)).collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("no answer yet from {missing:?}; so far {:?}", p.by_backend))
-        }
-    })
-    .await;
-}
-
-/// The daemon's time (Unix ns) of the first `action` event of container `id`
-/// since `since_ns`.
-fn event_ns(id: &str, action: &str, since_ns: i128) -> i128 {
-    let times = container_events(id, action, since_ns, "{{.TimeNano}}");
-    times
-        .first()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {action} event for {id} since {since_ns} (Unix ns): {times:?}"))
-}
-
-/// `(id prefix, lag_us)` of every "stop signal: draining" line in a wharf log.
-fn drain_lags(log: &str) -> Vec<(String, u64)> {
-    let field = |line: &str, key: &str| -> Option<String> {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .map(|v| v.trim_matches('"').to_string())
-    };
-    log.lines()
-        .filter(|l| l.contains("stop signal: draining"))
-        .filter_map(|l| Some((field(l, "id=")?, field(l, "lag_us=")?.parse().ok()?)))
-        .collect()
-}
 
 /// A file removed on drop.
 struct TempFile(PathBuf);
@@ -171,7 +113,7 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
         "pool web: the one replica ready",
     )
     .await;
-    warm_up(listen, &hostnames(&compose)).await;
+    wait_all_answer(listen, HOST, &hostnames(&compose)).await;
 
     let load = Load::start(listen, HOST, LoadOpts::default());
     load.wait_requests(0, 200, secs(60), "load under way").await;
@@ -187,7 +129,8 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
         t.elapsed().as_millis()
     );
     let eight_hosts = block_in_place(|| hostnames(&compose));
-    wait_answered_by(&load, &eight_hosts, "the load reaches all 8 replicas").await;
+    load.wait_answered_by(&eight_hosts, "the load reaches all 8 replicas")
+        .await;
 
     // Down to 1: compose stops 7 replicas (SIGTERM) and removes them.
     load.wait_requests(load.progress().requests, 300, secs(60), "load at 8 replicas")
@@ -201,7 +144,7 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
     let kills: Vec<(String, i128)> = eight_ids
         .iter()
         .filter(|id| !remaining.contains(id))
-        .map(|id| (id.clone(), block_in_place(|| event_ns(id, "kill", down_since))))
+        .map(|id| (id.clone(), block_in_place(|| first_event_ns(id, "kill", down_since))))
         .collect();
     let one = block_in_place(|| addrs(&compose));
     assert_eq!(one.len(), 1, "{one:?}");
@@ -266,88 +209,6 @@ async fn compose_example_scaled_1_8_1_under_load_fails_no_request() {
 }
 
 // ---------------------------------------------------------------------------
-// Three backends behind wharf on the host
-// ---------------------------------------------------------------------------
-
-/// wharf on the host and three demo backends in one pool on a network of
-/// their own. Fields drop in order: wharf, the backends, then the network.
-struct Three {
-    wharf: Wharf,
-    backends: Vec<Container>,
-    _net: Network,
-    /// Address and hostname of each backend, taken while they run.
-    addrs: Vec<SocketAddr>,
-    hosts: Vec<String>,
-    pool: String,
-}
-
-impl Three {
-    async fn start(tag: &str, extra: &[&str]) -> Three {
-        let net = Network::create(tag);
-        let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
-        let pool = format!("drain-{tag}");
-        let label = format!("wharf.pool={pool}");
-        let backends: Vec<Container> = (0..3)
-            .map(|i| demo(&net, &format!("{tag}{i}"), &[&label], extra))
-            .collect();
-        let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr(&net.name, 80)).collect();
-        let hosts: Vec<String> = backends.iter().map(Container::hostname).collect();
-        wait_pool(wharf.admin, &pool, &addrs, secs(60), "three backends ready").await;
-        warm_up(wharf.listen, &hosts).await;
-        Three {
-            _net: net,
-            wharf,
-            backends,
-            addrs,
-            hosts,
-            pool,
-        }
-    }
-
-    async fn retries(&self) -> u64 {
-        self.wharf.metric("wharf_retries_total").await
-    }
-
-    /// Starts a load on wharf and waits until every backend has answered it.
-    async fn load(&self, opts: LoadOpts, what: &str) -> Load {
-        let load = Load::start(self.wharf.listen, HOST, opts);
-        wait_answered_by(&load, &self.hosts, what).await;
-        load
-    }
-
-    /// Polls `/api/state` until `check` accepts the backend at `addr`
-    /// (`None` once it has left the pool).
-    async fn wait_backend<T>(
-        &self,
-        addr: SocketAddr,
-        deadline: Duration,
-        what: &str,
-        check: impl Fn(Option<Value>) -> Result<T, String>,
-    ) -> (T, Duration) {
-        wait_state_at(self.wharf.admin, deadline, what, |s| {
-            check(backend_at(s, &self.pool, addr))
-        })
-        .await
-    }
-
-    /// Waits until the backend at `addr` has left the pool.
-    async fn wait_gone(&self, addr: SocketAddr, what: &str) -> Duration {
-        let gone = |b: Option<Value>| b.map_or(Ok(()), |b| Err(format!("still listed: {b}")));
-        self.wait_backend(addr, secs(30), what, gone).await.1
-    }
-
-    /// wharf's SIGTERM→drained lag (µs) for container `id`, from its log.
-    fn drain_lag_us(&self, id: &str) -> u64 {
-        let log = self.wharf.log();
-        drain_lags(&log)
-            .into_iter()
-            .find(|(prefix, _)| id.starts_with(prefix.as_str()))
-            .map(|(_, lag)| lag)
-            .unwrap_or_else(|| panic!("no `stop signal: draining` line for {id} in wharf's log:\n{log}"))
-    }
-}
-
-// ---------------------------------------------------------------------------
 // 2. SIGKILL under GET load
 // ---------------------------------------------------------------------------
 
@@ -371,7 +232,7 @@ async fn sigkill_of_one_of_three_backends_fails_no_get() {
     eprintln!("docker kill -s KILL: took {} ms", (killed - before).as_millis());
     t.wait_gone(t.addrs[0], "killed backend leaves the pool").await;
     // Now, while the daemon's short event history (256) still holds it.
-    let kill_ns = block_in_place(|| event_ns(&victim.id, "kill", since));
+    let kill_ns = block_in_place(|| first_event_ns(&victim.id, "kill", since));
     load.wait_requests(p.requests, 600, secs(60), "GET load after the kill")
         .await;
     let report = load.stop().await;
@@ -430,7 +291,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
         .map(|i| {
             tokio::spawn(async move {
                 let id = format!("slow-{i}");
-                let r = request(listen, "GET", HOST, "/slow?ms=5000", &[("x-demo-id", &id)], b"").await;
+                let r = request(listen, "GET", Three::HOST, "/slow?ms=5000", &[("x-demo-id", &id)], b"").await;
                 (id, r, origin.elapsed())
             })
         })
@@ -458,7 +319,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
         rate: 200.0,
         ..LoadOpts::default()
     };
-    let load = Load::start(listen, HOST, opts);
+    let load = Load::start(listen, Three::HOST, opts);
     load.wait_requests(0, 60, secs(60), "background load under way").await;
 
     // `docker stop` returns once the victim exits, after its slow requests.
@@ -493,7 +354,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
     stop.await.expect("docker stop");
     eprintln!("docker stop took {} ms", stop_issued.elapsed().as_millis());
     // Now, while the daemon's short event history (256) still holds it.
-    let kill_ns = block_in_place(|| event_ns(&victim.id, "kill", since));
+    let kill_ns = block_in_place(|| first_event_ns(&victim.id, "kill", since));
     let p = load.progress();
     load.wait_requests(p.requests, 100, secs(60), "background load after the stop")
         .await;
@@ -605,7 +466,7 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
     .await;
     let out_of_rotation = load.elapsed();
     // Now, while the daemon's short event history (256) still holds it.
-    let pause_ns = block_in_place(|| event_ns(&victim.id, "pause", since));
+    let pause_ns = block_in_place(|| first_event_ns(&victim.id, "pause", since));
     // A measurement window, not a synchronisation: the load keeps running
     // until 3 s past the pause, so the 2-second mark can be checked. (Requests
     // held by the paused backend keep their workers busy until the unpause.)
@@ -629,10 +490,10 @@ async fn docker_pause_failures_stop_within_two_seconds_and_unpause_restores() {
         other => Err(format!("victim: {other:?}")),
     })
     .await;
-    let unpause_ns = block_in_place(|| event_ns(&victim.id, "unpause", since));
+    let unpause_ns = block_in_place(|| first_event_ns(&victim.id, "unpause", since));
     let client = Client::new();
     poll("unpaused backend answers through wharf again", secs(20), || async {
-        let r = client.get(t.wharf.listen, HOST, "/after-unpause").await?;
+        let r = client.get(t.wharf.listen, Three::HOST, "/after-unpause").await?;
         (r.status == 200 && r.header("x-demo-hostname") == Some(hosts[0].as_str()))
             .then_some(())
             .ok_or(format!("{} from {:?}", r.status, r.header("x-demo-hostname")))
@@ -738,7 +599,7 @@ async fn posts_through_a_sigkill_are_answered_at_most_once_and_never_by_the_dead
     block_in_place(|| victim.kill("KILL"));
     t.wait_gone(t.addrs[0], "killed backend leaves the pool").await;
     // Now, while the daemon's short event history (256) still holds it.
-    let kill_ns = block_in_place(|| event_ns(&victim.id, "kill", since));
+    let kill_ns = block_in_place(|| first_event_ns(&victim.id, "kill", since));
     load.wait_requests(p.requests, 600, secs(60), "POST load after the kill")
         .await;
     let report = load.stop().await;

@@ -1,6 +1,7 @@
 //! Smoke tests of the integration-test harness itself (tests/support), using
 //! the demo backend image only: building, guards (also on panic), compose,
-//! HTTP helpers and polling.
+//! HTTP helpers and polling, and the Docker socket interceptor (narrowing the
+//! events stream, filtering calls) against the real daemon.
 
 mod support;
 
@@ -163,7 +164,7 @@ fn failed_docker_run_panics_and_leaves_nothing_behind() {
 }
 
 #[tokio::test]
-async fn compose_up_scale_and_down() {
+async fn compose_scales_to_three_answering_replicas_and_drop_removes_them_and_the_network() {
     let image = demo_image();
     let compose = Compose::new("compose", "demo-compose.yml").env("WHARF_IT_DEMO_IMAGE", image);
     compose.up(&[]);
@@ -319,4 +320,123 @@ fn wharf_check_reports_a_bad_label_with_exit_code_1() {
     let (code, out) = wharf_check(&["--label-prefix", &prefix, "--network", &net.name], &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&bad.name) && out.contains("eighty"), "{out}");
+}
+
+#[test]
+fn narrow_events_adds_a_network_filter_to_events_requests_only() {
+    use support::sockproxy::{narrow_events, percent_decode};
+    let events =
+        "GET /v1.41/events?since=5&filters=%7B%22type%22%3A%5B%22container%22%5D%7D HTTP/1.1\r\nhost: d\r\n\r\n";
+    let out = narrow_events(events, "net-1");
+    let (line, rest) = out.split_once("\r\n").unwrap();
+    assert_eq!(rest, "host: d\r\n\r\n");
+    let query = line
+        .strip_prefix("GET /v1.41/events?")
+        .and_then(|l| l.strip_suffix(" HTTP/1.1"))
+        .unwrap();
+    let (since, filters) = query.split_once('&').unwrap();
+    assert_eq!(since, "since=5");
+    let filters: serde_json::Value =
+        serde_json::from_str(&percent_decode(filters.strip_prefix("filters=").unwrap())).unwrap();
+    assert_eq!(
+        filters,
+        serde_json::json!({"type": ["container"], "network": ["net-1"]})
+    );
+    let list = "GET /v1.41/containers/json?all=false HTTP/1.1\r\n\r\n";
+    assert_eq!(narrow_events(list, "net-1"), list);
+}
+
+#[test]
+fn socket_filter_allows_only_its_methods_on_its_endpoints_whatever_the_api_version() {
+    let f = Filter::wharf_reads();
+    for (method, target) in [
+        ("GET", "/_ping"),
+        ("HEAD", "/_ping"),
+        ("GET", "/version"),
+        ("GET", "/v1.41/containers/json?all=false&filters=%7B%7D"),
+        ("GET", "/v1.41/containers/0123abcd/json"),
+        ("GET", "/v1.53/events?since=5"),
+    ] {
+        assert_eq!(f.check(method, target), Ok(()), "{method} {target}");
+    }
+    for (method, target, why) in [
+        ("POST", "/v1.41/containers/create", "method POST"),
+        ("DELETE", "/v1.41/containers/0123abcd", "method DELETE"),
+        ("POST", "/v1.41/containers/0123abcd/json", "method POST"),
+        ("GET", "/v1.41/containers/0123abcd/archive?path=/", "endpoint"),
+        ("GET", "/v1.41/containers/0123abcd/logs", "endpoint"),
+        ("GET", "/v1.41/secrets", "endpoint"),
+        ("GET", "/v1.41/containers/../json", "endpoint"),
+        ("GET", "/v1.41/containers//json", "endpoint"),
+        ("GET", "/vX/containers/json", "endpoint"),
+        ("GET", "/v1.41/containers/json/extra", "endpoint"),
+    ] {
+        let err = f
+            .check(method, target)
+            .expect_err(&format!("{method} {target} must be refused"));
+        assert!(err.contains(why), "{method} {target}: {err}");
+    }
+}
+
+/// One request on a fresh connection to the Unix socket at `path`; the
+/// answer's head.
+async fn unix_call(path: &std::path::Path, method: &str, target: &str, body: &str) -> Head {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::UnixStream::connect(path)
+        .await
+        .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut buf = Vec::new();
+    let head = tokio::time::timeout(secs(10), read_head(&mut s, &mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {target}: no answer within 10 s"))
+        .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+        .unwrap_or_else(|| panic!("{method} {target}: connection closed without an answer"));
+    Head::parse(&head).unwrap()
+}
+
+#[tokio::test]
+async fn filtering_socket_proxy_forwards_allowed_reads_refuses_the_rest_itself_and_records_every_call() {
+    require_docker();
+    let sock = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.sock", unique("filter")));
+    let proxy = SocketProxy::filtering(&sock, Filter::wharf_reads());
+    let ghost = unique("no-such-container");
+    let calls = [
+        ("GET", "/v1.41/_ping".to_string(), "", 200),
+        ("HEAD", "/_ping".to_string(), "", 200),
+        ("GET", "/v1.41/containers/json?limit=1".to_string(), "", 200),
+        // Allowed, and answered by the daemon itself: it does not know the container.
+        ("GET", format!("/v1.41/containers/{ghost}/json"), "", 404),
+        // Refused by the proxy: the daemon would have answered 404 (no such container).
+        ("POST", format!("/v1.41/containers/{ghost}/stop"), "", 403),
+        ("DELETE", format!("/v1.41/containers/{ghost}"), "", 403),
+        ("GET", format!("/v1.41/containers/{ghost}/archive?path=/"), "", 403),
+        ("GET", "/v1.41/containers/json".to_string(), "{}", 403),
+    ];
+    for (method, target, body, status) in &calls {
+        let head = unix_call(&sock, method, target, body).await;
+        eprintln!("{method} {target}: {}", head.start);
+        assert_eq!(head.status(), Ok(*status), "{method} {target}: {head:?}");
+        let by_proxy = head.header("x-sockproxy") == Some("refused");
+        assert_eq!(by_proxy, *status == 403, "{method} {target}: {head:?}");
+    }
+    let recorded = proxy.calls();
+    let got: Vec<(String, String, bool)> = recorded
+        .iter()
+        .map(|c| (c.method.clone(), c.target.clone(), c.refused.is_some()))
+        .collect();
+    let want: Vec<(String, String, bool)> = calls
+        .iter()
+        .map(|(m, t, _, status)| (m.to_string(), t.clone(), *status == 403))
+        .collect();
+    assert_eq!(got, want, "recorded calls: {recorded:#?}");
+    assert!(
+        recorded.last().unwrap().refused.as_deref().unwrap().contains("bodies"),
+        "{recorded:#?}"
+    );
+    assert_eq!(proxy.accepted(), calls.len());
 }

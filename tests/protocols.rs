@@ -9,7 +9,7 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
+async fn an_h2c_pool_is_spoken_to_in_http2_keeping_te_trailers_and_the_host_and_echoing_a_100_kb_body() {
     let net = Network::create("h2c");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let _b = demo(&net, "h2c", &["wharf.pool=grpc", "wharf.protocol=h2c"], &[]);
@@ -40,7 +40,7 @@ async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
         .await
         .expect("POST through h2c");
     assert_eq!((echoed.status, echoed.body.len()), (200, body.len()));
-    // Many requests share the one multiplexed connection.
+    // Many requests in a row over the pool's HTTP/2 connection.
     let client = Client::new();
     for _ in 0..50 {
         assert_eq!(client.get(wharf.listen, "g.test", "/").await.expect("GET").status, 200);
@@ -48,7 +48,7 @@ async fn an_h2c_pool_is_spoken_to_in_http2_with_bodies_and_trailers_header() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_upgrade_is_tunnelled_both_ways() {
+async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_until_it_closes() {
     let net = Network::create("ws");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let b = demo(&net, "ws", &["wharf.pool=ws"], &[]);
@@ -60,14 +60,16 @@ async fn an_upgrade_is_tunnelled_both_ways() {
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         .await
         .expect("write upgrade request");
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+    let mut buf = Vec::new();
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut s, &mut buf))
         .await
         .expect("101 in time")
-        .expect("read");
-    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        .expect("read the response head")
+        .expect("a response head before EOF");
+    let head = String::from_utf8_lossy(&head).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(buf.is_empty(), "tunnel bytes before anything was sent: {buf:?}");
     for msg in [&b"ping-1"[..], b"second message", &[0u8, 1, 2, 255]] {
         s.write_all(msg).await.expect("write through tunnel");
         let mut got = vec![0u8; msg.len()];

@@ -51,7 +51,7 @@ fn assert_wharf_error(r: &Resp, status: u16, code: &str, what: &str) {
 }
 
 #[tokio::test]
-async fn routes_by_host_wildcard_and_longest_path_prefix() {
+async fn routes_by_host_wildcard_and_longest_path_prefix_strips_prefixes_and_answers_404_without_a_route() {
     let net = Network::create("route");
     // Each container is its own pool; DEMO_NAME = pool name.
     let specs: [(&str, &[&str]); 9] = [
@@ -282,7 +282,7 @@ async fn forwarding_headers_are_set_host_kept_and_hop_by_hop_dropped() {
 }
 
 #[tokio::test]
-async fn h2c_clients_are_served() {
+async fn h2c_clients_are_served_over_concurrent_streams_and_an_idle_h2c_connection_does_not_hold_up_shutdown() {
     let net = Network::create("h2c");
     let name = unique("h2");
     let pool_label = format!("wharf.pool={name}");

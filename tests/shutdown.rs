@@ -124,18 +124,6 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
 // A backend ignoring SIGTERM is drained at `docker stop`'s kill event
 // ---------------------------------------------------------------------------
 
-/// Unix-nanosecond times of the container's `kill` events with SIGTERM since `since`.
-fn sigterm_kill_events(id: &str, since: SystemTime) -> Vec<i128> {
-    let format = "{{.TimeNano}} {{index .Actor.Attributes \"signal\"}}";
-    container_events(id, "kill", unix_nanos(since), format)
-        .iter()
-        .filter_map(|l| {
-            let (t, sig) = l.split_once(' ')?;
-            (sig == "15" || sig == "SIGTERM").then(|| t.parse().ok())?
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_event_with_no_failed_request() {
     let net = Network::create("nosig");
@@ -164,7 +152,11 @@ async fn docker_stop_of_a_backend_that_ignores_sigterm_drains_it_at_the_kill_eve
     let drained_at = load.elapsed();
     let drained_wall = unix_ns();
     // Now, while the daemon's short event history (256) still holds it.
-    let kills = tokio::task::block_in_place(|| sigterm_kill_events(&b.id, stop_wall));
+    let kills: Vec<i128> = tokio::task::block_in_place(|| container_events(&b.id, "kill", unix_nanos(stop_wall)))
+        .iter()
+        .filter(|e| e.signal_is("TERM"))
+        .map(|e| e.time_ns)
+        .collect();
     let id = b.id.clone();
     let running = tokio::task::spawn_blocking(move || {
         docker(&["container", "inspect", "--format", "{{.State.Running}}", &id]) == "true"

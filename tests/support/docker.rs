@@ -1,5 +1,5 @@
 //! Unique names and Drop guards for Docker networks and containers, and the
-//! docker CLI calls the tests make (`docker events`, `docker logs`, …).
+//! docker CLI calls the tests make (`docker inspect`, `docker logs`, …).
 //!
 //! Everything goes through the docker CLI: simple and real. Guards never
 //! panic in `drop` (that would abort a panicking test); cleanup failures are
@@ -10,7 +10,6 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::build::require_docker;
-use super::unix_ns;
 
 /// Label put on every container and network the harness creates, with the
 /// test process id as value, so leftovers can be traced back. It deliberately
@@ -308,30 +307,4 @@ pub fn docker_logs(id: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A Unix time in nanoseconds as `docker events --since/--until` takes it (`<s>.<ns>`).
-fn events_time(unix_ns: i128) -> String {
-    format!("{}.{:09}", unix_ns / 1_000_000_000, unix_ns % 1_000_000_000)
-}
-
-/// The `event` events of container `id` from `since_unix_ns` until now, one
-/// line each in Go template `format` (e.g. `{{.TimeNano}}`).
-pub fn container_events(id: &str, event: &str, since_unix_ns: i128, format: &str) -> Vec<String> {
-    let container = format!("container={id}");
-    let event = format!("event={event}");
-    let out = docker(&[
-        "events",
-        "--since",
-        &events_time(since_unix_ns),
-        "--until",
-        &events_time(unix_ns()),
-        "--filter",
-        &container,
-        "--filter",
-        &event,
-        "--format",
-        format,
-    ]);
-    out.lines().map(str::to_string).collect()
 }

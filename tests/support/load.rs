@@ -221,6 +221,21 @@ impl Load {
         .0
     }
 
+    /// Waits (60 s at most) until the load has had ok answers from every one
+    /// of `hostnames` (the demos' `x-demo-hostname`).
+    pub async fn wait_answered_by(&self, hostnames: &[String], what: &str) {
+        poll(what, Duration::from_secs(60), || async {
+            let p = self.progress();
+            let missing: Vec<&String> = hostnames.iter().filter(|h| !p.by_backend.contains_key(*h)).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("no answer yet from {missing:?}; so far {:?}", p.by_backend))
+            }
+        })
+        .await;
+    }
+
     /// Stops the workers (each finishes the request it is in), and reports.
     pub async fn stop(self) -> Report {
         let _ = self.stop.send(true);

@@ -30,8 +30,14 @@
 //! * [`Compose`] ([`compose`]) — `docker-compose -p <unique> -f <file>`; `up`,
 //!   `scale`, `ps_ids`, `ips`; drop is `down -v --remove-orphans -t 1`.
 //! * [`docker()`] / [`docker_ok()`] / [`docker_try()`] run any docker CLI command;
-//!   [`docker_logs()`] and [`container_events()`] read any container's logs
-//!   and events (times: [`unix_ns()`], [`unix_nanos()`]).
+//!   [`docker_logs()`] reads any container's logs.
+//!
+//! # When Docker says it happened ([`events`])
+//!
+//! * [`container_events()`] / [`first_event_ns()`] — a container's `docker
+//!   events` (kill, pause, …) since a time, on the daemon's clock (Unix ns;
+//!   the test's own: [`unix_ns()`], [`unix_nanos()`]);
+//!   [`health_passed_ns()`] — when the probe that made it healthy ended.
 //!
 //! # The demo backend ([`demo`](mod@demo))
 //!
@@ -57,6 +63,10 @@
 //!   logging to a file, and waits for `/readyz`; drop sends SIGTERM (then
 //!   SIGKILL after 5 s) and dumps the log tail if the test is panicking.
 //! * [`wharf_check()`] runs `wharf check …` and returns `(exit code, output)`.
+//! * [`drain_lags()`] / [`Wharf::drain_lag_us`] read wharf's SIGTERM→drained
+//!   lags from its log.
+//! * [`Three`] ([`three`]) — wharf and three demo backends in one pool on a
+//!   network of their own, all answering through wharf (the draining tests).
 //!
 //! # wharf's admin API ([`state`])
 //!
@@ -65,14 +75,28 @@
 //!   [`backend_state()`], [`pool_view()`], [`ready_backends()`],
 //!   [`skip_reason()`], … read it.
 //! * [`wait_state_at()`] polls `/api/state` until a check accepts it;
-//!   [`wait_pool()`] and [`Wharf::wait_backend_state`] wait for a pool or a
-//!   backend to be as wanted; [`metric_at()`] / [`Wharf::metric`] read `/metrics`.
+//!   [`wait_pool()`] (by address), [`wait_ready_backends()`] (by container)
+//!   and [`Wharf::wait_backend_state`] wait for a pool or a backend to be as
+//!   wanted; [`metric_at()`] / [`Wharf::metric`] read `/metrics`.
 //!
 //! # Load ([`load`])
 //!
 //! * [`Load::start`] runs paced keep-alive workers (GETs and POSTs, or steady
 //!   GETs with [`LoadOpts::gets`]) and records every request's [`Outcome`];
 //!   [`Load::stop`] returns the [`Report`].
+//!
+//! # Raw HTTP/1.1 ([`rawhttp`])
+//!
+//! * [`raw_get()`] — one GET read off a raw socket until its framing ends or
+//!   the connection does ([`RawEnd`]: complete or broken);
+//!   [`read_head()`] / [`Head`] read and parse a request or response head.
+//!
+//! # The Docker socket interceptor ([`sockproxy`])
+//!
+//! * [`SocketProxy`] — a proxy for `/var/run/docker.sock` that the test can
+//!   cut and restore, that can narrow the events stream to one network, or
+//!   forward only what a [`Filter`] allows (GET/HEAD on wharf's endpoints),
+//!   answering the rest `403` and recording every call.
 //!
 //! # Example
 //!
@@ -100,9 +124,13 @@ pub mod build;
 pub mod compose;
 pub mod demo;
 pub mod docker;
+pub mod events;
 pub mod http;
 pub mod load;
+pub mod rawhttp;
+pub mod sockproxy;
 pub mod state;
+pub mod three;
 pub mod wharf;
 
 pub use self::build::{binaries, demo_image, require_docker, wharf_image, workspace_root, Binaries};
@@ -110,16 +138,18 @@ pub use self::compose::Compose;
 pub use self::demo::{
     demo, demo_call, demo_from, demo_requests, named_demo, wait_demos_listening, wait_demos_ready, wait_listening,
 };
-pub use self::docker::{
-    container_events, container_ip, docker, docker_logs, docker_ok, docker_try, unique, Container, Network,
-};
+pub use self::docker::{container_ip, docker, docker_logs, docker_ok, docker_try, unique, Container, Network};
+pub use self::events::{container_events, first_event_ns, health_passed_ns, Event};
 pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
 pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
+pub use self::rawhttp::{raw_get, read_head, Head, RawEnd};
+pub use self::sockproxy::{Call, Filter, SocketProxy};
 pub use self::state::{
     backend_at, backend_named, backend_state, backend_states, find_pool, metric_at, pool_backends, pool_view,
-    ready_backends, skip_reason, state_at, wait_pool, wait_state_at,
+    ready_backends, skip_reason, state_at, wait_pool, wait_ready_backends, wait_state_at,
 };
-pub use self::wharf::{free_port, wharf_check, wharf_run, Wharf};
+pub use self::three::{wait_all_answer, Three};
+pub use self::wharf::{drain_lags, free_port, wharf_check, wharf_run, Wharf};
 
 pub use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::docker::Container;
 use super::http::{get, poll};
 use super::wharf::Wharf;
 
@@ -166,6 +167,33 @@ pub async fn wait_pool(
         }
     })
     .await
+}
+
+/// Waits up to `deadline` until the ready backends of `pool` are exactly
+/// the containers `want`, at their addresses on `net` (backends in other
+/// states are not looked at); returns the time it took.
+pub async fn wait_ready_backends(
+    admin: SocketAddr,
+    pool: &str,
+    want: &[&Container],
+    net: &str,
+    deadline: Duration,
+    what: &str,
+) -> Duration {
+    let mut expected: Vec<(String, String)> = want
+        .iter()
+        .map(|c| (c.name.clone(), c.addr(net, 80).to_string()))
+        .collect();
+    expected.sort();
+    let check = |s: &Value| {
+        let got = ready_backends(s, pool);
+        if got == expected {
+            Ok(())
+        } else {
+            Err(format!("pool {pool}: ready {got:?}, want {expected:?}"))
+        }
+    };
+    wait_state_at(admin, deadline, what, check).await.1
 }
 
 impl Wharf {

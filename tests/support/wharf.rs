@@ -169,6 +169,17 @@ impl Wharf {
         read_log(&self.log_path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
     }
 
+    /// wharf's SIGTERM→drained lag (µs) for container `id`, from its log
+    /// (see [`drain_lags`]); panics with the log if there is none.
+    pub fn drain_lag_us(&self, id: &str) -> u64 {
+        let log = self.log();
+        drain_lags(&log)
+            .into_iter()
+            .find(|(prefix, _)| id.starts_with(prefix.as_str()))
+            .map(|(_, lag)| lag)
+            .unwrap_or_else(|| panic!("no `stop signal: draining` line for {id} in wharf's log:\n{log}"))
+    }
+
     /// `GET path` with `Host: host` through the proxy listener.
     pub async fn get(&self, host: &str, path: &str) -> Result<Resp, String> {
         http::get(self.listen, host, path).await
@@ -269,6 +280,21 @@ impl Drop for Wharf {
             let _ = std::fs::remove_file(&self.log_path);
         }
     }
+}
+
+/// `(container id prefix, lag_us)` of every "stop signal: draining" line
+/// in a wharf log: how long after Docker's stop signal (its `kill` event)
+/// wharf had drained the container.
+pub fn drain_lags(log: &str) -> Vec<(String, u64)> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    log.lines()
+        .filter(|l| l.contains("stop signal: draining"))
+        .filter_map(|l| Some((field(l, "id=")?, field(l, "lag_us=")?.parse().ok()?)))
+        .collect()
 }
 
 /// Runs `wharf <args…>` to completion (60 s at most) with extra environment
