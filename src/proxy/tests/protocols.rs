@@ -1,18 +1,23 @@
 //! HTTP/2 on either side, upgrades a backend declines, and a request
 //! timeout that bounds the wait for response headers, not the body.
 
+use std::convert::Infallible;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 use super::backends;
 use super::client::{self, request, request_to};
-use super::fixture::{timeouts, Wharf};
+use super::fixture::{timeouts, AbortOnDrop, Wharf};
 use crate::model::{HostPattern, PoolOptions, Protocol};
 
 #[tokio::test]
@@ -62,6 +67,65 @@ async fn an_http2_client_is_routed_by_its_authority_which_reaches_an_http1_backe
     // Routed without case; passed on as the client wrote it.
     assert_eq!(seen.header("host"), Some("B.test"));
     assert_eq!(seen.header("x-forwarded-host"), Some("B.test"));
+    wharf.settled().await;
+}
+
+/// A request body reaches the backend as the client sends it, not once it
+/// has ended: the backend reports its first chunk while the client still
+/// holds the rest.
+#[tokio::test]
+async fn a_request_body_streams_to_the_backend_before_the_client_has_finished_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (first_tx, mut first_rx) = mpsc::unbounded_channel::<Bytes>();
+    let _backend = AbortOnDrop(tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let first_tx = first_tx.clone();
+            async move {
+                let mut body = req.into_body();
+                let mut total = 0;
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame?.into_data() {
+                        if total == 0 {
+                            let _ = first_tx.send(data.clone());
+                        }
+                        total += data.len();
+                    }
+                }
+                Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(format!("{total} bytes")))))
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
+    }));
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[addr]);
+
+    let (chunks, rx) = mpsc::channel::<Bytes>(1);
+    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
+    }));
+    let stream = TcpStream::connect(wharf.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = request(Method::POST, "/upload").body(body).unwrap();
+    let pending = tokio::spawn(sender.send_request(req));
+
+    chunks.send(Bytes::from_static(b"first,")).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), first_rx.recv())
+        .await
+        .expect("the first chunk reached the backend while the body was still open")
+        .expect("the backend read a first chunk");
+    assert_eq!(&first[..], b"first,", "received before the body ended");
+    chunks.send(Bytes::from_static(b"second")).await.unwrap();
+    drop(chunks);
+    let r = client::read(pending.await.unwrap().expect("a response")).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "12 bytes"));
     wharf.settled().await;
 }
 
