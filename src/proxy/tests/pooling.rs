@@ -105,3 +105,23 @@ async fn maintain_closes_a_connection_idle_for_longer_than_the_upstream_idle_tim
     assert!(took >= Duration::from_millis(150), "closed too early: {took:?}");
     assert_eq!(wharf.idle(&shared), 0);
 }
+
+#[tokio::test]
+async fn maintain_closes_the_shared_http2_connection_of_a_backend_that_left_the_table() {
+    let a = backends::named_h2("a").await;
+    let b = backends::named("b").await;
+    let wharf = Wharf::start().await;
+    let h2c = PoolOptions {
+        protocol: crate::model::Protocol::H2c,
+        ..PoolOptions::default()
+    };
+    wharf.publish(desired([pool("web", h2c.clone(), &[a.addr])]));
+    let _maintain = maintain(&wharf);
+    assert_eq!(client::get(wharf.addr, "/").await.body, "a");
+    wharf.settled().await;
+    assert_eq!(a.log.open(), 1, "the shared connection stays open");
+
+    wharf.publish(desired([pool("web", h2c, &[b.addr])]));
+    let took = client::eventually("a's HTTP/2 connection closed", || a.log.open() == 0).await;
+    println!("closed {took:?} after the swap");
+}
