@@ -5,13 +5,14 @@
 //! when it ends.
 //!
 //! Helpers: [`fixture`] (wharf in-process, publishing desired states),
-//! [`backends`] (well- and ill-behaved upstreams), [`client`] (requests,
+//! [`backends`] and [`raw`] (well- and ill-behaved upstreams), [`client`] (requests,
 //! raw sockets, polling with a deadline). The tests, by subject:
 //! `retries`, `in_flight`, `pooling`, `rewrite`, `protocols`, `lifecycle`.
 
 mod backends;
 mod client;
 mod fixture;
+mod raw;
 
 mod in_flight;
 mod lifecycle;

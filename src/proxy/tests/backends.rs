@@ -1,10 +1,10 @@
 //! Tiny backends the tests control, each on its own `127.0.0.1:0` listener.
 //!
-//! The HTTP ones are hyper servers that log every request they receive
-//! ([`Seen`]) and answer through a handler; the raw ones misbehave at the TCP
-//! level (refuse connections, close at once, close after reading the request, cut a body
-//! short). Each counts the connections it accepted and still holds, so a test
-//! sees wharf open, reuse and close upstream connections. The accept task
+//! The HTTP ones here are hyper servers that log every request they receive
+//! ([`Seen`]) and answer through a handler; the raw ones ([`super::raw`])
+//! misbehave at the TCP level. Each counts the connections it accepted and
+//! still holds, so a test sees wharf open, reuse and close upstream
+//! connections. The accept task
 //! owns every connection: [`Upstream::stop`] (or dropping the [`Upstream`])
 //! closes the listener and all of them.
 
@@ -18,14 +18,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -86,7 +85,7 @@ impl Log {
         self.open.load(Ordering::SeqCst)
     }
 
-    fn record(&self, s: Seen) {
+    pub(super) fn record(&self, s: Seen) {
         self.seen.lock().unwrap().push(s);
     }
 }
@@ -122,7 +121,7 @@ impl Drop for Upstream {
 }
 
 /// Accept connections and run `conn` on each, inside one task that owns them all.
-async fn spawn<F, Fut>(conn: F) -> Upstream
+pub(super) async fn spawn<F, Fut>(conn: F) -> Upstream
 where
     F: Fn(TcpStream, Arc<Log>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -300,106 +299,4 @@ pub async fn upgrade_echo() -> Upstream {
         let _ = conn.with_upgrades().await;
     })
     .await
-}
-
-/// A port that refuses connections: bound, so no other test can take it
-/// while this lives, but not listening.
-#[derive(Debug)]
-pub struct Refusing {
-    pub addr: SocketAddr,
-    _socket: TcpSocket,
-}
-
-pub fn refusing() -> Refusing {
-    let socket = TcpSocket::new_v4().expect("a socket");
-    socket.bind(([127, 0, 0, 1], 0).into()).expect("bind");
-    let addr = socket.local_addr().expect("address");
-    Refusing { addr, _socket: socket }
-}
-
-/// Accepts each connection and closes it without reading a byte.
-pub async fn closes_at_once() -> Upstream {
-    spawn(|stream, _| async move { drop(stream) }).await
-}
-
-/// Reads one whole request (logged), then closes without answering.
-pub async fn reads_then_closes() -> Upstream {
-    spawn(|mut stream, log| async move {
-        if let Some(seen) = read_request(&mut stream).await {
-            log.record(seen);
-        }
-    })
-    .await
-}
-
-/// Reads one request, sends response headers promising 10 bytes and 5 of
-/// them, then closes.
-pub async fn cuts_body_short() -> Upstream {
-    spawn(|mut stream, log| async move {
-        if let Some(seen) = read_request(&mut stream).await {
-            log.record(seen);
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
-                .await;
-        }
-    })
-    .await
-}
-
-/// Read one HTTP/1.1 request: its head, and a body framed by
-/// `Content-Length` or chunked (kept as sent). `None` if the peer closed first.
-pub async fn read_request(s: &mut TcpStream) -> Option<Seen> {
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        read_more(s, &mut buf).await?;
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).ok()?.to_owned();
-    let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.parse().ok()?;
-    let uri = first.next()?.parse().ok()?;
-    let mut headers = HeaderMap::new();
-    for line in lines {
-        let (k, v) = line.split_once(':')?;
-        headers.append(
-            HeaderName::from_bytes(k.trim().as_bytes()).ok()?,
-            HeaderValue::from_str(v.trim()).ok()?,
-        );
-    }
-    let length = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    let chunked = headers.get("transfer-encoding").is_some_and(|v| v == "chunked");
-    loop {
-        let body = &buf[head_end..];
-        let done = match length {
-            Some(n) => body.len() >= n,
-            None => !chunked || body.ends_with(b"0\r\n\r\n"),
-        };
-        if done {
-            break;
-        }
-        read_more(s, &mut buf).await?;
-    }
-    Some(Seen {
-        method,
-        uri,
-        version: Version::HTTP_11,
-        headers,
-        body: Bytes::copy_from_slice(&buf[head_end..]),
-    })
-}
-
-async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
-    let mut chunk = [0u8; 4096];
-    match s.read(&mut chunk).await {
-        Ok(0) | Err(_) => None,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Some(())
-        }
-    }
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use super::backends::{self, Seen};
 use super::client::{self, request};
 use super::fixture::{at_path, desired, pool, timeouts, Wharf};
+use super::raw;
 use crate::model::PoolOptions;
 
 #[tokio::test]
@@ -169,8 +170,8 @@ async fn no_content_not_modified_and_head_answers_release_the_slot_and_keep_the_
 
 #[tokio::test]
 async fn a_refused_a_lost_and_a_timed_out_attempt_each_release_their_slot() {
-    let refused = backends::refusing();
-    let lost = backends::reads_then_closes().await;
+    let refused = raw::refusing();
+    let lost = raw::reads_then_closes().await;
     let silent = backends::delayed("silent", Duration::from_secs(3600)).await;
     let mut t = timeouts();
     t.request = Duration::from_millis(200);
@@ -198,7 +199,7 @@ async fn a_refused_a_lost_and_a_timed_out_attempt_each_release_their_slot() {
 
 #[tokio::test]
 async fn a_body_the_backend_cuts_short_counts_an_error_releases_the_slot_and_is_not_pooled() {
-    let short = backends::cuts_body_short().await;
+    let short = raw::cuts_body_short().await;
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[short.addr]);
     let shared = wharf.shared("web", short.addr);

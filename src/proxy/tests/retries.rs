@@ -14,12 +14,13 @@ use http_body_util::Full;
 use super::backends;
 use super::client::{self, request};
 use super::fixture::{at_path, desired, pool, timeouts, Wharf};
+use super::raw;
 use crate::health;
 use crate::model::PoolOptions;
 
 #[tokio::test]
 async fn a_refused_connect_goes_to_the_next_backend_for_a_get_and_for_a_post_with_a_body() {
-    let refused = backends::refusing();
+    let refused = raw::refusing();
     let b = backends::named("b").await;
     let wharf = Wharf::start().await;
     wharf.publish(desired([
@@ -71,7 +72,7 @@ async fn a_pooled_connection_the_backend_closed_is_not_written_to_and_a_post_goe
 
 #[tokio::test]
 async fn a_backend_that_closes_before_reading_gets_a_get_served_by_the_next_backend() {
-    let closer = backends::closes_at_once().await;
+    let closer = raw::closes_at_once().await;
     let b = backends::named("b").await;
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[closer.addr, b.addr]);
@@ -84,7 +85,7 @@ async fn a_backend_that_closes_before_reading_gets_a_get_served_by_the_next_back
 
 #[tokio::test]
 async fn a_get_lost_after_it_was_written_is_replayed_on_another_backend_with_the_same_head() {
-    let lost = backends::reads_then_closes().await;
+    let lost = raw::reads_then_closes().await;
     let b = backends::named("b").await;
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[lost.addr, b.addr]);
@@ -104,7 +105,7 @@ async fn a_get_lost_after_it_was_written_is_replayed_on_another_backend_with_the
 
 #[tokio::test]
 async fn a_post_or_a_put_with_a_body_lost_after_it_was_written_is_not_replayed_and_answers_502() {
-    let lost = backends::reads_then_closes().await;
+    let lost = raw::reads_then_closes().await;
     let b = backends::named("b").await;
     let wharf = Wharf::start().await;
     wharf.publish(desired([
@@ -128,7 +129,7 @@ async fn a_post_or_a_put_with_a_body_lost_after_it_was_written_is_not_replayed_a
 
 #[tokio::test]
 async fn with_the_retry_budget_spent_a_refused_request_answers_502_retry_budget_exhausted() {
-    let (r1, r2) = (backends::refusing(), backends::refusing());
+    let (r1, r2) = (raw::refusing(), raw::refusing());
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[r1.addr, r2.addr]);
     let budget = &wharf.pool("web").retry_budget;
@@ -174,8 +175,8 @@ async fn no_response_headers_within_the_request_timeout_answers_504_and_tries_no
 
 #[tokio::test]
 async fn with_retries_0_neither_a_refused_nor_a_lost_get_is_tried_on_another_backend() {
-    let refused = backends::refusing();
-    let lost = backends::reads_then_closes().await;
+    let refused = raw::refusing();
+    let lost = raw::reads_then_closes().await;
     let b = backends::named("b").await;
     let no_retries = |path: &str| PoolOptions {
         retries: 0,
@@ -202,7 +203,7 @@ async fn with_retries_0_neither_a_refused_nor_a_lost_get_is_tried_on_another_bac
 /// ([`crate::health::eject`]: three in a row, for a second at first).
 #[tokio::test]
 async fn three_refused_connects_in_a_row_eject_the_backend_and_the_next_request_skips_it() {
-    let refused = backends::refusing();
+    let refused = raw::refusing();
     let b = backends::named("b").await;
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[refused.addr, b.addr]);
