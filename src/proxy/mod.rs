@@ -265,3 +265,6 @@ fn record_failure(pool: &Pool, backend: &Backend, now: u64) {
               ejected_for_ms = d.as_millis() as u64, "backend ejected after consecutive delivery failures");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! The listener's life ([`crate::server::serve`]) and the whole wiring
+//! ([`crate::app::run`]) in-process: bound by the test on `127.0.0.1:0`,
+//! fed by a provider the test drives, stopped by a future the test resolves.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser as _;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::backends;
+use super::client::{self, request};
+use super::fixture::{desired, pool, timeouts, Wharf};
+use crate::app::{self, Listeners};
+use crate::config::Cli;
+use crate::model::{Desired, PoolOptions};
+use crate::provider::{Provider, Publisher};
+
+async fn refuses(addr: std::net::SocketAddr) -> bool {
+    TcpStream::connect(addr).await.is_err()
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_connections_and_lets_an_in_flight_response_finish() {
+    let (a, mut bodies) = backends::streaming().await;
+    let mut wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    let resp = client::open(wharf.addr, request(Method::GET, "/").body(Full::default()).unwrap()).await;
+    let chunks = bodies.recv().await.expect("the backend got the request");
+    chunks.send(Bytes::from_static(b"before,")).await.unwrap();
+
+    let served = wharf.shut_down();
+    client::eventually_async("new connections refused", || refuses(wharf.addr)).await;
+    assert!(!served.is_finished(), "still draining the in-flight response");
+    chunks.send(Bytes::from_static(b"after")).await.unwrap();
+    drop(chunks);
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("the response finished")
+        .to_bytes();
+    assert_eq!(&body[..], b"before,after");
+    let start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serve returned once drained")
+        .unwrap();
+    println!("serve returned {:?} after the last response ended", start.elapsed());
+}
+
+#[tokio::test]
+async fn serve_returns_after_the_drain_timeout_when_a_response_never_ends() {
+    let (a, mut bodies) = backends::streaming().await;
+    let mut t = timeouts();
+    t.drain = Duration::from_millis(300);
+    let mut wharf = Wharf::with_timeouts(t).await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    let _resp = client::open(wharf.addr, request(Method::GET, "/").body(Full::default()).unwrap()).await;
+    let _chunks = bodies.recv().await.expect("the backend got the request");
+
+    let start = Instant::now();
+    let served = wharf.shut_down();
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serve gave up draining")
+        .unwrap();
+    let took = start.elapsed();
+    println!("serve returned after {took:?} (drain timeout 300ms)");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_mid_head_is_disconnected_after_the_idle_timeout() {
+    let mut t = timeouts();
+    t.client_idle = Duration::from_millis(300);
+    let wharf = Wharf::with_timeouts(t).await;
+    let mut c = TcpStream::connect(wharf.addr).await.unwrap();
+    let start = Instant::now();
+    c.write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf)).await;
+    let took = start.elapsed();
+    println!("disconnected after {took:?} (idle timeout 300ms)");
+    assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+    assert!(buf.is_empty(), "no response: {buf:?}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+}
+
+/// A provider that publishes each desired state the test sends it.
+struct Given(mpsc::UnboundedReceiver<Desired>);
+
+impl Provider for Given {
+    fn run(self: Box<Self>, out: Publisher) -> BoxFuture<'static, ()> {
+        let mut states = self.0;
+        async move {
+            out.status(|s| s.provider = "test".into());
+            while let Some(d) = states.recv().await {
+                out.publish(d);
+                out.synced();
+            }
+            futures::future::pending::<()>().await
+        }
+        .boxed()
+    }
+}
+
+async fn status(addr: std::net::SocketAddr, path: &str) -> StatusCode {
+    client::get(addr, path).await.status
+}
+
+#[tokio::test]
+async fn app_run_serves_on_listeners_bound_by_the_caller_and_returns_when_shutdown_resolves() {
+    let a = backends::named("a").await;
+    let b = backends::named("b").await;
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+    let cfg = Cli::try_parse_from(["wharf", "--drain-timeout", "2s"])
+        .unwrap()
+        .opts
+        .into_config()
+        .unwrap();
+    let (states, given) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(app::run(
+        cfg,
+        Listeners { public, admin },
+        Box::new(Given(given)),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    assert_eq!(status(admin_addr, "/healthz").await, StatusCode::OK);
+    assert_eq!(status(admin_addr, "/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        status(public_addr, "/").await,
+        StatusCode::NOT_FOUND,
+        "nothing published yet"
+    );
+    states
+        .send(desired([pool("web", PoolOptions::default(), &[a.addr])]))
+        .unwrap();
+    client::eventually_async("ready after the first sync", move || async move {
+        status(admin_addr, "/readyz").await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(client::get(public_addr, "/").await.body, "a");
+    states
+        .send(desired([pool("web", PoolOptions::default(), &[b.addr])]))
+        .unwrap();
+    client::eventually_async("the new state is routed", move || async move {
+        client::get(public_addr, "/").await.body == "b"
+    })
+    .await;
+
+    let start = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("run returned after shutdown")
+        .unwrap();
+    println!("run returned {:?} after shutdown", start.elapsed());
+    assert!(refuses(public_addr).await, "public listener closed");
+    assert!(refuses(admin_addr).await, "admin listener closed");
+}

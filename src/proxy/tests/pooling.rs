@@ -1,0 +1,127 @@
+//! The upstream connections the proxy owns ([`crate::proxy::upstream`]):
+//! not reused for a draining backend, and closed by [`Proxy::maintain`]
+//! when their backend leaves the table, starts draining, or sits idle too long.
+//!
+//! [`Proxy::maintain`]: crate::proxy::Proxy::maintain
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+
+use super::backends;
+use super::client::{self, request};
+use super::fixture::{desired, maintain, pool, timeouts, Wharf};
+use crate::model::{BackendStatus, PoolOptions};
+
+#[tokio::test]
+async fn a_response_that_ends_after_its_backend_started_draining_does_not_return_the_connection() {
+    let (a, mut bodies) = backends::streaming().await;
+    let wharf = Wharf::start().await;
+    let (name, mut web) = pool("web", PoolOptions::default(), &[a.addr]);
+    wharf.publish(desired([(name.clone(), web.clone())]));
+    let shared = wharf.shared("web", a.addr);
+
+    let resp = client::open(wharf.addr, request(Method::GET, "/").body(Full::default()).unwrap()).await;
+    let chunks = bodies.recv().await.expect("the backend got the request");
+    web.backends[0].status = BackendStatus::Draining;
+    wharf.publish(desired([(name, web)]));
+    assert!(shared.draining.load(SeqCst), "same backend, now draining");
+
+    chunks.send(Bytes::from_static(b"last words")).await.unwrap();
+    drop(chunks);
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("the body ends cleanly")
+        .to_bytes();
+    assert_eq!(&body[..], b"last words", "in-flight requests finish");
+    client::eventually("slot released", || shared.in_flight.load(SeqCst) == 0).await;
+    assert_eq!(wharf.idle(&shared), 0, "a draining backend's connection is not kept");
+    client::eventually("the connection to the draining backend closed", || a.log.open() == 0).await;
+}
+
+/// Requests to `a` then `b` (round robin) leave one idle connection each.
+async fn two_idle_connections() -> (Wharf, backends::Upstream, backends::Upstream) {
+    let a = backends::named("a").await;
+    let b = backends::named("b").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[a.addr, b.addr]);
+    assert_eq!(client::get(wharf.addr, "/").await.body, "a");
+    assert_eq!(client::get(wharf.addr, "/").await.body, "b");
+    wharf.settled().await;
+    (wharf, a, b)
+}
+
+#[tokio::test]
+async fn maintain_closes_the_connections_of_a_backend_that_left_the_table_and_keeps_the_others() {
+    let (wharf, a, b) = two_idle_connections().await;
+    let (sa, sb) = (wharf.shared("web", a.addr), wharf.shared("web", b.addr));
+    assert_eq!((wharf.idle(&sa), wharf.idle(&sb)), (1, 1));
+    let _maintain = maintain(&wharf);
+
+    wharf.publish(desired([pool("web", PoolOptions::default(), &[b.addr])]));
+    let took = client::eventually("a's idle connection dropped", || wharf.idle(&sa) == 0).await;
+    println!("closed {took:?} after the swap");
+    client::eventually("a saw its connection closed", || a.log.open() == 0).await;
+    assert_eq!(wharf.idle(&sb), 1, "b is still in the table");
+    assert_eq!(b.log.open(), 1);
+}
+
+#[tokio::test]
+async fn maintain_closes_the_connections_of_a_backend_that_starts_draining() {
+    let (wharf, a, b) = two_idle_connections().await;
+    let (sa, sb) = (wharf.shared("web", a.addr), wharf.shared("web", b.addr));
+    let _maintain = maintain(&wharf);
+
+    let (name, mut web) = pool("web", PoolOptions::default(), &[a.addr, b.addr]);
+    web.backends[0].status = BackendStatus::Draining;
+    wharf.publish(desired([(name, web)]));
+    client::eventually("a's idle connection dropped", || wharf.idle(&sa) == 0).await;
+    client::eventually("a saw its connection closed", || a.log.open() == 0).await;
+    assert_eq!(wharf.idle(&sb), 1);
+}
+
+#[tokio::test]
+async fn maintain_closes_a_connection_idle_for_longer_than_the_upstream_idle_timeout() {
+    let a = backends::named("a").await;
+    let mut t = timeouts();
+    t.upstream_idle = Duration::from_millis(150);
+    let wharf = Wharf::with_timeouts(t).await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    let shared = wharf.shared("web", a.addr);
+    let _maintain = maintain(&wharf);
+
+    // Measured from before the request: the connection cannot go idle earlier.
+    let idle_since = Instant::now();
+    assert_eq!(client::get(wharf.addr, "/").await.body, "a");
+    wharf.settled().await;
+    client::eventually("idle connection closed", || a.log.open() == 0).await;
+    let took = idle_since.elapsed();
+    println!("closed after {took:?} idle (timeout 150ms)");
+    assert!(took >= Duration::from_millis(150), "closed too early: {took:?}");
+    assert_eq!(wharf.idle(&shared), 0);
+}
+
+#[tokio::test]
+async fn maintain_closes_the_shared_http2_connection_of_a_backend_that_left_the_table() {
+    let a = backends::named_h2("a").await;
+    let b = backends::named("b").await;
+    let wharf = Wharf::start().await;
+    let h2c = PoolOptions {
+        protocol: crate::model::Protocol::H2c,
+        ..PoolOptions::default()
+    };
+    wharf.publish(desired([pool("web", h2c.clone(), &[a.addr])]));
+    let _maintain = maintain(&wharf);
+    assert_eq!(client::get(wharf.addr, "/").await.body, "a");
+    wharf.settled().await;
+    assert_eq!(a.log.open(), 1, "the shared connection stays open");
+
+    wharf.publish(desired([pool("web", h2c, &[b.addr])]));
+    let took = client::eventually("a's HTTP/2 connection closed", || a.log.open() == 0).await;
+    println!("closed {took:?} after the swap");
+}

@@ -1,0 +1,194 @@
+//! What the backend receives and what the client gets back, through the
+//! service: `strip_prefix`, `X-Forwarded-*` per `--trusted-proxies`, the
+//! Host kept, hop-by-hop headers removed both ways (RFC 9110 §7.6.1), the
+//! sticky cookie, and the 404/503 answers with their `x-wharf-error`.
+
+use std::sync::atomic::Ordering::SeqCst;
+
+use http::{Method, StatusCode};
+use http_body_util::Full;
+
+use super::backends::{self, Seen};
+use super::client::{self, request, request_to};
+use super::fixture::{at_path, desired, pool, timeouts, Wharf};
+use crate::model::{BackendStatus, HostPattern, PoolOptions, Sticky};
+
+#[tokio::test]
+async fn strip_prefix_removes_the_matched_prefix_and_keeps_the_query() {
+    let a = backends::named("a").await;
+    let wharf = Wharf::start().await;
+    let strip = PoolOptions {
+        strip_prefix: true,
+        ..at_path("/api")
+    };
+    wharf.publish(desired([
+        pool("api", strip, &[a.addr]),
+        pool("raw", at_path("/raw"), &[a.addr]),
+    ]));
+    for (sent, received) in [
+        ("/api/users?id=1", "/users?id=1"),
+        ("/api", "/"),
+        ("/api?q=2", "/?q=2"),
+        ("/raw/users?id=1", "/raw/users?id=1"),
+    ] {
+        assert_eq!(client::get(wharf.addr, sent).await.status, StatusCode::OK, "{sent}");
+        assert_eq!(a.log.last().target(), received, "{sent}");
+    }
+}
+
+#[tokio::test]
+async fn from_an_untrusted_client_x_forwarded_headers_are_replaced_and_host_is_kept() {
+    let a = backends::named("a").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    send_forged(&wharf).await;
+    let seen = a.log.last();
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("App.Test:8080"));
+    assert_eq!(seen.header("host"), Some("App.Test:8080"));
+}
+
+#[tokio::test]
+async fn from_a_trusted_proxy_x_forwarded_headers_are_kept_and_the_peer_appended() {
+    let a = backends::named("a").await;
+    let wharf = Wharf::with(timeouts(), vec!["127.0.0.0/8".parse().unwrap()]).await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    send_forged(&wharf).await;
+    let seen = a.log.last();
+    assert_eq!(seen.header("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("shop.test"));
+    assert_eq!(seen.header("host"), Some("App.Test:8080"));
+}
+
+/// A request carrying forged forwarding headers, with `Host` on a port.
+async fn send_forged(wharf: &Wharf) {
+    let req = request_to("App.Test:8080", Method::GET, "/")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "shop.test");
+    let r = client::send(wharf.addr, req.body(Full::default()).unwrap()).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "a"));
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_connection_named_headers_are_removed_both_ways() {
+    let a = backends::answering(|_: &Seen| {
+        let mut r = backends::full(StatusCode::OK, "a");
+        let h = r.headers_mut();
+        h.insert("connection", "x-backend-secret".parse().unwrap());
+        h.insert("x-backend-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("x-answer", "kept".parse().unwrap());
+        r
+    })
+    .await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+
+    let req = request(Method::GET, "/")
+        .header("connection", "keep-alive, x-client-secret")
+        .header("x-client-secret", "1")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic d2hhcmY6")
+        .header("proxy-connection", "keep-alive")
+        .header("te", "gzip")
+        .header("x-kept", "yes");
+    let r = client::send(wharf.addr, req.body(Full::default()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = a.log.last();
+    assert_eq!(seen.header("x-kept"), Some("yes"));
+    for h in [
+        "x-client-secret",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+    ] {
+        assert_eq!(seen.header(h), None, "{h} reached the backend");
+    }
+    assert_eq!(r.headers.get("x-answer").map(|v| v.as_bytes()), Some(&b"kept"[..]));
+    for h in ["x-backend-secret", "keep-alive", "proxy-connection", "connection"] {
+        assert!(!r.headers.contains_key(h), "{h} reached the client");
+    }
+}
+
+#[tokio::test]
+async fn no_route_answers_404_and_a_pool_without_a_ready_backend_503_each_naming_the_cause() {
+    let a = backends::named("a").await;
+    let on = |host: &str| PoolOptions {
+        hosts: vec![HostPattern::Exact(host.into())],
+        ..PoolOptions::default()
+    };
+    let (waiting_name, mut waiting) = pool("waiting", on("waiting.test"), &[a.addr]);
+    waiting.backends[0].status = BackendStatus::Waiting("starting".into());
+    let (draining_name, mut draining) = pool("draining", on("draining.test"), &[a.addr]);
+    draining.backends[0].status = BackendStatus::Draining;
+    let wharf = Wharf::start().await;
+    wharf.publish(desired([
+        pool("a", on("a.test"), &[a.addr]),
+        pool("empty", on("empty.test"), &[]),
+        (waiting_name, waiting),
+        (draining_name, draining),
+    ]));
+
+    let get = |host: &'static str| {
+        let req = request_to(host, Method::GET, "/");
+        client::send(wharf.addr, req.body(Full::default()).unwrap())
+    };
+    let r = get("A.TEST:8080").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, "a"),
+        "host matched without case and port"
+    );
+
+    let r = get("b.test").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.wharf_error(), Some("no-route"));
+    assert_eq!(r.body, "wharf: no route for this host and path\n");
+    assert_eq!(
+        r.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/plain; charset=utf-8"[..])
+    );
+    for (host, pool) in [
+        ("empty.test", "empty"),
+        ("waiting.test", "waiting"),
+        ("draining.test", "draining"),
+    ] {
+        let r = get(host).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{host}");
+        assert_eq!(r.wharf_error(), Some("no-backend"), "{host}");
+        assert_eq!(r.body, format!("wharf: pool {pool} has no ready backend\n"));
+    }
+    let stats = &wharf.proxy.stats;
+    assert_eq!((stats.no_route.load(SeqCst), stats.no_backend.load(SeqCst)), (1, 3));
+    assert_eq!(a.log.count(), 1, "only the routed request reached a backend");
+}
+
+#[tokio::test]
+async fn a_sticky_pool_pins_a_client_to_the_backend_that_answered() {
+    let a = backends::named("a").await;
+    let b = backends::named("b").await;
+    let wharf = Wharf::start().await;
+    let sticky = PoolOptions {
+        sticky: Some(Sticky { cookie: "pin".into() }),
+        ..PoolOptions::default()
+    };
+    wharf.serve(sticky, &[a.addr, b.addr]);
+
+    let first = client::get(wharf.addr, "/").await;
+    assert_eq!(first.body, "a");
+    let set = first.headers["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("pin="), "{set}");
+    for _ in 0..3 {
+        let req = request(Method::GET, "/").header("cookie", format!("other=1; {cookie}"));
+        let r = client::send(wharf.addr, req.body(Full::default()).unwrap()).await;
+        assert_eq!(r.body, "a", "the cookie keeps the client on a");
+        assert!(!r.headers.contains_key("set-cookie"), "already pinned: no new cookie");
+    }
+    assert_eq!(client::get(wharf.addr, "/").await.body, "b", "without it, round robin");
+}
