@@ -49,7 +49,7 @@ fn binaries_are_static_executables() {
 
 #[test]
 fn images_are_built_with_the_expected_config() {
-    assert_eq!(demo_image(), "wharf-it/demo:test");
+    assert!(demo_image().starts_with("wharf-it/demo:test-"), "{}", demo_image());
     assert_eq!(
         docker(&[
             "image",
@@ -60,7 +60,7 @@ fn images_are_built_with_the_expected_config() {
         ]),
         r#"["/wharf-demo"]"#
     );
-    assert_eq!(wharf_image(), "wharf-it/wharf:test");
+    assert!(wharf_image().starts_with("wharf-it/wharf:test-"), "{}", wharf_image());
     let cfg = docker(&["image", "inspect", "--format", "{{json .Config}}", wharf_image()]);
     let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
     assert_eq!(cfg["Entrypoint"], serde_json::json!(["/wharf"]), "{cfg}");

@@ -11,10 +11,20 @@ use futures::StreamExt;
 
 /// The Rust target the static binaries are built for.
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
-/// Tag of the wharf image built by [`wharf_image`].
-pub const WHARF_IMAGE: &str = "wharf-it/wharf:test";
-/// Tag of the demo backend image built by [`demo_image`].
-pub const DEMO_IMAGE: &str = "wharf-it/demo:test";
+/// Repository of the wharf image built by [`wharf_image`].
+pub const WHARF_IMAGE: &str = "wharf-it/wharf";
+/// Repository of the demo backend image built by [`demo_image`].
+pub const DEMO_IMAGE: &str = "wharf-it/demo";
+
+/// `repo:test-<checkout>`: each checkout of the repository (a CI clone, a git
+/// worktree) builds its own tag, so test runs in two checkouts at once never
+/// run each other's binaries.
+fn checkout_tag(repo: &str) -> &'static str {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    workspace_root().hash(&mut h);
+    Box::leak(format!("{repo}:test-{:08x}", h.finish() as u32).into_boxed_str())
+}
 
 const WHARF_DOCKERFILE: &str = r#"FROM scratch
 COPY wharf /wharf
@@ -145,19 +155,23 @@ pub fn require_docker() {
     }
 }
 
-/// Builds (once per test process) and returns the wharf image tag, `wharf-it/wharf:test`.
+/// Builds (once per test process) and returns the wharf image tag,
+/// `wharf-it/wharf:test-<checkout>`.
 pub fn wharf_image() -> &'static str {
     static IMAGE: OnceLock<Result<(), String>> = OnceLock::new();
-    built_once(&IMAGE, WHARF_IMAGE, || {
-        build_image(WHARF_IMAGE, &binaries().wharf, "wharf", WHARF_DOCKERFILE)
+    let tag = checkout_tag(WHARF_IMAGE);
+    built_once(&IMAGE, tag, || {
+        build_image(tag, &binaries().wharf, "wharf", WHARF_DOCKERFILE)
     })
 }
 
-/// Builds (once per test process) and returns the demo backend image tag, `wharf-it/demo:test`.
+/// Builds (once per test process) and returns the demo backend image tag,
+/// `wharf-it/demo:test-<checkout>`.
 pub fn demo_image() -> &'static str {
     static IMAGE: OnceLock<Result<(), String>> = OnceLock::new();
-    built_once(&IMAGE, DEMO_IMAGE, || {
-        build_image(DEMO_IMAGE, &binaries().demo, "wharf-demo", DEMO_DOCKERFILE)
+    let tag = checkout_tag(DEMO_IMAGE);
+    built_once(&IMAGE, tag, || {
+        build_image(tag, &binaries().demo, "wharf-demo", DEMO_DOCKERFILE)
     })
 }
 

@@ -12,7 +12,7 @@
 //!   in a separate target dir so it never fights the outer `cargo test` for its
 //!   lock. Concurrent test processes are serialised by cargo's own lock.
 //! * [`wharf_image()`] / [`demo_image()`] build `FROM scratch` images from
-//!   those binaries (tags `wharf-it/wharf:test`, `wharf-it/demo:test`), once
+//!   those binaries (tags `wharf-it/wharf:test-<checkout>`, `wharf-it/demo:test-<checkout>`), once
 //!   per test process, and return the tag.
 //! * [`require_docker()`] fails with a clear message if the daemon is down.
 //!   It is called by everything that touches Docker, so tests never skip.
