@@ -22,15 +22,16 @@ use crate::backend::Backend;
 use crate::health;
 use crate::model::BackendStatus;
 use crate::provider::Discovery;
-use crate::proxy::upstream::Upstreams;
-use crate::proxy::Proxy;
-use crate::routing::RoutingTable;
+use crate::proxy::{Proxy, Stats};
+use crate::routing::{Router, RoutingTable};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 #[derive(Debug)]
 pub struct Admin {
-    pub proxy: Arc<Proxy>,
+    /// One per worker: their counters and idle connections are summed.
+    pub proxies: Vec<Arc<Proxy>>,
+    pub router: Arc<Router>,
     pub discovery: Arc<Discovery>,
     /// Set at SIGTERM: `/readyz` turns 503 so upstream load balancers stop sending.
     pub shutting_down: AtomicBool,
@@ -93,18 +94,26 @@ impl Admin {
     }
 
     pub fn state(&self) -> Value {
-        let table = self.proxy.router.load();
+        let table = self.router.load();
+        let idle = |uid| self.proxies.iter().map(|p| p.upstreams.idle(uid)).sum();
         state_json(
             &table,
-            &self.proxy.upstreams,
+            &idle,
             &self.discovery,
             self.discovery.ready.load(Ordering::Relaxed),
         )
     }
 
+    /// A proxy counter summed over the workers.
+    fn stat(&self, counter: impl Fn(&Stats) -> &std::sync::atomic::AtomicU64) -> u64 {
+        self.proxies
+            .iter()
+            .map(|p| counter(&p.stats).load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn metrics(&self) -> String {
-        let table = self.proxy.router.load();
-        let s = &self.proxy.stats;
+        let table = self.router.load();
         let d = self.discovery.snapshot();
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
@@ -114,19 +123,19 @@ impl Admin {
             "wharf_requests_total",
             "Requests received on the public listener.",
             "counter",
-            s.requests.load(Ordering::Relaxed),
+            self.stat(|s| &s.requests),
         );
         counter(
             "wharf_retries_total",
             "Attempts on another backend after one could not be reached.",
             "counter",
-            s.retries.load(Ordering::Relaxed),
+            self.stat(|s| &s.retries),
         );
         counter(
             "wharf_panic_requests_total",
             "Requests sent in panic mode: every ready backend of the pool was ejected or failing checks.",
             "counter",
-            s.panics.load(Ordering::Relaxed),
+            self.stat(|s| &s.panics),
         );
         counter(
             "wharf_discovery_connected",
@@ -156,17 +165,15 @@ impl Admin {
             out,
             "# HELP wharf_errors_total Requests answered by wharf itself, by cause.\n# TYPE wharf_errors_total counter"
         );
-        for (kind, c) in [
-            ("no_route", &s.no_route),
-            ("no_backend", &s.no_backend),
-            ("unreachable", &s.unreachable),
-            ("timeout", &s.timeouts),
-        ] {
-            let _ = writeln!(
-                out,
-                "wharf_errors_total{{kind=\"{kind}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
+        type Field = fn(&Stats) -> &std::sync::atomic::AtomicU64;
+        let kinds: [(&str, Field); 4] = [
+            ("no_route", |s| &s.no_route),
+            ("no_backend", |s| &s.no_backend),
+            ("unreachable", |s| &s.unreachable),
+            ("timeout", |s| &s.timeouts),
+        ];
+        for (kind, field) in kinds {
+            let _ = writeln!(out, "wharf_errors_total{{kind=\"{kind}\"}} {}", self.stat(field));
         }
         let metrics: [(&str, &str, &str); 4] = [
             ("wharf_backend_requests_total", "counter", "Requests sent to a backend."),
@@ -197,7 +204,8 @@ impl Admin {
 }
 
 /// The `/api/state` document.
-pub fn state_json(table: &RoutingTable, upstreams: &Upstreams, discovery: &Discovery, ready: bool) -> Value {
+/// `idle` counts a backend's idle upstream connections (by uid) over every worker.
+pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: &Discovery, ready: bool) -> Value {
     let now = health::now_ms();
     let pools: Vec<Value> = table
         .pools
@@ -218,7 +226,7 @@ pub fn state_json(table: &RoutingTable, upstreams: &Upstreams, discovery: &Disco
                         "in_flight": b.shared.in_flight.load(Ordering::Relaxed),
                         "requests": b.shared.requests.load(Ordering::Relaxed),
                         "errors": b.shared.errors.load(Ordering::Relaxed),
-                        "idle_connections": upstreams.idle(b.shared.uid),
+                        "idle_connections": idle(b.shared.uid),
                         "latency_ms": (b.shared.latency.estimate(std::time::Instant::now()) / 1e3).round() / 1e3,
                     })
                 })

@@ -19,6 +19,7 @@ use tracing::info;
 
 use crate::admin::{self, Admin};
 use crate::config::{Config, Provider as ProviderKind};
+use crate::listen;
 use crate::provider::docker::{DockerError, DockerProvider, Settings};
 use crate::provider::statics::NoProvider;
 use crate::provider::{Discovery, Provider, Publisher};
@@ -38,22 +39,35 @@ pub enum StartError {
     },
     #[error(transparent)]
     Docker(#[from] DockerError),
+    #[error("cannot start worker thread {index}: {source}")]
+    Worker {
+        index: usize,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The sockets wharf serves on, bound by the caller.
 #[derive(Debug)]
 pub struct Listeners {
-    /// `--listen`: the proxy (HTTP/1.1 and h2c).
-    pub public: TcpListener,
+    /// `--listen`: the proxy (HTTP/1.1 and h2c), one non-blocking socket
+    /// per worker (see [`crate::listen`]); wharf runs one worker per socket.
+    pub public: Vec<std::net::TcpListener>,
     /// `--admin-listen`: status API, metrics, dashboard.
     pub admin: TcpListener,
 }
 
 impl Listeners {
-    /// Bind the addresses of `cfg`.
+    /// Bind the addresses of `cfg`, the public one once per worker.
     pub async fn bind(cfg: &Config) -> Result<Listeners, StartError> {
+        let public = listen::reuseport(cfg.listen, cfg.workers.max(1)).map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            what: "proxy",
+            flag: "--listen",
+            source,
+        })?;
         Ok(Listeners {
-            public: bind(cfg.listen, "proxy", "--listen").await?,
+            public,
             admin: bind(cfg.admin_listen, "admin", "--admin-listen").await?,
         })
     }
@@ -91,55 +105,111 @@ pub async fn provider(cfg: &Config) -> Result<Box<dyn Provider>, StartError> {
 pub async fn start(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let listeners = Listeners::bind(&cfg).await?;
     let provider = provider(&cfg).await?;
-    run(cfg, listeners, provider, shutdown).await;
-    Ok(())
+    run(cfg, listeners, provider, shutdown).await
 }
 
 /// Serve until `shutdown` resolves, then drain and return.
-pub async fn run(cfg: Config, listeners: Listeners, provider: Box<dyn Provider>, shutdown: impl Future<Output = ()>) {
+///
+/// The control plane — the provider, the admin listener, the health probes —
+/// runs on the caller's runtime. Requests are served by one worker thread per
+/// public socket, each with its own current-thread runtime, its own
+/// [`Proxy`] and upstream connections: a request never leaves the thread that
+/// accepted its connection, and workers share no lock on the request path
+/// (only the routing table's `ArcSwap` and the backends' atomic counters).
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    provider: Box<dyn Provider>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let router = Arc::new(Router::default());
     let discovery = Arc::new(Discovery::default());
     let publisher = Publisher::new(Arc::clone(&router), cfg.static_pools.clone(), Arc::clone(&discovery));
     let provider_task = tokio::spawn(provider.run(publisher));
 
-    let proxy = Arc::new(Proxy::new(
-        Arc::clone(&router),
-        cfg.timeouts,
-        cfg.access_log,
-        cfg.trusted_proxies.clone(),
-    ));
-    let maintain = tokio::spawn(Arc::clone(&proxy).maintain());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let public_addr = listeners.public.first().and_then(|l| l.local_addr().ok());
+    let mut proxies = Vec::new();
+    let mut workers = Vec::new();
+    for (index, socket) in listeners.public.into_iter().enumerate() {
+        let proxy = Arc::new(Proxy::new(
+            Arc::clone(&router),
+            cfg.timeouts,
+            cfg.access_log,
+            cfg.trusted_proxies.clone(),
+        ));
+        proxies.push(Arc::clone(&proxy));
+        let stop = stop_rx.clone();
+        let w =
+            worker(index, socket, proxy, cfg.timeouts, stop).map_err(|source| StartError::Worker { index, source })?;
+        workers.push(w);
+    }
     let admin = Arc::new(Admin {
-        proxy: Arc::clone(&proxy),
+        proxies,
+        router,
         discovery,
         shutting_down: AtomicBool::new(false),
     });
-    let public_addr = listeners.public.local_addr().ok();
     let admin_addr = listeners.admin.local_addr().ok();
-    info!(listen = ?public_addr, admin = ?admin_addr, "wharf {} serving", env!("CARGO_PKG_VERSION"));
+    info!(listen = ?public_addr, admin = ?admin_addr, workers = workers.len(), "wharf {} serving", env!("CARGO_PKG_VERSION"));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_stop = Arc::new(tokio::sync::Notify::new());
     let admin_task = {
-        let mut rx = stop_rx.clone();
         let admin = Arc::clone(&admin);
-        tokio::spawn(admin::serve(listeners.admin, admin, async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }))
+        let stop = Arc::clone(&admin_stop);
+        tokio::spawn(admin::serve(
+            listeners.admin,
+            admin,
+            async move { stop.notified().await },
+        ))
     };
-    let server_shutdown = {
-        let admin = Arc::clone(&admin);
-        async move {
-            shutdown.await;
-            info!("shutdown signal: readiness off, no new connections");
-            admin.shutting_down.store(true, Ordering::Relaxed);
-        }
-    };
-    server::serve(listeners.public, proxy, cfg.timeouts, server_shutdown).await;
+    shutdown.await;
+    info!("shutdown signal: readiness off, no new connections");
+    admin.shutting_down.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    admin_stop.notify_one();
     provider_task.abort();
-    maintain.abort();
     let _ = admin_task.await;
     info!("bye");
+    Ok(())
+}
+
+/// Start worker `index`: a thread with its own current-thread runtime that
+/// serves `socket` through `proxy` until `stop` turns true, then drains. The
+/// returned receiver resolves when the worker is done.
+fn worker(
+    index: usize,
+    socket: std::net::TcpListener,
+    proxy: Arc<Proxy>,
+    timeouts: crate::config::Timeouts,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new()
+        .name(format!("wharf-worker-{index}"))
+        .spawn(move || {
+            rt.block_on(async move {
+                let listener = match TcpListener::from_std(socket) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(worker = index, error = %e, "cannot use the listening socket");
+                        return;
+                    }
+                };
+                let maintain = tokio::spawn(Arc::clone(&proxy).maintain());
+                let stopped = async move {
+                    let _ = stop.wait_for(|v| *v).await;
+                };
+                server::serve(listener, proxy, timeouts, stopped).await;
+                maintain.abort();
+            });
+            let _ = done_tx.send(());
+        })?;
+    Ok(done_rx)
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

@@ -112,6 +112,11 @@ pub struct Opts {
     #[arg(long, env = "WHARF_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub drain_timeout: Duration,
 
+    /// Request-serving threads, each with its own runtime, listener
+    /// (SO_REUSEPORT) and upstream connections. 0: one per available core.
+    #[arg(long, env = "WHARF_WORKERS", default_value_t = 0, global = true)]
+    pub workers: usize,
+
     /// Log format on stderr.
     #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
@@ -152,6 +157,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub access_log: bool,
     pub trusted_proxies: Vec<Cidr>,
+    /// Request-serving threads (at least 1).
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +205,9 @@ impl Opts {
             .filter(|s| !s.trim().is_empty())
             .map(|s| s.parse::<Cidr>().map_err(|e| format!("--trusted-proxies: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
+        if self.workers > 1024 {
+            return Err(format!("--workers {}: at most 1024 (0 = one per core)", self.workers));
+        }
         for (name, d) in [
             ("--connect-timeout", self.connect_timeout),
             ("--request-timeout", self.request_timeout),
@@ -225,6 +235,10 @@ impl Opts {
             log_format: self.log_format,
             access_log: self.access_log,
             trusted_proxies,
+            workers: match self.workers {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
         })
     }
 }

@@ -23,7 +23,8 @@
 //!   publisher swaps the table.
 //! - [`proxy`]: the hyper service — route, pick, forward, retry what was never
 //!   delivered, stream the response back — and the upstream connections it owns.
-//! - [`server`] and [`admin`]: the public listener and the status/metrics one.
+//! - [`listen`], [`server`] and [`admin`]: the public listener (one socket per
+//!   worker) and the status/metrics one.
 //! - [`app`]: wires it together and owns start-up and shutdown; [`check`]
 //!   is `wharf check`.
 //!
@@ -42,6 +43,7 @@ pub mod cidr;
 pub mod config;
 pub mod health;
 pub mod labels;
+pub mod listen;
 pub mod model;
 pub mod net;
 pub mod probe;

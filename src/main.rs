@@ -30,7 +30,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The control plane (discovery, admin, health probes); requests are
+    // served by worker threads of their own (see `app::run`).
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
