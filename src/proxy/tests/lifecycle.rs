@@ -116,12 +116,12 @@ async fn status(addr: std::net::SocketAddr, path: &str) -> StatusCode {
 }
 
 #[tokio::test]
-async fn app_run_serves_on_listeners_bound_by_the_caller_and_returns_when_shutdown_resolves() {
+async fn app_run_serves_on_listeners_bound_by_the_caller_with_two_workers_and_returns_when_shutdown_resolves() {
     let a = backends::named("a").await;
     let b = backends::named("b").await;
-    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = crate::listen::reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (public_addr, admin_addr) = (public[0].local_addr().unwrap(), admin.local_addr().unwrap());
     let cfg = Cli::try_parse_from(["wharf", "--drain-timeout", "2s"])
         .unwrap()
         .opts
@@ -166,6 +166,7 @@ async fn app_run_serves_on_listeners_bound_by_the_caller_and_returns_when_shutdo
     tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("run returned after shutdown")
+        .unwrap()
         .unwrap();
     println!("run returned {:?} after shutdown", start.elapsed());
     assert!(refuses(public_addr).await, "public listener closed");
