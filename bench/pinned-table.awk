@@ -108,7 +108,7 @@ function load_table(nc, C, c, i, m, M, name) {
     }
     for (i = 1; i <= np; i++) {
         note = ""
-        for (c = 1; c <= nc; c++) if (SKIPPED[C[c], P[i]]) note = note (note == "" ? "" : ", ") name[C[c]]
+        for (c = 1; c <= nc; c++) if (SKIPPED[C[c], P[i]]) note = note (note == "" ? "" : "; ") name[C[c]]
         if (note != "") print "\nskipped: " label(P[i]) " in " note " (its --help lists no " tlsflag ": no TLS listener yet)"
     }
 }

@@ -7,13 +7,17 @@
 #   bench/pinned.sh [--modes http,idle,tls] [--rounds 3] [--duration 8s]
 #                   [--warmup 2s] [--connections 64] [--proxies "nginx haproxy wharf"]
 #                   [--idle-conns 10000] [--idle-wait 15] [--tls-key ec|rsa]
-#                   [--raw FILE] [--rev REV]
+#                   [--raw FILE] [--perf DIR] [--rev REV]
 #
 # modes: http = keep-alive and `Connection: close` (default); idle = RSS with
 # 10,000 idle client connections; tls = the http table over TLS.
+# --perf DIR: after the rounds, one more run of each wharf per mode under
+# `perf record` (not in the table): flat profiles by symbol and by DSO in DIR.
 # WHARF_BIN=PATH measures that binary instead of building one (--rev);
-# WHARF_BIN_B=PATH and/or WHARF_ARGS_B="flags" add a column "wharf B";
-# WHARF_ARGS adds flags to wharf A; BENCH_PORT_BASE moves the ports (18200).
+# WHARF_ARGS="flags" and WHARF_ENV="VAR=value …" are added to wharf A's command;
+# WHARF_BIN_B, WHARF_ARGS_B, WHARF_ENV_B (any of them) add a column "wharf B":
+# another build, or the same binary with other flags or environment.
+# BENCH_PORT_BASE moves the ports (default 18200).
 # Prints tables; asserts nothing. Everything listens on 127.0.0.1 and ends at exit.
 
 BENCH_SELF=$0
@@ -30,6 +34,7 @@ IDLE_CONNS=10000
 IDLE_WAIT=15
 TLS_KEY=ec
 RAW=""
+PERF_DIR=""
 PORT_BASE=${BENCH_PORT_BASE:-18200}
 args=("$@")
 while (($#)); do
@@ -44,9 +49,10 @@ while (($#)); do
         --idle-wait) IDLE_WAIT=$2; shift 2 ;;
         --tls-key) TLS_KEY=$2; shift 2 ;;
         --raw) RAW=$2; shift 2 ;;
+        --perf) PERF_DIR=$2; shift 2 ;;
         --rev) shift 2 ;;
         --rev=*) shift ;;
-        -h | --help) sed -n '2,17p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,22p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -57,6 +63,7 @@ for p in $PROXIES; do [[ $p == nginx || $p == haproxy || $p == wharf ]] || die "
 
 bench_need nginx haproxy wrk curl taskset:util-linux python3
 [[ $MODES != *tls* ]] || bench_need openssl cc:gcc
+[[ -z $PERF_DIR ]] || { bench_need perf:linux-perf && mkdir -p "$PERF_DIR"; }
 (($(nproc) >= 2)) || die "needs 2 CPUs (proxy on CPU 0, load on CPU 1)"
 ulimit -n "$(ulimit -Hn)" # the idle run's 10,000 connections, on both sides
 
@@ -71,13 +78,13 @@ else
     WHARF_A=$CARGO_TARGET_DIR/release/wharf
     DESC_A=$SRC_DESC
 fi
-[[ $PROXIES != *wharf* ]] || [[ -z ${WHARF_BIN_B:-}${WHARF_ARGS_B:-} ]] || PROXIES+=" wharfb"
+[[ $PROXIES != *wharf* ]] || [[ -z ${WHARF_BIN_B:-}${WHARF_ARGS_B:-}${WHARF_ENV_B:-} ]] || PROXIES+=" wharfb"
 WHARF_B=${WHARF_BIN_B:-$WHARF_A}
 [[ -x $WHARF_B ]] || die "WHARF_BIN_B=$WHARF_B is not an executable"
 DESC_B="$WHARF_B ($(stat -c %y "$WHARF_B" | cut -d. -f1))"
 [[ -n ${WHARF_BIN_B:-} ]] || DESC_B="the binary of wharf A"
-DESC_A+="${WHARF_ARGS:+, flags: $WHARF_ARGS}"
-DESC_B+="${WHARF_ARGS_B:+, flags: $WHARF_ARGS_B}"
+DESC_A+="${WHARF_ARGS:+, flags: $WHARF_ARGS}${WHARF_ENV:+, environment: $WHARF_ENV}"
+DESC_B+="${WHARF_ARGS_B:+, flags: $WHARF_ARGS_B}${WHARF_ENV_B:+, environment: $WHARF_ENV_B}"
 # The TLS flags issue 7 will add (override if they land under other names).
 WHARF_TLS_ARGS=${WHARF_TLS_ARGS:---tls-listen @ADDR@ --tls-dir @DIR@}
 
@@ -120,9 +127,9 @@ fi
 # wharf_cmd NAME TLS: sets CMD (argv) for wharf A or B; false if this binary
 # cannot do TLS.
 wharf_cmd() {
-    local name=$1 tls=$2 bin=$WHARF_A extra=${WHARF_ARGS:-} base=${PORT[$1]} t
-    if [[ $name == wharfb ]]; then bin=$WHARF_B extra=${WHARF_ARGS_B:-}; fi
-    CMD=(env -u WHARF_LOG "$bin" --provider none --static "web=${BACKENDS// /,}"
+    local name=$1 tls=$2 bin=$WHARF_A extra=${WHARF_ARGS:-} vars=${WHARF_ENV:-} base=${PORT[$1]} t
+    if [[ $name == wharfb ]]; then bin=$WHARF_B extra=${WHARF_ARGS_B:-} vars=${WHARF_ENV_B:-}; fi
+    CMD=(env -u WHARF_LOG $vars "$bin" --provider none --static "web=${BACKENDS// /,}"
         --listen "127.0.0.1:$base" --admin-listen "127.0.0.1:$((base + 1))")
     # One worker: --workers 1 once wharf has it; until then the pinning makes
     # tokio size its runtime to one worker.
@@ -171,9 +178,10 @@ backend_ticks() {
     echo "$sum"
 }
 
-# run_cell MODE ROUND NAME: one measurement → a line of $RESULTS.
+# run_cell MODE ROUND NAME [perf]: one measurement → a line of $RESULTS; with
+# "perf", a profile in $PERF_DIR instead.
 run_cell() {
-    local mode=$1 round=$2 name=$3 tls=0 hdr=() pre=()
+    local mode=$1 round=$2 name=$3 profile=${4:-} tls=0 hdr=() pre=()
     case $mode in
         ka) ;;
         close) hdr=(-H "Connection: close") ;;
@@ -183,12 +191,16 @@ run_cell() {
     esac
     if ! start_proxy "$name" "$tls" 4096; then
         echo "$mode $round $name skip" >>"$RESULTS"
-        say "  $mode $name round $round: skipped (no ${WHARF_TLS_ARGS%% *} in its --help)"
+        printf '  %-10s %-7s round %s: skipped (no %s in its --help)\n' "$mode" "$name" "$round" "${WHARF_TLS_ARGS%% *}" >&2
         return
     fi
     local wrk=(taskset -c 1 "${pre[@]+"${pre[@]}"}" wrk -t1 -c"$CONNS" "${hdr[@]+"${hdr[@]}"}")
     bench_wait_idle "$IDLE_WAIT" >/dev/null
     "${wrk[@]}" -d"$WARMUP" "$PROXY_URL" >/dev/null
+    if [[ -n $profile ]]; then
+        profile_cell "$mode-$name"
+        return
+    fi
     local t0 t1 m0 m1 b0 b1 w0 w1 e0 e1
     read -r -a m0 < <(bench_machine_ticks)
     b0=$(backend_ticks) w0=$(bench_children_ticks) t0=$(bench_cpu_ticks "$PROXY_PID") e0=$EPOCHREALTIME
@@ -205,6 +217,20 @@ run_cell() {
     printf '  %-10s %-7s round %s: %6s req/s  %6s µs/req  CPU %3s%%  p50 %5s  p99 %6s ms  errors %s  peak RSS %s kB  other %s%%\n' \
         "$mode" "$name" "$round" "$rps" "$cpu_us" "$cpu_pct" "$p50" "$p99" "$errs" "$hwm" "$other" >&2
     bench_stop "$PROXY_PID"
+}
+
+# profile_cell TAG: perf record the proxy (cpu-clock samples, no call graph)
+# during one load run; flat profiles by symbol and by DSO in $PERF_DIR/TAG.*.
+profile_cell() {
+    local data=$PERF_DIR/$1.data
+    taskset -c 1 perf record -q -e cpu-clock -F 1999 -p "$PROXY_PID" -o "$data" -- sleep "$DURATION" 2>/dev/null &
+    local perf_pid=$!
+    "${wrk[@]}" -d"$DURATION" "$PROXY_URL" >"$PERF_DIR/$1.wrk"
+    wait "$perf_pid" || true
+    bench_stop "$PROXY_PID"
+    perf report -i "$data" --stdio --no-children --percent-limit 0.3 --sort sym 2>/dev/null | grep -v '^$' >"$PERF_DIR/$1.sym.txt"
+    perf report -i "$data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^$' >"$PERF_DIR/$1.dso.txt"
+    say "  profile $1: $PERF_DIR/$1.sym.txt, $PERF_DIR/$1.dso.txt"
 }
 
 # run_idle NAME VARIANT: the idle-connections run → a line of $TMP/idle.
@@ -238,6 +264,11 @@ if ((${#CELLS[@]})); then
                 run_cell "$cell" "$r" "${PROXY_LIST[(i + r - 1) % ${#PROXY_LIST[@]}]}"
             done
         done
+    done
+fi
+if [[ -n $PERF_DIR ]]; then
+    for cell in "${CELLS[@]}"; do
+        for name in "${PROXY_LIST[@]}"; do [[ $name != wharf* ]] || run_cell "$cell" perf "$name" perf; done
     done
 fi
 if [[ $MODES == *idle* ]]; then
