@@ -209,11 +209,12 @@ bench_status_kb() {
 }
 bench_rss_kb() { bench_status_kb "$1" VmRSS; }
 
-# bench_cpu_ticks PID [sys]: CPU time used so far (clock ticks, $BENCH_HZ per
-# second): user + system, or system only.
+# bench_cpu_ticks PID [user|sys]: CPU time used so far (clock ticks, $BENCH_HZ
+# per second): user + system, or one of them.
 bench_cpu_ticks() {
     local p sum=0 v expr='$12 + $13'
     [[ ${2:-} != sys ]] || expr='$13'
+    [[ ${2:-} != user ]] || expr='$12'
     for p in $(bench_pids "$1"); do
         v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk "{print $expr}" || echo 0)
         sum=$((sum + ${v:-0}))

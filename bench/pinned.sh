@@ -11,7 +11,7 @@
 #
 # modes: http = keep-alive and `Connection: close` (default); idle = RSS with
 # 10,000 idle client connections; tls = the http table over TLS.
-# --perf DIR: after the rounds, one more run of each wharf per mode under
+# --perf DIR: after the rounds, one more run of each proxy per mode under
 # `perf record` (not in the table): flat profiles by symbol and by DSO in DIR.
 # WHARF_BIN=PATH measures that binary instead of building one (--rev);
 # WHARF_ARGS="flags" and WHARF_ENV="VAR=value …" are added to wharf A's command;
@@ -201,21 +201,24 @@ run_cell() {
         profile_cell "$mode-$name"
         return
     fi
-    local t0 t1 m0 m1 b0 b1 w0 w1 e0 e1
+    local t0 t1 u0 u1 m0 m1 b0 b1 w0 w1 e0 e1
     read -r -a m0 < <(bench_machine_ticks)
-    b0=$(backend_ticks) w0=$(bench_children_ticks) t0=$(bench_cpu_ticks "$PROXY_PID") e0=$EPOCHREALTIME
+    b0=$(backend_ticks) w0=$(bench_children_ticks) u0=$(bench_cpu_ticks "$PROXY_PID" user)
+    t0=$(bench_cpu_ticks "$PROXY_PID") e0=$EPOCHREALTIME
     "${wrk[@]}" -d"$DURATION" --latency "$PROXY_URL" >"$TMP/wrk.out"
-    e1=$EPOCHREALTIME t1=$(bench_cpu_ticks "$PROXY_PID") w1=$(bench_children_ticks) b1=$(backend_ticks)
+    e1=$EPOCHREALTIME t1=$(bench_cpu_ticks "$PROXY_PID") u1=$(bench_cpu_ticks "$PROXY_PID" user)
+    w1=$(bench_children_ticks) b1=$(backend_ticks)
     read -r -a m1 < <(bench_machine_ticks)
-    local hwm cpu_us cpu_pct other
+    local hwm cpu_us user_us cpu_pct other
     hwm=$(bench_status_kb "$PROXY_PID" VmHWM)
     read -r rps p50 p99 errs reqs < <(bench_parse_wrk "$TMP/wrk.out")
     cpu_us=$(bench_us_per $((t1 - t0)) "$reqs")
+    user_us=$(bench_us_per $((u1 - u0)) "$reqs")
     cpu_pct=$(awk -v t=$((t1 - t0)) -v hz="$BENCH_HZ" -v a="$e0" -v b="$e1" 'BEGIN { printf "%d", 100 * t / hz / (b - a) }')
     other=$(bench_other_pct $((m1[0] - m0[0])) $((m1[1] - m0[1])) $((t1 - t0 + b1 - b0 + w1 - w0)))
-    echo "$mode $round $name $rps $p50 $p99 $errs $hwm $cpu_us $cpu_pct $other" >>"$RESULTS"
-    printf '  %-10s %-7s round %s: %6s req/s  %6s µs/req  CPU %3s%%  p50 %5s  p99 %6s ms  errors %s  peak RSS %s kB  other %s%%\n' \
-        "$mode" "$name" "$round" "$rps" "$cpu_us" "$cpu_pct" "$p50" "$p99" "$errs" "$hwm" "$other" >&2
+    echo "$mode $round $name $rps $p50 $p99 $errs $hwm $cpu_us $cpu_pct $other $user_us" >>"$RESULTS"
+    printf '  %-10s %-7s round %s: %6s req/s  %6s µs/req (user %s)  CPU %3s%%  p50 %5s  p99 %6s ms  errors %s  peak RSS %s kB  other %s%%\n' \
+        "$mode" "$name" "$round" "$rps" "$cpu_us" "$user_us" "$cpu_pct" "$p50" "$p99" "$errs" "$hwm" "$other" >&2
     bench_stop "$PROXY_PID"
 }
 
@@ -223,7 +226,9 @@ run_cell() {
 # during one load run; flat profiles by symbol and by DSO in $PERF_DIR/TAG.*.
 profile_cell() {
     local data=$PERF_DIR/$1.data
-    taskset -c 1 perf record -q -e cpu-clock -F 1999 -p "$PROXY_PID" -o "$data" -- sleep "$DURATION" 2>/dev/null &
+    local pids
+    pids=$(bench_pids "$PROXY_PID")
+    taskset -c 1 perf record -q -e cpu-clock -F 1999 -p "${pids// /,}" -o "$data" -- sleep "$DURATION" 2>/dev/null &
     local perf_pid=$!
     "${wrk[@]}" -d"$DURATION" "$PROXY_URL" >"$PERF_DIR/$1.wrk"
     wait "$perf_pid" || true
@@ -268,7 +273,7 @@ if ((${#CELLS[@]})); then
 fi
 if [[ -n $PERF_DIR ]]; then
     for cell in "${CELLS[@]}"; do
-        for name in "${PROXY_LIST[@]}"; do [[ $name != wharf* ]] || run_cell "$cell" perf "$name" perf; done
+        for name in "${PROXY_LIST[@]}"; do run_cell "$cell" perf "$name" perf; done
     done
 fi
 if [[ $MODES == *idle* ]]; then
