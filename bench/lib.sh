@@ -222,6 +222,14 @@ bench_cpu_ticks() {
     echo "$sum"
 }
 
+# bench_ctx_switches PID: context switches so far (voluntary + involuntary),
+# summed over the live threads of the process and its children.
+bench_ctx_switches() {
+    local p
+    for p in $(bench_pids "$1"); do cat "/proc/$p/task/"*/status 2>/dev/null; done |
+        awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 bench_threads() {
     local p n=0
     for p in $(bench_pids "$1"); do n=$((n + $(ls "/proc/$p/task" | wc -l))); done

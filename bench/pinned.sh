@@ -201,22 +201,24 @@ run_cell() {
         profile_cell "$mode-$name"
         return
     fi
-    local t0 t1 u0 u1 m0 m1 b0 b1 w0 w1 e0 e1
+    local t0 t1 u0 u1 c0 c1 m0 m1 b0 b1 w0 w1 e0 e1
     read -r -a m0 < <(bench_machine_ticks)
     b0=$(backend_ticks) w0=$(bench_children_ticks) u0=$(bench_cpu_ticks "$PROXY_PID" user)
+    c0=$(bench_ctx_switches "$PROXY_PID")
     t0=$(bench_cpu_ticks "$PROXY_PID") e0=$EPOCHREALTIME
     "${wrk[@]}" -d"$DURATION" --latency "$PROXY_URL" >"$TMP/wrk.out"
     e1=$EPOCHREALTIME t1=$(bench_cpu_ticks "$PROXY_PID") u1=$(bench_cpu_ticks "$PROXY_PID" user)
-    w1=$(bench_children_ticks) b1=$(backend_ticks)
+    c1=$(bench_ctx_switches "$PROXY_PID") w1=$(bench_children_ticks) b1=$(backend_ticks)
     read -r -a m1 < <(bench_machine_ticks)
-    local hwm cpu_us user_us cpu_pct other
+    local hwm cpu_us user_us cpu_pct other csw
     hwm=$(bench_status_kb "$PROXY_PID" VmHWM)
     read -r rps p50 p99 errs reqs < <(bench_parse_wrk "$TMP/wrk.out")
     cpu_us=$(bench_us_per $((t1 - t0)) "$reqs")
     user_us=$(bench_us_per $((u1 - u0)) "$reqs")
+    csw=$(awk -v c=$((c1 - c0)) -v n="$reqs" 'BEGIN { printf "%.3f", n ? c / n : 0 }')
     cpu_pct=$(awk -v t=$((t1 - t0)) -v hz="$BENCH_HZ" -v a="$e0" -v b="$e1" 'BEGIN { printf "%d", 100 * t / hz / (b - a) }')
     other=$(bench_other_pct $((m1[0] - m0[0])) $((m1[1] - m0[1])) $((t1 - t0 + b1 - b0 + w1 - w0)))
-    echo "$mode $round $name $rps $p50 $p99 $errs $hwm $cpu_us $cpu_pct $other $user_us" >>"$RESULTS"
+    echo "$mode $round $name $rps $p50 $p99 $errs $hwm $cpu_us $cpu_pct $other $user_us $csw" >>"$RESULTS"
     printf '  %-10s %-7s round %s: %6s req/s  %6s µs/req (user %s)  CPU %3s%%  p50 %5s  p99 %6s ms  errors %s  peak RSS %s kB  other %s%%\n' \
         "$mode" "$name" "$round" "$rps" "$cpu_us" "$user_us" "$cpu_pct" "$p50" "$p99" "$errs" "$hwm" "$other" >&2
     bench_stop "$PROXY_PID"
