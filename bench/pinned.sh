@@ -92,6 +92,7 @@ TMP=$(mktemp -d /tmp/wharf-bench-pinned.XXXXXX)
 BENCH_CLEANUPS+=("rm -rf '$TMP'")
 RESULTS=$TMP/results
 : >"$RESULTS"
+: >"$TMP/idle"
 
 # --- ports and backends ------------------------------------------------------
 B1=$((PORT_BASE + 1)) B2=$((PORT_BASE + 2))
@@ -284,7 +285,7 @@ if [[ $MODES == *idle* ]]; then
         for name in "${PROXY_LIST[@]}"; do run_idle "$name" "$variant"; done
     done
 fi
-[[ -z $RAW ]] || cat "$RESULTS" "$TMP/idle" 2>/dev/null >"$RAW"
+[[ -z $RAW ]] || cat "$RESULTS" "$TMP/idle" >"$RAW"
 
 # --- tables ----------------------------------------------------------------------
 echo
