@@ -1,6 +1,8 @@
-# Shared helpers for bench/*.sh (sourced, not run).
+# Shared helpers for bench/*.sh (sourced, not run): clean-up of what a script
+# started, Debian packages, the wharf build, and reading a process's CPU time and
+# memory from /proc. Proxy configurations are in proxies.sh.
 #
-# Source selection (both scripts):
+# Source selection (every script):
 #   default            build the working tree of this repository
 #   --rev REV          build a committed revision instead (git archive REV into a
 #                      temp dir): numbers for a known commit while the tree is being edited
@@ -167,4 +169,115 @@ bench_wait_idle() {
             return
         fi
     done
+}
+
+# bench_need CMD[:PACKAGE]...: install the Debian packages of missing commands.
+bench_need() {
+    local missing=() spec
+    for spec in "$@"; do
+        command -v "${spec%%:*}" >/dev/null || missing+=("${spec#*:}")
+    done
+    bench_apt "${missing[@]+"${missing[@]}"}"
+}
+
+# bench_build PACKAGE...: `cargo build --release` of the workspace packages from
+# $SRC (see bench_source) into $CARGO_TARGET_DIR.
+bench_build() {
+    local p args=()
+    for p in "$@"; do args+=(-p "$p"); done
+    say "building $* (release) from $SRC_DESC…"
+    (cd "$SRC" && cargo build --release --quiet "${args[@]}") || die "cargo build failed"
+}
+
+# --- a process's resources, from /proc --------------------------------------
+# A "process" below is a PID and its children (nginx: master + workers); the
+# figures are summed over them. /proc/PID/stat's utime and stime cover all of a
+# process's threads, including threads that have exited.
+BENCH_HZ=$(getconf CLK_TCK)
+
+bench_pids() { echo "$1" $(pgrep -P "$1" || true); }
+
+# bench_status_kb PID FIELD: a /proc/PID/status field (kB) summed over the
+# process and its children. VmRSS: resident now; VmHWM: peak resident.
+bench_status_kb() {
+    local p sum=0 v
+    for p in $(bench_pids "$1"); do
+        v=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+bench_rss_kb() { bench_status_kb "$1" VmRSS; }
+
+# bench_cpu_ticks PID [user|sys]: CPU time used so far (clock ticks, $BENCH_HZ
+# per second): user + system, or one of them.
+bench_cpu_ticks() {
+    local p sum=0 v expr='$12 + $13'
+    [[ ${2:-} != sys ]] || expr='$13'
+    [[ ${2:-} != user ]] || expr='$12'
+    for p in $(bench_pids "$1"); do
+        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk "{print $expr}" || echo 0)
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+
+# bench_ctx_switches PID: context switches so far (voluntary + involuntary),
+# summed over the live threads of the process and its children.
+bench_ctx_switches() {
+    local p
+    for p in $(bench_pids "$1"); do cat "/proc/$p/task/"*/status 2>/dev/null; done |
+        awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
+bench_threads() {
+    local p n=0
+    for p in $(bench_pids "$1"); do n=$((n + $(ls "/proc/$p/task" | wc -l))); done
+    echo "$n"
+}
+
+# Machine-wide CPU ticks: "busy total" (user + nice + system; irq/softirq time,
+# where loopback TCP is mostly accounted, is charged to no process, so it is
+# left out of "busy").
+bench_machine_ticks() { awk '/^cpu / { print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
+# CPU ticks of this shell's reaped children (wrk), from `times`.
+bench_children_ticks() {
+    times | awk -v hz="$BENCH_HZ" 'NR == 2 {
+        s = 0
+        for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] }
+        printf "%d\n", s * hz
+    }'
+}
+
+# bench_us_per TICKS N: CPU microseconds per unit (request) for TICKS over N.
+bench_us_per() {
+    awk -v t="$1" -v hz="$BENCH_HZ" -v n="$2" 'BEGIN { printf "%.1f\n", n ? t / hz * 1e6 / n : 0 }'
+}
+
+# bench_other_pct BUSY_TICKS TOTAL_TICKS OURS_TICKS: % of the machine used by
+# anything but our processes during a run (other sessions' builds and tests).
+bench_other_pct() {
+    awk -v busy="$1" -v total="$2" -v ours="$3" \
+        'BEGIN { o = total ? 100 * (busy - ours) / total : 0; printf "%d\n", o < 0 ? 0 : o }'
+}
+
+# bench_parse_wrk FILE: wrk's --latency output → "rps p50_ms p99_ms errors requests"
+# (errors: non-2xx/3xx responses + socket errors of every kind).
+bench_parse_wrk() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
+            return v
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /requests in/ { reqs = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx or 3xx responses:/ { err += $NF }
+        /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+        END { printf "%.0f %.2f %.2f %d %d\n", rps, p50, p99, err, reqs }
+    ' "$1"
 }

@@ -14,6 +14,7 @@
 
 BENCH_SELF=$0
 source "$(dirname "$0")/lib.sh"
+source "$BENCH_DIR/proxies.sh"
 
 DURATION=10s
 WARMUP=2s
@@ -45,18 +46,11 @@ done
 bench_source "${args[@]+"${args[@]}"}"
 
 # --- tools ---------------------------------------------------------------
-missing=()
-command -v nginx >/dev/null || missing+=(nginx)
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v curl >/dev/null || missing+=(curl)
-command -v taskset >/dev/null || missing+=(util-linux)
-[[ $PROXIES != *wharf-jemalloc* || -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ]] || missing+=(libjemalloc2)
-bench_apt "${missing[@]+"${missing[@]}"}"
+bench_need nginx haproxy wrk curl taskset:util-linux
+[[ $PROXIES != *wharf-jemalloc* || -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ]] || bench_apt libjemalloc2
 JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 
-say "building wharf and wharf-demo (release) from $SRC_DESC…"
-(cd "$SRC" && cargo build --release --quiet -p wharf -p wharf-demo) || die "cargo build failed"
+bench_build wharf wharf-demo
 WHARF=$CARGO_TARGET_DIR/release/wharf
 DEMO=$CARGO_TARGET_DIR/release/wharf-demo
 
@@ -73,78 +67,13 @@ for p in "${BACKEND_PORTS[@]}" $WHARF_PORT $WHARF_ADMIN $NGINX_PORT $HAPROXY_POR
     bench_port_free "$p" || die "127.0.0.1:$p is taken; set BENCH_PORT_BASE to another base"
 done
 
-# --- configs -------------------------------------------------------------
-# All three proxies do the same work per request: HTTP/1.1 keep-alive to the
-# client and to the backends, round robin, X-Forwarded-For/-Proto/-Host set, no logs.
-nginx_conf() { # WORKERS
-    local servers="" p
-    for p in "${BACKEND_PORTS[@]}"; do servers+="        server 127.0.0.1:$p;"$'\n'; done
-    cat >"$TMP/nginx.conf" <<EOF
-daemon off;
-worker_processes $1;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx-body;
-    proxy_temp_path $TMP/nginx-proxy;
-    fastcgi_temp_path $TMP/nginx-fastcgi;
-    uwsgi_temp_path $TMP/nginx-uwsgi;
-    scgi_temp_path $TMP/nginx-scgi;
-    upstream web {
-$servers        keepalive 64;
-    }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://web;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-        }
-    }
-}
-EOF
-}
-
-haproxy_conf() { # THREADS
-    local servers="" p i=0
-    for p in "${BACKEND_PORTS[@]}"; do servers+="    server s$((++i)) 127.0.0.1:$p"$'\n'; done
-    cat >"$TMP/haproxy.cfg" <<EOF
-global
-    nbthread $1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    option forwardfor
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:$HAPROXY_PORT
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    default_backend be
-backend be
-    balance roundrobin
-$servers
-EOF
-}
-
 # --- processes -----------------------------------------------------------
 BACKEND_PIDS=()
 start_backends() { # CPUSET ("" = any)
-    local p pin=()
-    [[ -z $1 ]] || pin=(taskset -c "$1")
+    local p
     for p in "${BACKEND_PORTS[@]}"; do
-        "${pin[@]+"${pin[@]}"}" "$DEMO" --listen "127.0.0.1:$p" --name "b$p" >>"$TMP/demo.log" 2>&1 &
-        BACKEND_PIDS+=($!)
-        BENCH_PIDS+=($!)
+        bench_spawn "$TMP/demo.log" "$1" "$DEMO" --listen "127.0.0.1:$p" --name "b$p"
+        BACKEND_PIDS+=("$SPAWNED")
     done
     for p in "${BACKEND_PORTS[@]}"; do
         bench_wait_http "http://127.0.0.1:$p/health" || die "backend on $p did not start: $(tail -3 "$TMP/demo.log")"
@@ -158,9 +87,9 @@ stop_backends() {
 
 # start_proxy NAME CPUSET WORKERS → sets PROXY_PID and PROXY_URL
 start_proxy() {
-    local name=$1 pin=() statics
-    [[ -z $2 ]] || pin=(taskset -c "$2")
+    local name=$1 cpus=$2 statics backends log=$TMP/$1.log
     statics=$(printf '127.0.0.1:%s,' "${BACKEND_PORTS[@]}")
+    backends=${statics//,/ }
     case $name in
         direct)
             PROXY_PID=${BACKEND_PIDS[0]}
@@ -171,105 +100,34 @@ start_proxy() {
             local env=()
             [[ $name != wharf-1w ]] || env=(TOKIO_WORKER_THREADS=1)
             [[ $name != wharf-jemalloc ]] || env=(LD_PRELOAD="$JEMALLOC")
-            env "${env[@]+"${env[@]}"}" "${pin[@]+"${pin[@]}"}" "$WHARF" --provider none --static "web=${statics%,}" \
-                --listen "127.0.0.1:$WHARF_PORT" --admin-listen "127.0.0.1:$WHARF_ADMIN" \
-                >>"$TMP/$name.log" 2>&1 &
+            bench_spawn "$log" "$cpus" env -u WHARF_LOG "${env[@]+"${env[@]}"}" "$WHARF" --provider none \
+                --static "web=${statics%,}" --listen "127.0.0.1:$WHARF_PORT" --admin-listen "127.0.0.1:$WHARF_ADMIN"
             PROXY_URL=http://127.0.0.1:$WHARF_PORT/
             ;;
         nginx)
-            nginx_conf "$3"
-            "${pin[@]+"${pin[@]}"}" nginx -e "$TMP/nginx-error.log" -p "$TMP" -c "$TMP/nginx.conf" \
-                >>"$TMP/nginx.log" 2>&1 &
+            bench_nginx_proxy_conf "$TMP/nginx" "127.0.0.1:$NGINX_PORT" "$3" 4096 "$backends"
+            bench_spawn "$log" "$cpus" nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
             PROXY_URL=http://127.0.0.1:$NGINX_PORT/
             ;;
         haproxy)
-            haproxy_conf "$3"
-            "${pin[@]+"${pin[@]}"}" haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
+            bench_haproxy_conf "$TMP/haproxy.cfg" "127.0.0.1:$HAPROXY_PORT" "$3" 4096 "$backends"
+            bench_spawn "$log" "$cpus" haproxy -db -f "$TMP/haproxy.cfg"
             PROXY_URL=http://127.0.0.1:$HAPROXY_PORT/
             ;;
     esac
-    PROXY_PID=$!
-    BENCH_PIDS+=("$PROXY_PID")
-    local n=100
-    until bench_wait_http "$PROXY_URL" "" 1; do
-        if ! kill -0 "$PROXY_PID" 2>/dev/null || ((--n == 0)); then
-            say "$name did not answer 200 on $PROXY_URL; its log:"
-            cat "$TMP/$name.log" >&2
-            [[ $name != nginx ]] || cat "$TMP/nginx-error.log" >&2
-            die "$name did not start"
-        fi
-    done
-}
-
-# The proxy's processes: the pid and its children (nginx workers).
-proxy_pids() { echo "$1" $(pgrep -P "$1" || true); }
-# Sum of VmRSS (kB) over the proxy's processes.
-proxy_rss_kb() {
-    local p sum=0 v
-    for p in $(proxy_pids "$1"); do
-        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
-# CPU time (clock ticks) used so far by the proxy's processes and their
-# threads: user + system, or only system with a second argument "sys".
-proxy_cpu_ticks() {
-    local p sum=0 v expr='$12 + $13'
-    [[ ${2:-} != sys ]] || expr='$13'
-    for p in $(proxy_pids "$1"); do
-        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk "{print $expr}" || echo 0)
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
-thread_count() {
-    local p n=0
-    for p in $(proxy_pids "$1"); do n=$((n + $(ls "/proc/$p/task" | wc -l))); done
-    echo "$n"
-}
-
-# wrk's output → "rps p50_ms p99_ms errors requests"
-parse_wrk() {
-    awk '
-        function ms(v) {
-            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-            if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
-            return v
-        }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /requests in/ { reqs = $1 }
-        /^Requests\/sec:/ { rps = $2 }
-        /Non-2xx or 3xx responses:/ { err += $NF }
-        /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
-        END { printf "%.0f %.2f %.2f %d %d\n", rps, p50, p99, err, reqs }
-    ' "$1"
+    PROXY_PID=$SPAWNED
+    bench_wait_up "$PROXY_PID" "$PROXY_URL" "$log" "$name"
 }
 
 RESULTS=$TMP/results
 : >"$RESULTS"
-HZ=$(getconf CLK_TCK)
 
-# Machine-wide CPU ticks: "busy total".
-# (user + nice + system; irq/softirq time, where loopback TCP is mostly
-# accounted, is charged to no process, so it is left out of "busy".)
-machine_ticks() { awk '/^cpu / { print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
-# CPU ticks of reaped children (wrk), from the shell's `times`.
-children_ticks() {
-    times | awk -v hz="$HZ" 'NR == 2 {
-        s = 0
-        for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] }
-        printf "%d\n", s * hz
-    }'
-}
 # The backends' CPU ticks, plus the kernel's ksoftirqd threads': at these
 # packet rates loopback TCP is partly processed there, on our behalf.
 backend_ticks() {
     local p sum=0
     for p in "${BACKEND_PIDS[@]}" $(pgrep '^ksoftirqd/' || true); do
-        sum=$((sum + $(proxy_cpu_ticks "$p")))
+        sum=$((sum + $(bench_cpu_ticks "$p")))
     done
     echo "$sum"
 }
@@ -285,30 +143,29 @@ run_one() { # VARIANT ROUND NAME
     bench_wait_idle "$IDLE_WAIT" >/dev/null
     "${wrk_pin[@]+"${wrk_pin[@]}"}" wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "$PROXY_URL" >/dev/null
     local t0 t1 m0 m1 b0 b1 w0 w1 s0 s1
-    read -r -a m0 < <(machine_ticks)
-    t0=$(proxy_cpu_ticks "$PROXY_PID")
-    s0=$(proxy_cpu_ticks "$PROXY_PID" sys)
+    read -r -a m0 < <(bench_machine_ticks)
+    t0=$(bench_cpu_ticks "$PROXY_PID")
+    s0=$(bench_cpu_ticks "$PROXY_PID" sys)
     b0=$(backend_ticks)
-    w0=$(children_ticks)
+    w0=$(bench_children_ticks)
     "${wrk_pin[@]+"${wrk_pin[@]}"}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$PROXY_URL" >"$TMP/wrk.out"
-    w1=$(children_ticks)
+    w1=$(bench_children_ticks)
     b1=$(backend_ticks)
-    t1=$(proxy_cpu_ticks "$PROXY_PID")
-    s1=$(proxy_cpu_ticks "$PROXY_PID" sys)
-    read -r -a m1 < <(machine_ticks)
+    t1=$(bench_cpu_ticks "$PROXY_PID")
+    s1=$(bench_cpu_ticks "$PROXY_PID" sys)
+    read -r -a m1 < <(bench_machine_ticks)
     local rss threads
-    rss=$(proxy_rss_kb "$PROXY_PID")
-    threads=$(thread_count "$PROXY_PID")
-    read -r rps p50 p99 errs reqs < <(parse_wrk "$TMP/wrk.out")
+    rss=$(bench_rss_kb "$PROXY_PID")
+    threads=$(bench_threads "$PROXY_PID")
+    read -r rps p50 p99 errs reqs < <(bench_parse_wrk "$TMP/wrk.out")
     # Proxy CPU in microseconds per request; CPU used by anything but the
     # proxy, the backends and wrk, as % of the machine during the run.
     local cpu_us sys_us other ours
-    cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')
-    sys_us=$(awk -v t=$((s1 - s0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')
+    cpu_us=$(bench_us_per $((t1 - t0)) "$reqs")
+    sys_us=$(bench_us_per $((s1 - s0)) "$reqs")
     ours=$(((b1 - b0) + (w1 - w0)))
     [[ $name == direct ]] || ours=$((ours + t1 - t0))
-    other=$(awk -v busy=$((m1[0] - m0[0])) -v total=$((m1[1] - m0[1])) -v ours="$ours" \
-        'BEGIN { o = total ? 100 * (busy - ours) / total : 0; printf "%d", o < 0 ? 0 : o }')
+    other=$(bench_other_pct $((m1[0] - m0[0])) $((m1[1] - m0[1])) "$ours")
     printf '%s %s %s %s %s %s %s %s %s %s %s %s\n' "$variant" "$round" "$name" "$rps" "$p50" "$p99" "$errs" "$rss" "$cpu_us" "$threads" "$other" "$sys_us" >>"$RESULTS"
     printf '  %-7s %-14s round %s: %8s req/s  p50 %6s ms  p99 %6s ms  errors %s  RSS %s kB  CPU %s µs/req (sys %s)  other %s%%\n' \
         "$variant" "$name" "$round" "$rps" "$p50" "$p99" "$errs" "$rss" "$cpu_us" "$sys_us" "$other" >&2
