@@ -32,6 +32,8 @@ pub const KNOWN_LABELS: &[&str] = &[
     "sticky", "protocol", "health.path", "health.interval", "health.timeout", "health.rise",
     "health.fall", "slow_start", "retries",
 ];
+/// Unknown `<prefix>.*` labels named one by one per container; the rest are counted.
+const MAX_UNKNOWN_NAMED: usize = 5;
 #[rustfmt::skip]
 const HEALTH_TIMING: &[&str] = &["health.interval", "health.timeout", "health.rise", "health.fall"];
 
@@ -130,9 +132,15 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     let mut unknown: Vec<&str> = labels.keys().filter_map(|k| k.strip_prefix(&ns)).collect();
     unknown.retain(|k| !KNOWN_LABELS.contains(k));
     unknown.sort_unstable();
-    for key in unknown {
+    // A few named, the rest counted: a container with thousands of stray
+    // labels must not cost thousands of suggestions and log lines per listing.
+    for key in unknown.iter().take(MAX_UNKNOWN_NAMED) {
         let hint = did_you_mean(key, KNOWN_LABELS).map(|m| format!(" (did you mean {ns}{m}?)"));
         r.warn(format!("unknown label {ns}{key}{}", hint.unwrap_or_default()));
+    }
+    if unknown.len() > MAX_UNKNOWN_NAMED {
+        let more = unknown.len() - MAX_UNKNOWN_NAMED;
+        r.warn(format!("{more} more unknown {ns}* labels"));
     }
 
     let enable = r.get("enable", bool_value);

@@ -469,3 +469,18 @@ fn hostile_values_never_panic() {
         }
     }
 }
+
+#[test]
+fn thousands_of_unknown_labels_name_five_count_the_rest_and_parse_in_linear_time() {
+    let mut all = labels("pool=web");
+    for i in 0..2_000 {
+        all.insert(format!("wharf.stray{i:04}"), "x".repeat(100));
+    }
+    let started = std::time::Instant::now();
+    let out = run("wharf", &all, &[80], false);
+    let took = started.elapsed();
+    assert!(matches!(out.parsed, Parsed::Member(_)));
+    assert_eq!(out.warnings.len(), 6, "{:?}", out.warnings);
+    assert_eq!(out.warnings[5], "1995 more unknown wharf.* labels");
+    eprintln!("2,000 unknown labels parsed in {took:?}");
+}

@@ -65,7 +65,7 @@ pub struct DesiredPool {
 }
 
 /// A container that asked to join but was left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Skipped {
     pub id: String,
     pub container: String,

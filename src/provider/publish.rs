@@ -6,13 +6,14 @@
 //! the new table needs. [`Discovery`] is the provider's health, shown by
 //! `/api/state` and `/readyz`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tracing::{debug, info, warn};
 
 use super::statics::add_static;
-use crate::model::{Desired, StaticPool};
+use crate::model::{Desired, Skipped, StaticPool};
 use crate::routing::Router;
 
 /// Discovery health, shown by `/api/state` and `/readyz`.
@@ -125,13 +126,17 @@ fn log_changes(old: &Desired, new: &Desired) {
             }
         }
     }
-    for s in new.skipped.iter().filter(|s| !old.skipped.contains(s)) {
+    // Sets, not `Vec::contains`: a listing can carry thousands of these.
+    let before: HashSet<&Skipped> = old.skipped.iter().collect();
+    for s in new.skipped.iter().filter(|s| !before.contains(s)) {
         warn!(container = %s.container, reason = %s.reason, "container skipped");
     }
-    for p in new.problems.iter().filter(|p| !old.problems.contains(p)) {
+    let before: HashSet<&String> = old.problems.iter().collect();
+    for p in new.problems.iter().filter(|p| !before.contains(p)) {
         warn!(problem = %p, "label problem");
     }
-    for w in new.warnings.iter().filter(|w| !old.warnings.contains(w)) {
+    let before: HashSet<&String> = old.warnings.iter().collect();
+    for w in new.warnings.iter().filter(|w| !before.contains(w)) {
         warn!(warning = %w, "label warning");
     }
 }

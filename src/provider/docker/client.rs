@@ -202,6 +202,7 @@ fn from_event(ev: EventMessage) -> Event {
         name,
         signal: attrs.remove("signal"),
         time_nano: ev.time_nano,
+        attributes: attrs,
     }
 }
 

@@ -32,6 +32,16 @@ pub struct Event {
     pub signal: Option<String>,
     /// When the daemon logged it, unix nanoseconds.
     pub time_nano: Option<i64>,
+    /// The rest of the actor's attributes: for container events, the
+    /// container's labels (and `image`, `exitCode`, …).
+    pub attributes: HashMap<String, String>,
+}
+
+impl Event {
+    /// Does the event's container carry a label under `prefix.` (e.g. `wharf.`)?
+    pub fn has_label_under(&self, prefix_dot: &str) -> bool {
+        self.attributes.keys().any(|k| k.starts_with(prefix_dot))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +141,32 @@ pub fn is_stop_signal(signal: &str) -> bool {
     )
 }
 
+/// The containers whose events can change what wharf routes: those carrying
+/// a label under the prefix (members, and those skipped for a bad label),
+/// and wharf's own (its networks decide which addresses are reachable).
+pub fn candidates(listed: &[ContainerInfo], settings: &Settings) -> HashSet<String> {
+    let prefix_dot = format!("{}.", settings.label_prefix.trim_end_matches('.'));
+    listed
+        .iter()
+        .filter(|c| {
+            settings.self_id.as_deref() == Some(c.id.as_str()) || c.labels.keys().any(|k| k.starts_with(&prefix_dot))
+        })
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+/// Can this event change what wharf routes? An event about a container that
+/// carries no label of ours, is not a candidate, and cannot become a member
+/// (labels are fixed at creation; `--exposed-by-default` off) needs no
+/// re-list: on a busy host most events are about other people's containers.
+pub fn matters(ev: &Event, candidates: &HashSet<String>, settings: &Settings) -> bool {
+    if settings.exposed_by_default || candidates.contains(&ev.id) || settings.self_id.as_deref() == Some(ev.id.as_str()) {
+        return true;
+    }
+    let prefix_dot = format!("{}.", settings.label_prefix.trim_end_matches('.'));
+    ev.kind == EventKind::Container && ev.has_label_under(&prefix_dot)
+}
+
 /// Log a stop signal or exit applied straight from the stream, with the time
 /// from the daemon's event to the swapped table (SIGTERM → drained).
 pub fn log_applied(ev: &Event) {
@@ -164,6 +200,7 @@ mod tests {
             name: "c1".into(),
             signal: signal.map(String::from),
             time_nano: None,
+            attributes: HashMap::new(),
         }
     }
 
@@ -180,6 +217,41 @@ mod tests {
         assert!(h.dead.contains("c1"));
         assert!(!h.apply(&ev("start", None)));
         assert!(h.draining.is_empty() && h.dead.is_empty());
+    }
+
+    #[test]
+    fn only_events_about_our_containers_or_wharf_itself_matter() {
+        let settings = Settings {
+            label_prefix: "wharf".into(),
+            self_id: Some("me".into()),
+            ..Settings::default()
+        };
+        let mut ours = listed(false, Health::None);
+        ours.labels.insert("wharf.pool".into(), "web".into());
+        let mut theirs = listed(false, Health::None);
+        theirs.id = "other".into();
+        theirs.labels.insert("traefik.enable".into(), "true".into());
+        let known = candidates(&[ours, theirs], &settings);
+        assert_eq!(known, HashSet::from(["c1".to_string()]));
+
+        let mut start = ev("start", None);
+        start.id = "new".into();
+        assert!(!matters(&start, &known, &settings), "an unlabelled stranger");
+        start.attributes.insert("wharf.enable".into(), "true".into());
+        assert!(matters(&start, &known, &settings), "a new labelled container");
+        let mut net = ev("disconnect", None);
+        net.kind = EventKind::Network;
+        assert!(matters(&net, &known, &settings), "a network event of a known container");
+        net.id = "other".into();
+        assert!(!matters(&net, &known, &settings));
+        net.id = "me".into();
+        assert!(matters(&net, &known, &settings), "wharf's own networks changed");
+        let everyone = Settings {
+            exposed_by_default: true,
+            ..settings
+        };
+        net.id = "other".into();
+        assert!(matters(&net, &known, &everyone), "with --exposed-by-default any container may join");
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! 1. subscribe to events `since` one second before now, then list: events
 //!    that happen during the listing are not lost, because the daemon replays
 //!    its recent history;
-//! 2. on an event, wait a few milliseconds for the rest of its burst
-//!    (`docker compose up --scale` emits dozens), then re-list once;
+//! 2. on an event that can matter — about a container carrying a label of
+//!    ours, one listed as a candidate, or wharf's own — wait a few
+//!    milliseconds for the rest of its burst (`docker compose up --scale`
+//!    emits dozens), then re-list once; events about other containers cost
+//!    no listing, however many containers the host runs;
 //! 3. an event that must act at once (a stop signal, an exit, a pause, a
 //!    health change: see [`super::hints`]) is published *the moment it
 //!    arrives*, from the last listing plus the hints. A re-list never blocks
@@ -32,7 +35,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{info, warn};
 
 use super::containers::{ContainerInfo, Settings};
-use super::hints::{log_applied, unix_now, Event, Hints};
+use super::hints::{self, log_applied, unix_now, Event, Hints};
 use crate::provider::Publisher;
 
 /// How long a burst of events is gathered before one re-list.
@@ -61,11 +64,10 @@ pub struct Watcher<S> {
 impl<S: Source> Watcher<S> {
     /// Run forever (the caller aborts the task at shutdown).
     pub async fn run(self) {
-        let mut containers: Vec<ContainerInfo> = Vec::new();
-        let mut hints = Hints::default();
+        let mut seen = Seen::default();
         let mut failures: u32 = 0;
         loop {
-            let why = self.connected(&mut containers, &mut hints, &mut failures).await;
+            let why = self.connected(&mut seen, &mut failures).await;
             failures += 1;
             self.lost(&why, failures).await;
         }
@@ -73,7 +75,12 @@ impl<S: Source> Watcher<S> {
 
     /// One connection's life: subscribe, list, follow the events until the
     /// stream or a listing fails; returns why.
-    async fn connected(&self, containers: &mut Vec<ContainerInfo>, hints: &mut Hints, failures: &mut u32) -> String {
+    async fn connected(&self, seen: &mut Seen, failures: &mut u32) -> String {
+        let Seen {
+            containers,
+            hints,
+            candidates,
+        } = seen;
         let since = unix_now().as_secs() as i64 - 1;
         let mut events = self.source.events(since);
         let mut listing = Some(self.source.list());
@@ -87,6 +94,9 @@ impl<S: Source> Watcher<S> {
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => {
                         self.out.status(|s| s.events += 1);
+                        if !hints::matters(&ev, candidates, &self.settings) {
+                            continue;
+                        }
                         if hints.apply(&ev) {
                             self.out.publish(hints.derive(containers, &self.settings));
                             log_applied(&ev);
@@ -106,6 +116,7 @@ impl<S: Source> Watcher<S> {
                         Ok(list) => {
                             *failures = 0;
                             *containers = list;
+                            *candidates = hints::candidates(containers, &self.settings);
                             hints.forget_missing(containers);
                             self.out.publish(hints.derive(containers, &self.settings));
                             self.out.status(|s| {
@@ -146,6 +157,17 @@ impl<S: Source> Watcher<S> {
         sleep(delay).await;
         info!("reconnecting to Docker");
     }
+}
+
+/// What the watcher knows between listings (kept across reconnects).
+#[derive(Default)]
+struct Seen {
+    /// The last listing.
+    containers: Vec<ContainerInfo>,
+    /// The stream's newer knowledge.
+    hints: Hints,
+    /// The containers whose events matter ([`hints::candidates`]).
+    candidates: std::collections::HashSet<String>,
 }
 
 /// Exponential back-off from 100 ms to 5 s; `jitter` in [0.5, 1) spreads

@@ -90,6 +90,16 @@ fn event(action: &str, id: &str) -> Event {
         name: id.into(),
         signal: (action == "kill").then(|| "15".to_string()),
         time_nano: None,
+        // Container events carry the container's labels.
+        attributes: [("wharf.pool".to_string(), "web".to_string())].into(),
+    }
+}
+
+/// An event about a container that is none of wharf's business.
+fn stranger(action: &str, id: &str) -> Event {
+    Event {
+        attributes: [("com.example.app".to_string(), "x".to_string())].into(),
+        ..event(action, id)
     }
 }
 
@@ -171,6 +181,24 @@ async fn a_burst_of_events_costs_one_relist_then_one_second_look_then_the_minute
     assert_eq!(w.fake.lists(), 3);
     after(2_000).await;
     assert_eq!(w.fake.lists(), 4, "the periodic resync");
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_about_other_containers_cost_no_listing() {
+    let w = Running::start(vec![container("c1", "10.0.0.1")]);
+    after(1).await;
+    for i in 0..500 {
+        w.fake.send(stranger("start", &format!("x{i}")));
+        w.fake.send(stranger("die", &format!("x{i}")));
+    }
+    after(300).await;
+    assert_eq!(w.fake.lists(), 1, "1,000 unrelated events, no re-list");
+    assert_eq!(w.discovery.snapshot().events, 1_000, "but counted");
+    w.fake.send(stranger("kill", "c1")); // a known container, whatever its event says
+    after(1).await;
+    assert_eq!(w.states(), ["c1=draining"]);
+    after(10).await;
+    assert_eq!(w.fake.lists(), 2);
 }
 
 #[tokio::test(start_paused = true)]
