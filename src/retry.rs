@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use http::Method;
 
+pub use crate::model::MAX_RETRIES;
+
 /// How one attempt on one backend failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {

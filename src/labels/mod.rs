@@ -19,7 +19,7 @@ mod values;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::model::{HealthCheck, PoolOptions};
+use crate::model::{HealthCheck, PoolOptions, MAX_RETRIES};
 use crate::text::{did_you_mean, parse_duration};
 use values::*;
 
@@ -221,7 +221,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
         }
     };
     let slow_start = r.get("slow_start", parse_duration).unwrap_or_default();
-    let retries = r.get("retries", |v| int_in(v, 0, 10)).unwrap_or(2);
+    let retries = r.get("retries", |v| int_in(v, 0, MAX_RETRIES)).unwrap_or(2);
 
     let parsed = match pool {
         Some(pool) if r.errors.is_empty() => {

@@ -14,4 +14,6 @@ pub mod desired;
 pub mod options;
 
 pub use desired::{BackendKey, BackendStatus, Desired, DesiredBackend, DesiredPool, Skipped, StaticPool};
-pub use options::{Balance, HealthCheck, HostPattern, PoolOptions, Protocol, Sticky, DEFAULT_STICKY_COOKIE};
+pub use options::{
+    Balance, HealthCheck, HostPattern, PoolOptions, Protocol, Sticky, DEFAULT_STICKY_COOKIE, MAX_RETRIES,
+};

@@ -7,6 +7,9 @@
 use std::fmt;
 use std::time::Duration;
 
+/// Most further backends a request may try (`wharf.retries` is 0 to this).
+pub const MAX_RETRIES: u32 = 10;
+
 /// Cookie name used by `sticky=cookie`.
 pub const DEFAULT_STICKY_COOKIE: &str = "wharf_sticky";
 
@@ -23,7 +26,7 @@ pub struct PoolOptions {
     pub protocol: Protocol,
     pub health: Option<HealthCheck>,
     pub slow_start: Duration,
-    /// Further backends tried when one can't be reached, 0..=10.
+    /// Further backends tried when one can't be reached, 0..=[`MAX_RETRIES`].
     pub retries: u32,
 }
 

@@ -6,8 +6,10 @@
 //! hyper re-frames the body it forwards, which also removes any
 //! request-smuggling ambiguity between the two.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::borrow::Cow;
 use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that are hop-by-hop by definition (RFC 9110 §7.6.1, RFC 9112 §9.6,
 /// plus the de-facto `Proxy-Connection` and `Keep-Alive`).
@@ -31,13 +33,28 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive so that a
 /// protocol upgrade (WebSocket) can be forwarded end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
+    // Most messages carry none, or only `Connection`: one pass over the names
+    // instead of a hash lookup per hop-by-hop name.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
+    // Names listed in `Connection`, except those removed below anyway (and
+    // `close`, which names no header): `Connection: keep-alive` costs nothing.
+    let mut named: Vec<HeaderName> = Vec::new();
+    let tokens = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
+        .map(str::trim);
+    for t in tokens {
+        let known = t.eq_ignore_ascii_case("close") || HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str()));
+        if !known {
+            if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                named.push(n);
+            }
+        }
+    }
     let upgrade = if keep_upgrade {
         headers.get(header::UPGRADE).cloned()
     } else {
@@ -128,8 +145,9 @@ pub fn rewrite_request(
 }
 
 /// The request's host: the `Host` header, else the URI authority (HTTP/2),
-/// lowercased and without port. `None` when absent or not valid.
-pub fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
+/// lowercased and without port. `None` when absent or not valid. Borrowed
+/// when it needs no change (the usual case: no allocation per request).
+pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<Cow<'a, str>> {
     let raw = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
         Some(h) => h,
         None => uri.authority()?.as_str(),
@@ -139,7 +157,12 @@ pub fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<String> {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
         _ => raw,
     };
-    Some(host.trim_end_matches('.').to_ascii_lowercase())
+    let host = host.trim_end_matches('.');
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 /// Remove `prefix` (a path prefix that matched on a segment boundary) from

@@ -149,15 +149,18 @@ impl Proxy {
         if panic {
             self.stats.panics.fetch_add(1, Ordering::Relaxed);
         }
-        let mut tried: Vec<usize> = Vec::with_capacity(2);
+        // Backends tried so far: at most 1 + `wharf.retries` (≤ 10), on the stack.
+        let mut tried_at = [0usize; 1 + retry::MAX_RETRIES as usize];
+        let mut attempts = 0;
         let mut last_err = String::new();
-        let max_attempts = 1 + pool.opts.retries as usize;
+        let max_attempts = 1 + pool.opts.retries.min(retry::MAX_RETRIES) as usize;
         let unreachable = |detail: String| ProxyError::Unreachable {
             pool: pool.name.clone(),
             detail,
         };
         loop {
-            let Some(idx) = pick(&pool, &ctx, &tried, now, panic) else {
+            let tried = &tried_at[..attempts];
+            let Some(idx) = pick(&pool, &ctx, tried, now, panic) else {
                 return Err(if tried.is_empty() {
                     ProxyError::NoBackend(pool.name.clone())
                 } else {
@@ -170,7 +173,8 @@ impl Proxy {
                 }
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
-            tried.push(idx);
+            tried_at[attempts] = idx;
+            attempts += 1;
             let backend = &pool.backends[idx];
             let sent_at = Instant::now();
             let (failure, why, back) = match self.attempt(backend, req, upgrade.is_some(), h2).await {
@@ -208,7 +212,7 @@ impl Proxy {
                 record_failure(&pool, backend, now);
             }
             last_err = why;
-            req = match (retry::after(failure, replay.is_some(), tried.len(), max_attempts), back) {
+            req = match (retry::after(failure, replay.is_some(), attempts, max_attempts), back) {
                 (Next::Retry, Some(r)) => r,
                 (Next::Replay, _) => match &replay {
                     Some(r) => r.request(),

@@ -47,6 +47,17 @@ impl Replay {
     }
 }
 
+/// `http://host/p?q` → `/p?q` (the path-and-query is shared, not copied).
+fn origin_form(uri: &Uri) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_default()
+}
+
 /// `prefix_len`: how much of the path the route matched (stripped if the
 /// pool says so). `trusted`: the peer is a trusted proxy (its
 /// `X-Forwarded-*` are kept and extended).
@@ -60,12 +71,10 @@ pub fn prepare(
     let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let pq = if pool.opts.strip_prefix && prefix_len > 0 {
+    let stripped = (pool.opts.strip_prefix && prefix_len > 0).then(|| {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         headers::strip_prefix(pq, prefix_len)
-    } else {
-        pq.to_string()
-    };
+    });
     let host_value = parts.headers.get(http::header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -76,19 +85,24 @@ pub fn prepare(
     // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
     let te_trailers = h2 && headers::te_trailers(&parts.headers);
     headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
-    let uri: Uri = if h2 {
+    let uri = if h2 {
         // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
-        let authority = host_value
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_string();
-        format!("http://{authority}{pq}").parse()
+        let authority = host_value.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let pq = stripped
+            .as_deref()
+            .unwrap_or_else(|| parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        format!("http://{authority}{pq}").parse::<Uri>()
     } else {
         if let Some(h) = host_value {
             parts.headers.insert(http::header::HOST, h);
         }
-        pq.parse()
+        match stripped {
+            Some(pq) => pq.parse::<Uri>(),
+            // The client's own request target, unless it came in absolute
+            // form (HTTP/2, or a proxy-style request): no copy of the path.
+            None if parts.uri.scheme().is_none() && parts.uri.authority().is_none() => Ok(parts.uri),
+            None => Ok(origin_form(&parts.uri)),
+        }
     }
     .map_err(|_| ProxyError::BadRequest("invalid path or host"))?;
     if te_trailers {

@@ -160,7 +160,8 @@ pub fn candidates(listed: &[ContainerInfo], settings: &Settings) -> HashSet<Stri
 /// (labels are fixed at creation; `--exposed-by-default` off) needs no
 /// re-list: on a busy host most events are about other people's containers.
 pub fn matters(ev: &Event, candidates: &HashSet<String>, settings: &Settings) -> bool {
-    if settings.exposed_by_default || candidates.contains(&ev.id) || settings.self_id.as_deref() == Some(ev.id.as_str()) {
+    if settings.exposed_by_default || candidates.contains(&ev.id) || settings.self_id.as_deref() == Some(ev.id.as_str())
+    {
         return true;
     }
     let prefix_dot = format!("{}.", settings.label_prefix.trim_end_matches('.'));
@@ -251,7 +252,10 @@ mod tests {
             ..settings
         };
         net.id = "other".into();
-        assert!(matters(&net, &known, &everyone), "with --exposed-by-default any container may join");
+        assert!(
+            matters(&net, &known, &everyone),
+            "with --exposed-by-default any container may join"
+        );
     }
 
     #[test]

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# wharf's user-space instructions per request, counted by valgrind's callgrind:
+# a number that does not move with the load on a shared machine (pinned.sh's
+# CPU µs do), so an optimisation of the request path can be judged by one run.
+# The kernel's share (syscalls, TCP) is not counted: pinned.sh measures it.
+#
+#   bench/instructions.sh [--requests 20000] [--connections 8]
+#
+# WHARF_BIN=PATH measures that binary (default: build the working tree);
+# WHARF_BIN_B=PATH adds a second column. Each is run with `--workers 1` in front
+# of one nginx backend answering `return 200`; wrk sends keep-alive requests,
+# then `Connection: close` ones. Counting starts after a warm-up
+# (`callgrind_control --zero`) and stops at `--dump`, so start-up is excluded.
+# Prints a table; asserts nothing.
+
+BENCH_SELF=$0
+source "$(dirname "$0")/lib.sh"
+source "$BENCH_DIR/proxies.sh"
+
+REQUESTS=20000
+CONNS=8
+while (($#)); do
+    case $1 in
+        --requests) REQUESTS=$2; shift 2 ;;
+        --connections) CONNS=$2; shift 2 ;;
+        -h | --help) sed -n '2,14p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument $1 (see --help)" ;;
+    esac
+done
+
+bench_need valgrind:valgrind nginx:nginx wrk:wrk
+if [[ -n ${WHARF_BIN:-} ]]; then
+    A=$WHARF_BIN
+else
+    bench_source
+    bench_build wharf
+    A=$CARGO_TARGET_DIR/release/wharf
+fi
+B=${WHARF_BIN_B:-}
+
+WORK=$(mktemp -d /tmp/wharf-instr.XXXXXX)
+BENCH_CLEANUPS+=("rm -rf $WORK")
+BACKEND=127.0.0.1:18291
+LISTEN=127.0.0.1:18290
+bench_nginx_backend_conf "$WORK/backend" "$BACKEND"
+bench_spawn "$WORK/backend.log" "" nginx -c "$WORK/backend/nginx.conf"
+bench_wait_up "$SPAWNED" "http://$BACKEND/" "$WORK/backend.log" "nginx backend"
+
+# count BIN MODE: user-space instructions per request (one line: Ir requests).
+count() {
+    local bin=$1 mode=$2 out="$WORK/cg.$RANDOM" pid total done_
+    local header=() workers=()
+    [[ $mode == close ]] && header=(-H "Connection: close")
+    ! bench_wharf_has "$bin" --workers || workers=(--workers 1)
+    valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$bin" --provider none \
+        --static "web=$BACKEND" --listen "$LISTEN" --admin-listen 127.0.0.1:18292 \
+        "${workers[@]}" >"$WORK/wharf.log" 2>&1 &
+    pid=$!
+    bench_wait_up "$pid" "http://$LISTEN/" "$WORK/wharf.log" wharf
+    # Warm-up: connections, pools and allocator caches in their steady state.
+    wrk -t1 -c"$CONNS" -d2s "${header[@]}" "http://$LISTEN/" >/dev/null
+    callgrind_control --zero "$pid" >/dev/null
+    # wrk runs for a time, not a count: run until about REQUESTS are done.
+    done_=0
+    while ((done_ < REQUESTS)); do
+        local r
+        r=$(wrk -t1 -c"$CONNS" -d2s "${header[@]}" "http://$LISTEN/" | awk '/requests in/ { print $1 }')
+        done_=$((done_ + r))
+    done
+    callgrind_control --dump "$pid" >/dev/null
+    sleep 0.5
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    total=$(cat "$out".* 2>/dev/null | awk '/^summary:/ { s += $2 } END { print s + 0 }')
+    rm -f "$out".*
+    echo "$total $done_"
+}
+
+declare -A IPR
+for bin in "$A" ${B:+"$B"}; do
+    for mode in keepalive close; do
+        read -r ir n < <(count "$bin" "$mode")
+        IPR[$bin.$mode]=$(awk -v i="$ir" -v n="$n" 'BEGIN { printf "%.0f", i / n }')
+        say "$(basename "$bin") $mode: $ir instructions / $n requests"
+    done
+done
+
+printf '\n| user-space instructions per request | wharf A |%s\n' "${B:+ wharf B | B ÷ A |}"
+printf '| --- | ---: |%s\n' "${B:+ ---: | ---: |}"
+for mode in keepalive close; do
+    a=${IPR[$A.$mode]}
+    if [[ -n $B ]]; then
+        b=${IPR[$B.$mode]}
+        printf '| %s | %s | %s | %s |\n' "$mode" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
+    else
+        printf '| %s | %s |\n' "$mode" "$a"
+    fi
+done
+printf '\nA = %s%s\n' "$A" "${B:+, B = $B}"
