@@ -1,0 +1,166 @@
+//! The public listener: accepts connections, serves HTTP/1.1 and h2c through
+//! the proxy, and drains on shutdown.
+//!
+//! As in mini-redis, the caller binds the socket and owns the shutdown
+//! signal, so tests can bind `127.0.0.1:0` and stop the server at will.
+//!
+//! A connection's protocol is found by peeking at its first bytes
+//! ([`detect`]), then hyper's HTTP/1 or HTTP/2 server takes the socket with
+//! nothing consumed, so the first request is read in one go (hyper-util's
+//! `auto` builder reads the h2 preface itself and hands the rest back in
+//! pieces, which cost a buffer reallocation per connection).
+//!
+//! Shutdown, step by step: stop accepting (the listener is dropped, so new
+//! connections are refused by the kernel), ask every open connection to
+//! finish its in-flight requests and close (HTTP/1 stops keep-alive, HTTP/2
+//! sends GOAWAY), and wait for them up to the drain timeout. Each connection
+//! task holds a clone of one channel sender; the channel closes when the last
+//! task ends, which is how the drain knows all are done.
+
+pub mod detect;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::Timeouts;
+use crate::proxy::Proxy;
+use detect::Protocol;
+
+/// Largest request head (request line + headers) accepted from a client.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// The HTTP/1 and HTTP/2 server settings, shared by every connection.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(timeouts: &Timeouts) -> Builders {
+        let mut h1 = http1::Builder::new();
+        h1
+            // Without a timer hyper's header read timeout silently does nothing.
+            // The timer runs while a keep-alive connection waits for its next
+            // request too, so it is both the slow-client guard and the idle
+            // timeout (nginx's client_header_timeout and keepalive_timeout).
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeouts.client_idle)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(512)
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Builders { h1, h2 }
+    }
+}
+
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts, shutdown: impl Future<Output = ()>) {
+    let builders = Arc::new(Builders::new(&timeouts));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = Connection {
+                    proxy: Arc::clone(&proxy),
+                    builders: Arc::clone(&builders),
+                    stop: stop_rx.clone(),
+                    _live: live_tx.clone(),
+                };
+                tokio::spawn(conn.serve(stream, peer, timeouts.client_idle));
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    info!(
+        timeout_ms = timeouts.drain.as_millis() as u64,
+        "listener closed, draining connections"
+    );
+    let _ = stop_tx.send(true);
+    drop(live_tx);
+    tokio::select! {
+        _ = live_rx.recv() => info!("all connections drained"),
+        _ = tokio::time::sleep(timeouts.drain) => warn!("drain timeout reached; closing remaining connections"),
+    }
+}
+
+/// One client connection's task.
+struct Connection {
+    proxy: Arc<Proxy>,
+    builders: Arc<Builders>,
+    stop: watch::Receiver<bool>,
+    /// Dropped when the task ends (see the module docs).
+    _live: mpsc::Sender<()>,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, first_bytes_within: Duration) {
+        let protocol = tokio::select! {
+            p = detect::detect(&stream, first_bytes_within) => p,
+            _ = self.stop.wait_for(|v| *v) => return,
+        };
+        let protocol = match protocol {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(%peer, error = %e, "connection closed before a request");
+                return;
+            }
+        };
+        let proxy = Arc::clone(&self.proxy);
+        let svc = service_fn(move |req| {
+            let proxy = Arc::clone(&proxy);
+            async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+        });
+        let io = TokioIo::new(stream);
+        match protocol {
+            Protocol::Http1 => {
+                let conn = self.builders.h1.serve_connection(io, svc).with_upgrades();
+                drive(conn, self.stop, |c| c.graceful_shutdown()).await
+            }
+            Protocol::H2 => {
+                let conn = self.builders.h2.serve_connection(io, svc);
+                drive(conn, self.stop, |c| c.graceful_shutdown()).await
+            }
+        }
+    }
+}
+
+/// Run a connection to its end; when `stop` turns true, ask it to finish
+/// gracefully and keep running it.
+async fn drive<C, E>(conn: C, mut stop: watch::Receiver<bool>, graceful: impl FnOnce(Pin<&mut C>))
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = &mut conn => return,
+        _ = stop.wait_for(|v| *v) => {}
+    }
+    graceful(conn.as_mut());
+    let _ = conn.await;
+}
