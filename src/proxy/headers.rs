@@ -33,9 +33,16 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive so that a
 /// protocol upgrade (WebSocket) can be forwarded end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none, or only `Connection`: one pass over the names
-    // instead of a hash lookup per hop-by-hop name.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // One pass over the names notes which hop-by-hop headers are present
+    // (usually none, or only `Connection`): a hash lookup per name present
+    // instead of one per name in the list.
+    let mut present = 0u16;
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
     // Names listed in `Connection`, except those removed below anyway (and
@@ -63,8 +70,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if let Some(u) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

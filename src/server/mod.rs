@@ -137,13 +137,15 @@ impl Connection {
             async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
         });
         let io = TokioIo::new(stream);
+        // Boxed: hyper's connection state is large, and the task's future is
+        // copied several times on its way into the runtime (spawn, completion).
         match protocol {
             Protocol::Http1 => {
-                let conn = self.builders.h1.serve_connection(io, svc).with_upgrades();
+                let conn = Box::pin(self.builders.h1.serve_connection(io, svc).with_upgrades());
                 drive(conn, self.stop, |c| c.graceful_shutdown()).await
             }
             Protocol::H2 => {
-                let conn = self.builders.h2.serve_connection(io, svc);
+                let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
                 drive(conn, self.stop, |c| c.graceful_shutdown()).await
             }
         }
@@ -152,11 +154,10 @@ impl Connection {
 
 /// Run a connection to its end; when `stop` turns true, ask it to finish
 /// gracefully and keep running it.
-async fn drive<C, E>(conn: C, mut stop: watch::Receiver<bool>, graceful: impl FnOnce(Pin<&mut C>))
+async fn drive<C, E>(mut conn: Pin<Box<C>>, mut stop: watch::Receiver<bool>, graceful: impl FnOnce(Pin<&mut C>))
 where
     C: Future<Output = Result<(), E>>,
 {
-    tokio::pin!(conn);
     tokio::select! {
         _ = &mut conn => return,
         _ = stop.wait_for(|v| *v) => {}
