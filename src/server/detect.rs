@@ -124,6 +124,9 @@ mod tests {
     async fn a_connection_closed_without_a_byte_is_reported_closed() {
         let (client, server) = pair().await;
         drop(client);
-        assert!(matches!(detect(&server, Duration::from_secs(5)).await, Err(DetectError::Closed)));
+        assert!(matches!(
+            detect(&server, Duration::from_secs(5)).await,
+            Err(DetectError::Closed)
+        ));
     }
 }
