@@ -18,9 +18,16 @@ pub const DEMO_IMAGE: &str = "wharf-it/demo";
 
 /// `repo:test-<checkout>`: each checkout of the repository (a CI clone, a git
 /// worktree) builds its own tag, so test runs in two checkouts at once never
-/// run each other's binaries.
+/// run each other's binaries. `WHARF_IT_TAG` overrides the suffix: `.ci/run`
+/// sets it so its leak check can tell this run's containers from those of any
+/// other checkout's tests on the same daemon.
 fn checkout_tag(repo: &str) -> &'static str {
     use std::hash::{Hash, Hasher};
+    if let Ok(tag) = std::env::var("WHARF_IT_TAG") {
+        if !tag.is_empty() {
+            return Box::leak(format!("{repo}:test-{tag}").into_boxed_str());
+        }
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     workspace_root().hash(&mut h);
     Box::leak(format!("{repo}:test-{:08x}", h.finish() as u32).into_boxed_str())
