@@ -35,6 +35,8 @@ pub struct Admin {
     pub discovery: Arc<Discovery>,
     /// Set at SIGTERM: `/readyz` turns 503 so upstream load balancers stop sending.
     pub shutting_down: AtomicBool,
+    /// The served certificates (`certificates` in `/api/state`).
+    pub tls: Option<crate::tls::Tls>,
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
@@ -96,12 +98,16 @@ impl Admin {
     pub fn state(&self) -> Value {
         let table = self.router.load();
         let idle = |uid| self.proxies.iter().map(|p| p.upstreams.idle(uid)).sum();
-        state_json(
+        let mut state = state_json(
             &table,
             &idle,
             &self.discovery,
             self.discovery.ready.load(Ordering::Relaxed),
-        )
+        );
+        if let (Some(tls), Some(obj)) = (&self.tls, state.as_object_mut()) {
+            obj.insert("certificates".into(), json!(tls.store.served()));
+        }
+        state
     }
 
     /// A proxy counter summed over the workers.
@@ -174,6 +180,26 @@ impl Admin {
         ];
         for (kind, field) in kinds {
             let _ = writeln!(out, "wharf_errors_total{{kind=\"{kind}\"}} {}", self.stat(field));
+        }
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(
+                out,
+                "# HELP wharf_certificate_expiry_seconds Seconds until a served certificate expires (negative: expired).\n# TYPE wharf_certificate_expiry_seconds gauge"
+            );
+            let now = std::time::SystemTime::now();
+            for c in tls.store.served() {
+                let secs = match c.not_after.duration_since(now) {
+                    Ok(d) => d.as_secs() as i64,
+                    Err(e) => -(e.duration().as_secs() as i64),
+                };
+                let _ = writeln!(
+                    out,
+                    "wharf_certificate_expiry_seconds{{names=\"{}\",source=\"{}\",serial=\"{}\"}} {secs}",
+                    c.names.join(","),
+                    c.source,
+                    c.serial
+                );
+            }
         }
         let metrics: [(&str, &str, &str); 4] = [
             ("wharf_backend_requests_total", "counter", "Requests sent to a backend."),

@@ -16,6 +16,8 @@
 //! - [`retry`]: when a failed attempt goes elsewhere, and the retry budget (pure).
 //! - [`routing`]: the immutable `RoutingTable` behind one `ArcSwap`; plain
 //!   data plus counters, no sockets.
+//! - [`tls`]: HTTPS — the certificate store (SNI, atomic publishes), `--tls-dir`
+//!   files, ACME challenge answers, the rustls configuration.
 //! - [`net`]: opening HTTP connections to backends (proxy and prober share it).
 //! - [`probe`]: the active health checks, one task per backend that needs one.
 //! - [`provider`]: where backends come from, behind one seam — `docker`
@@ -53,3 +55,4 @@ pub mod retry;
 pub mod routing;
 pub mod server;
 pub mod text;
+pub mod tls;

@@ -18,6 +18,7 @@ mod attempt;
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod https;
 pub mod prepare;
 pub mod tunnel;
 pub mod upstream;
@@ -41,6 +42,7 @@ use crate::config::Timeouts;
 use crate::health;
 use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
+use crate::tls::challenge::{http01_token, Http01};
 use attempt::Attempted;
 use body::Tracked;
 pub use error::ProxyError;
@@ -70,6 +72,10 @@ pub struct Proxy {
     /// Peers whose `X-Forwarded-*` headers are kept (`--trusted-proxies`).
     pub trusted_proxies: Vec<Cidr>,
     pub stats: Stats,
+    /// Pending ACME HTTP-01 answers, served on the plain listener before routing.
+    pub http01: Option<Arc<Http01>>,
+    /// The TLS listener's port, for `wharf.https_redirect`'s `Location`.
+    pub https_port: u16,
 }
 
 impl Proxy {
@@ -81,15 +87,23 @@ impl Proxy {
             access_log,
             trusted_proxies,
             stats: Stats::default(),
+            http01: None,
+            https_port: 443,
         }
     }
 
+    /// A request that came over plain HTTP.
     pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
+        self.handle_on(req, client, false).await
+    }
+
+    /// A request that came over plain HTTP (`secure` false) or TLS.
+    pub async fn handle_on(&self, req: Request<Incoming>, client: SocketAddr, secure: bool) -> Response<RespBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
         // Kept for the log lines; cloning a `Uri` only bumps reference counts.
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let (resp, backend) = match self.forward(req, client).await {
+        let (resp, backend) = match self.forward(req, client, secure).await {
             Ok(ok) => ok,
             Err(e) => {
                 let counter = match &e {
@@ -118,11 +132,26 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
+        secure: bool,
     ) -> Result<(Response<RespBody>, Option<SocketAddr>), ProxyError> {
+        // ACME HTTP-01, before routing and never redirected; a token wharf
+        // does not know goes on to the backend (it may run its own client).
+        let challenge = !secure && http01_token(req.uri().path()).is_some();
+        if challenge {
+            let answer = (self.http01.as_ref()).and_then(|h| h.answer(http01_token(req.uri().path())?));
+            if let Some(answer) = answer {
+                return Ok((https::http01_answer(answer).map(Either::Right), None));
+            }
+        }
         let table = self.router.load();
         let host = headers::request_host(req.headers(), req.uri()).unwrap_or_default();
         let m = table.route(&host, req.uri().path()).ok_or(ProxyError::NoRoute)?;
         let pool = Arc::clone(m.pool);
+        if !secure && !challenge && pool.opts.https_redirect {
+            let location = https::redirect_location(&host, self.https_port, req.uri())
+                .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
+            return Ok((https::redirect(location).map(Either::Right), None));
+        }
         if !pool.has_ready() {
             return Err(ProxyError::NoBackend(pool.name.clone()));
         }
@@ -132,7 +161,7 @@ impl Proxy {
             upgrade,
             h2,
             replay,
-        } = prepare::prepare(req, &pool, m.prefix_len, client, trusted)?;
+        } = prepare::prepare(req, &pool, m.prefix_len, client, trusted, secure)?;
 
         let sticky = pool.opts.sticky.as_ref();
         let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
@@ -196,6 +225,10 @@ impl Proxy {
                         }
                     }
                     headers::strip_hop_by_hop(resp.headers_mut(), false);
+                    if let (true, Some(max_age)) = (secure, pool.opts.hsts) {
+                        resp.headers_mut()
+                            .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));
+                    }
                     let resp = resp.map(|b| Either::Left(Tracked::new(b, guard)));
                     return Ok((resp, Some(backend.addr)));
                 }

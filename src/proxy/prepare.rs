@@ -60,13 +60,15 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// `prefix_len`: how much of the path the route matched (stripped if the
 /// pool says so). `trusted`: the peer is a trusted proxy (its
-/// `X-Forwarded-*` are kept and extended).
+/// `X-Forwarded-*` are kept and extended). `secure`: the request came over
+/// TLS (`X-Forwarded-Proto: https`).
 pub fn prepare(
     mut req: Request<Incoming>,
     pool: &Pool,
     prefix_len: usize,
     client: SocketAddr,
     trusted: bool,
+    secure: bool,
 ) -> Result<Prepared, ProxyError> {
     let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -84,7 +86,13 @@ pub fn prepare(
     let h2 = pool.opts.protocol == Protocol::H2c && !upgrade;
     // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
     let te_trailers = h2 && headers::te_trailers(&parts.headers);
+    let proto_kept = trusted && parts.headers.contains_key(headers::X_FORWARDED_PROTO);
     headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
+    if secure && !proto_kept {
+        parts
+            .headers
+            .insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    }
     let uri = if h2 {
         // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
         let authority = host_value.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost");

@@ -15,6 +15,7 @@
 //! each swap.
 
 mod registry;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,7 @@ use crate::health;
 use crate::model::{BackendStatus, Desired, HostPattern, PoolOptions};
 use crate::retry::RetryBudget;
 pub use registry::Registry;
+pub use tls::HostTls;
 
 #[derive(Debug)]
 pub struct Pool {

@@ -18,6 +18,7 @@
 //! task ends, which is how the drain knows all are done.
 
 pub mod detect;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
