@@ -15,6 +15,7 @@
 //! others. Wildcard hosts (`*.example.com`) need DNS-01, which wharf does
 //! not do: they are reported (log and state) and never ordered.
 
+pub mod config;
 pub mod manager;
 pub mod order;
 pub mod schedule;
