@@ -37,6 +37,8 @@ pub struct Admin {
     pub shutting_down: AtomicBool,
     /// The served certificates (`certificates` in `/api/state`).
     pub tls: Option<crate::tls::Tls>,
+    /// ACME per-name status and order counters (`acme` in `/api/state`).
+    pub acme: Option<Arc<crate::tls::acme::AcmeStatus>>,
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
@@ -106,6 +108,9 @@ impl Admin {
         );
         if let (Some(tls), Some(obj)) = (&self.tls, state.as_object_mut()) {
             obj.insert("certificates".into(), json!(tls.store.served()));
+        }
+        if let (Some(acme), Some(obj)) = (&self.acme, state.as_object_mut()) {
+            obj.insert("acme".into(), acme.json());
         }
         state
     }
@@ -200,6 +205,9 @@ impl Admin {
                     c.serial
                 );
             }
+        }
+        if let Some(acme) = &self.acme {
+            acme.write_metrics(&mut out, std::time::SystemTime::now());
         }
         let metrics: [(&str, &str, &str); 4] = [
             ("wharf_backend_requests_total", "counter", "Requests sent to a backend."),

@@ -47,6 +47,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    AcmeStorage(crate::tls::acme::storage::StorageError),
     #[error("cannot start worker thread {index}: {source}")]
     Worker {
         index: usize,
@@ -173,6 +175,28 @@ pub async fn run(
     // `Arc::clone(&tls.http01)` (HTTP-01 answers) and `Arc::clone(&router)`
     // (`router.load().acme_hosts()`, woken by `router.subscribe()`); push its
     // task onto `cert_tasks` so shutdown aborts it.
+    let acme_status = match &cfg.acme {
+        Some(settings) => {
+            let storage =
+                crate::tls::acme::storage::Storage::open(&settings.storage).map_err(StartError::AcmeStorage)?;
+            let status = Arc::new(crate::tls::acme::AcmeStatus::default());
+            let manager = Arc::new(crate::tls::acme::Manager {
+                settings: settings.clone(),
+                storage,
+                store: Arc::clone(&tls.store),
+                http01: Arc::clone(&tls.http01),
+                status: Arc::clone(&status),
+            });
+            info!(directory = settings.directory, storage = %settings.storage.display(),
+                  challenge = settings.challenge.as_str(), "ACME on");
+            let hosts_router = Arc::clone(&router);
+            cert_tasks.push(tokio::spawn(
+                manager.run(move || hosts_router.load().acme_hosts(), router.subscribe()),
+            ));
+            Some(status)
+        }
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let public_addr = listeners.public.first().and_then(|l| l.local_addr().ok());
@@ -210,6 +234,7 @@ pub async fn run(
         discovery,
         shutting_down: AtomicBool::new(false),
         tls: Some(tls.clone()),
+        acme: acme_status,
     });
     let admin_addr = listeners.admin.local_addr().ok();
     info!(listen = ?public_addr, tls_listen = ?tls_addr, admin = ?admin_addr, workers = workers.len(), "wharf {} serving", env!("CARGO_PKG_VERSION"));

@@ -151,6 +151,9 @@ pub struct Opts {
     /// Time a client has to complete the TLS handshake (then it is dropped).
     #[arg(long, env = "WHARF_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub tls_handshake_timeout: Duration,
+
+    #[command(flatten)]
+    pub acme: crate::tls::acme::config::AcmeOpts,
 }
 
 /// Idle upstream connections are closed after at most this long: below the
@@ -178,6 +181,8 @@ pub struct Config {
     pub tls_listen: Option<SocketAddr>,
     pub tls_dir: Option<PathBuf>,
     pub tls_handshake_timeout: Duration,
+    /// ACME settings; `None` = off (no `--acme-email`).
+    pub acme: Option<crate::tls::acme::AcmeSettings>,
 }
 
 /// The TLS listener's address when certificates are configured but
@@ -250,7 +255,8 @@ impl Opts {
             }
         }
         // Certificates configured: TLS on by default. (ACME: add its switch here.)
-        let certificates = self.tls_dir.is_some();
+        let acme = self.acme.into_settings()?;
+        let certificates = self.tls_dir.is_some() || acme.is_some();
         let tls_listen = self
             .tls_listen
             .or_else(|| certificates.then(|| DEFAULT_TLS_LISTEN.parse().expect("valid address")));
@@ -258,6 +264,7 @@ impl Opts {
             tls_listen,
             tls_dir: self.tls_dir,
             tls_handshake_timeout: self.tls_handshake_timeout,
+            acme,
             listen: self.listen,
             admin_listen: self.admin_listen,
             network: self.network.filter(|n| !n.is_empty()),

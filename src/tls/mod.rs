@@ -12,6 +12,7 @@
 //! certificates (the files watcher, an ACME manager) share. This module
 //! imports only the model: the proxy and the server use it, not the reverse.
 
+pub mod acme;
 pub mod challenge;
 pub mod config;
 pub mod files;
