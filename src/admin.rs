@@ -166,11 +166,13 @@ impl Admin {
             "# HELP wharf_errors_total Requests answered by wharf itself, by cause.\n# TYPE wharf_errors_total counter"
         );
         type Field = fn(&Stats) -> &std::sync::atomic::AtomicU64;
-        let kinds: [(&str, Field); 4] = [
+        let kinds: [(&str, Field); 6] = [
             ("no_route", |s| &s.no_route),
             ("no_backend", |s| &s.no_backend),
             ("unreachable", |s| &s.unreachable),
             ("timeout", |s| &s.timeouts),
+            ("client", |s| &s.client_errors),
+            ("bad_response", |s| &s.bad_responses),
         ];
         for (kind, field) in kinds {
             let _ = writeln!(out, "wharf_errors_total{{kind=\"{kind}\"}} {}", self.stat(field));

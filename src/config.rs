@@ -108,6 +108,12 @@ pub struct Opts {
     #[arg(long, env = "WHARF_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
     pub idle_timeout: Duration,
 
+    /// Longest silence inside a request body (and a request head's
+    /// silence before detection): a client trickling its upload slower is
+    /// answered 408 and closed, and no backend is blamed.
+    #[arg(long, env = "WHARF_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub body_timeout: Duration,
+
     /// On SIGTERM/SIGINT, time given to in-flight requests before exiting.
     #[arg(long, env = "WHARF_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub drain_timeout: Duration,
@@ -168,6 +174,8 @@ pub struct Timeouts {
     pub client_idle: Duration,
     pub upstream_idle: Duration,
     pub drain: Duration,
+    /// Longest silence inside a client's request body (`--body-timeout`).
+    pub body_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -178,6 +186,7 @@ impl Default for Timeouts {
             client_idle: Duration::from_secs(60),
             upstream_idle: UPSTREAM_IDLE_MAX,
             drain: Duration::from_secs(30),
+            body_idle: Duration::from_secs(30),
         }
     }
 }
@@ -212,6 +221,7 @@ impl Opts {
             ("--connect-timeout", self.connect_timeout),
             ("--request-timeout", self.request_timeout),
             ("--idle-timeout", self.idle_timeout),
+            ("--body-timeout", self.body_timeout),
         ] {
             if d.is_zero() {
                 return Err(format!("{name} must be greater than 0"));
@@ -231,6 +241,7 @@ impl Opts {
                 client_idle: self.idle_timeout,
                 upstream_idle: self.idle_timeout.min(UPSTREAM_IDLE_MAX),
                 drain: self.drain_timeout,
+                body_idle: self.body_timeout,
             },
             log_format: self.log_format,
             access_log: self.access_log,

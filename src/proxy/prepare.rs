@@ -4,12 +4,15 @@
 //! may be replayed on another backend — a copy of its head.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 
+use super::client_body::{ClientBody, Fault};
 use super::error::ProxyError;
 use super::headers;
 use super::upstream::UpBody;
@@ -26,6 +29,8 @@ pub struct Prepared {
     pub h2: bool,
     /// The head of an idempotent request without a body, kept for a replay.
     pub replay: Option<Replay>,
+    /// Set by the client's body when it fails: the client's fault, not the backend's.
+    pub fault: Arc<Fault>,
 }
 
 /// What is needed to send a bodyless request again.
@@ -60,13 +65,15 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// `prefix_len`: how much of the path the route matched (stripped if the
 /// pool says so). `trusted`: the peer is a trusted proxy (its
-/// `X-Forwarded-*` are kept and extended).
+/// `X-Forwarded-*` are kept and extended). `body_idle`: the longest
+/// silence allowed inside the client's body.
 pub fn prepare(
     mut req: Request<Incoming>,
     pool: &Pool,
     prefix_len: usize,
     client: SocketAddr,
     trusted: bool,
+    body_idle: Duration,
 ) -> Result<Prepared, ProxyError> {
     let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -118,7 +125,8 @@ pub fn prepare(
         headers: parts.headers.clone(),
         version,
     });
-    let mut up = Request::new(Either::Left(body));
+    let fault = Arc::new(Fault::default());
+    let mut up = Request::new(Either::Left(ClientBody::new(body, body_idle, Arc::clone(&fault))));
     *up.method_mut() = parts.method;
     *up.uri_mut() = uri;
     *up.version_mut() = version;
@@ -128,5 +136,6 @@ pub fn prepare(
         upgrade: client_upgrade,
         h2,
         replay,
+        fault,
     })
 }

@@ -14,6 +14,7 @@ mod client;
 mod fixture;
 mod raw;
 
+mod hostile;
 mod in_flight;
 mod lifecycle;
 mod pooling;

@@ -1,0 +1,148 @@
+//! Hostile and broken clients, over raw sockets: their failures are theirs
+//! (400/408/499, never a backend error or an ejection), and requests that
+//! must not be forwarded (no Host, two Hosts, CONNECT) are refused before
+//! any backend sees them; a backend's unsolicited `101` is not passed on.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::backends;
+use super::fixture::{timeouts, Wharf};
+use crate::health;
+use crate::model::PoolOptions;
+
+/// Write `bytes` on a new connection, then read until wharf closes it or
+/// `within` passes; `close_after_write` shuts the client's side (an upload
+/// abandoned mid-body). Returns what came back.
+async fn exchange(wharf: &Wharf, bytes: &[u8], close_after_write: bool, within: Duration) -> String {
+    let mut s = TcpStream::connect(wharf.addr).await.expect("connect to wharf");
+    s.write_all(bytes).await.expect("write");
+    if close_after_write {
+        drop(s);
+        return String::new();
+    }
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+        }
+        // One response is all these tests want.
+        if got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"\n") && got.len() > 40 {
+            let text = String::from_utf8_lossy(&got);
+            if text.contains("wharf:") || text.contains("content-length: 0") {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn status(resp: &str) -> Option<u16> {
+    resp.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn client_body_errors_are_answered_400_or_499_and_never_eject_the_backend() {
+    let a = backends::named("a").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    let shared = wharf.shared("web", a.addr);
+    // Far more than the consecutive failures that eject a backend.
+    for i in 0..30 {
+        // A chunk size that is not hex, after a good chunk.
+        let bad_chunk =
+            b"POST /up HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nxx\r\n";
+        let resp = exchange(&wharf, bad_chunk, false, Duration::from_secs(10)).await;
+        // wharf answers 400, or hyper closes the broken connection first;
+        // never a 502 that blames the backend.
+        assert!(
+            resp.is_empty() || status(&resp) == Some(400),
+            "bad chunk #{i}: {resp:?}"
+        );
+        // An upload abandoned mid-body.
+        let cut = b"POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nonly a few bytes";
+        exchange(&wharf, cut, true, Duration::ZERO).await;
+    }
+    wharf.settled().await;
+    assert_eq!(
+        shared.errors.load(SeqCst),
+        0,
+        "a client's failure was counted against the backend"
+    );
+    assert!(!shared.health.is_ejected(health::now_ms()), "the backend was ejected");
+    assert!(wharf.pool("web").backends[0].is_available(health::now_ms()));
+    assert!(
+        wharf.proxy.stats.client_errors.load(SeqCst) >= 30,
+        "client errors are counted as such"
+    );
+    assert_eq!(wharf.proxy.stats.unreachable.load(SeqCst), 0);
+    let ok = super::client::get(wharf.addr, "/after").await;
+    assert_eq!(ok.status, 200, "the backend still serves");
+}
+
+#[tokio::test]
+async fn a_trickling_upload_is_cut_at_the_body_timeout_with_408_and_no_backend_blamed() {
+    let a = backends::named("a").await;
+    let mut t = timeouts();
+    t.body_idle = Duration::from_millis(300);
+    let wharf = Wharf::with_timeouts(t).await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    let shared = wharf.shared("web", a.addr);
+    let started = Instant::now();
+    let head = b"POST /slow HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1000\r\n\r\nfirst bytes";
+    let resp = exchange(&wharf, head, false, Duration::from_secs(20)).await;
+    println!("cut after {:?}", started.elapsed());
+    assert_eq!(status(&resp), Some(408), "{resp:?}");
+    assert!(resp.contains("x-wharf-error: body-timeout"), "{resp:?}");
+    wharf.settled().await;
+    assert_eq!(shared.errors.load(SeqCst), 0);
+    assert_eq!(wharf.proxy.stats.timeouts.load(SeqCst), 0, "not a backend timeout");
+}
+
+#[tokio::test]
+async fn requests_without_host_with_two_hosts_or_conflicting_targets_get_400_and_connect_405() {
+    let a = backends::named("a").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    let cases: [(&[u8], u16, &str); 5] = [
+        (b"GET / HTTP/1.1\r\n\r\n", 400, "no Host"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+            400,
+            "two Hosts",
+        ),
+        (
+            b"GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n",
+            400,
+            "Host vs absolute target",
+        ),
+        (
+            b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n",
+            405,
+            "CONNECT",
+        ),
+        (b"GET / HTTP/1.0\r\n\r\n", 200, "HTTP/1.0 may omit Host"),
+    ];
+    for (bytes, want, what) in cases {
+        let resp = exchange(&wharf, bytes, false, Duration::from_secs(10)).await;
+        assert_eq!(status(&resp), Some(want), "{what}: {resp:?}");
+    }
+    assert_eq!(a.log.count(), 1, "only the HTTP/1.0 request reached the backend");
+}
+
+#[tokio::test]
+async fn a_backends_unsolicited_101_is_answered_502() {
+    let up = backends::upgrade_echo().await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[up.addr]);
+    let r = super::client::get(wharf.addr, "/plain").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.wharf_error(), Some("bad-response"));
+    assert_eq!(wharf.proxy.stats.bad_responses.load(SeqCst), 1);
+}
