@@ -35,6 +35,8 @@ pub struct Admin {
     pub discovery: Arc<Discovery>,
     /// Set at SIGTERM: `/readyz` turns 503 so upstream load balancers stop sending.
     pub shutting_down: AtomicBool,
+    /// `--admin-hosts`, `--admin-token`.
+    pub access: crate::admin_access::AdminAccess,
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
@@ -47,7 +49,16 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Futu
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // EMFILE: without a pause this loop spins on a
+                        // listener that stays readable, starving `/healthz`.
+                        tracing::warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let admin = Arc::clone(&admin);
                 let svc = service_fn(move |req| {
                     let admin = Arc::clone(&admin);
@@ -63,6 +74,9 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Futu
 
 impl Admin {
     pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if let Some((status, why)) = self.access.refuse(req.uri().path(), req.headers()) {
+            return text(status, why);
+        }
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
         }

@@ -103,6 +103,11 @@ pub async fn provider(cfg: &Config) -> Result<Box<dyn Provider>, StartError> {
 
 /// What the binary does: bind, connect, [`run`] until `shutdown`.
 pub async fn start(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    match crate::limits::raise_nofile() {
+        Ok((before, after)) if after > before => info!(before, after, "raised the file descriptor limit"),
+        Ok((n, _)) => info!(limit = n, "file descriptor limit (already at its maximum)"),
+        Err((n, e)) => tracing::warn!(limit = n, error = %e, "cannot raise the file descriptor limit"),
+    }
     let listeners = Listeners::bind(&cfg).await?;
     let provider = provider(&cfg).await?;
     run(cfg, listeners, provider, shutdown).await
@@ -131,13 +136,24 @@ pub async fn run(
     let public_addr = listeners.public.first().and_then(|l| l.local_addr().ok());
     let mut proxies = Vec::new();
     let mut workers = Vec::new();
+    let max_connections = match cfg.max_connections {
+        0 => {
+            let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            crate::limits::auto_max_connections(nofile.unwrap_or(u64::MAX))
+        }
+        n => n,
+    };
+    info!(max_connections, "client connections capped (--max-connections)");
+    let conn_limit = Arc::new(crate::limits::ConnLimit::new(max_connections));
     for (index, socket) in listeners.public.into_iter().enumerate() {
-        let proxy = Arc::new(Proxy::new(
+        let mut proxy = Proxy::new(
             Arc::clone(&router),
             cfg.timeouts,
             cfg.access_log,
             cfg.trusted_proxies.clone(),
-        ));
+        );
+        proxy.conn_limit = Arc::clone(&conn_limit);
+        let proxy = Arc::new(proxy);
         proxies.push(Arc::clone(&proxy));
         let stop = stop_rx.clone();
         let w =
@@ -149,6 +165,7 @@ pub async fn run(
         router,
         discovery,
         shutting_down: AtomicBool::new(false),
+        access: cfg.admin_access.clone(),
     });
     let admin_addr = listeners.admin.local_addr().ok();
     info!(listen = ?public_addr, admin = ?admin_addr, workers = workers.len(), "wharf {} serving", env!("CARGO_PKG_VERSION"));

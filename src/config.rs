@@ -80,6 +80,28 @@ pub struct Opts {
     #[arg(long, env = "WHARF_ADMIN_LISTEN", default_value = "127.0.0.1:8081", global = true)]
     pub admin_listen: SocketAddr,
 
+    /// Host names the admin listener answers (comma-separated, port
+    /// ignored); others get 421. Default: any. /healthz and /readyz always answer.
+    #[arg(
+        long,
+        env = "WHARF_ADMIN_HOSTS",
+        value_name = "HOST,…",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub admin_hosts: Vec<String>,
+
+    /// Require `Authorization: Bearer <TOKEN>` for /api/* and /metrics on
+    /// the admin listener (prefer the WHARF_ADMIN_TOKEN variable: flags show in `ps`).
+    #[arg(
+        long,
+        env = "WHARF_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+
     /// Where backends come from.
     #[arg(long, env = "WHARF_PROVIDER", value_enum, default_value = "docker", global = true)]
     pub provider: Provider,
@@ -113,6 +135,13 @@ pub struct Opts {
     /// answered 408 and closed, and no backend is blamed.
     #[arg(long, env = "WHARF_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub body_timeout: Duration,
+
+    /// Most client connections open at once, over all workers; more are
+    /// accepted and closed at once. 0: what the descriptor limit allows
+    /// (wharf raises its soft limit to the hard one at start), half of it
+    /// minus a reserve, so the admin listener always has descriptors left.
+    #[arg(long, env = "WHARF_MAX_CONNECTIONS", default_value_t = 0, global = true)]
+    pub max_connections: usize,
 
     /// On SIGTERM/SIGINT, time given to in-flight requests before exiting.
     #[arg(long, env = "WHARF_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
@@ -165,6 +194,10 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Request-serving threads (at least 1).
     pub workers: usize,
+    /// `--max-connections` (0: from the descriptor limit at start).
+    pub max_connections: usize,
+    /// `--admin-hosts` and `--admin-token`.
+    pub admin_access: crate::admin_access::AdminAccess,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -246,6 +279,16 @@ impl Opts {
             log_format: self.log_format,
             access_log: self.access_log,
             trusted_proxies,
+            max_connections: self.max_connections,
+            admin_access: crate::admin_access::AdminAccess {
+                hosts: self
+                    .admin_hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                token: self.admin_token.filter(|t| !t.is_empty()),
+            },
             workers: match self.workers {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,

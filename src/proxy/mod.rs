@@ -79,6 +79,8 @@ pub struct Proxy {
     pub stats: Stats,
     /// One warning a second about hostile or broken clients, at most.
     pub client_log: sanity::LogLimit,
+    /// Open client connections, shared by every worker (`--max-connections`).
+    pub conn_limit: Arc<crate::limits::ConnLimit>,
 }
 
 impl Proxy {
@@ -91,6 +93,7 @@ impl Proxy {
             trusted_proxies,
             stats: Stats::default(),
             client_log: sanity::LogLimit::default(),
+            conn_limit: Arc::default(),
         }
     }
 

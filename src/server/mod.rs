@@ -84,8 +84,18 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
                         continue;
                     }
                 };
+                // At --max-connections: closed at once, before it costs
+                // more than its descriptor for a moment.
+                let Some(permit) = proxy.conn_limit.try_acquire() else {
+                    drop(stream);
+                    if let Some(suppressed) = proxy.client_log.allow(crate::health::now_ms(), 1_000) {
+                        warn!(%peer, max = proxy.conn_limit.max(), suppressed, "connection refused: --max-connections reached");
+                    }
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let conn = Connection {
+                    _permit: permit,
                     proxy: Arc::clone(&proxy),
                     builders: Arc::clone(&builders),
                     stop: stop_rx.clone(),
@@ -116,6 +126,8 @@ struct Connection {
     stop: watch::Receiver<bool>,
     /// Dropped when the task ends (see the module docs).
     _live: mpsc::Sender<()>,
+    /// This connection's slot under `--max-connections`.
+    _permit: crate::limits::ConnPermit,
 }
 
 impl Connection {
