@@ -17,6 +17,7 @@
 mod attempt;
 pub mod body;
 pub mod client_body;
+pub mod client_ip;
 pub mod error;
 pub mod headers;
 pub mod prepare;

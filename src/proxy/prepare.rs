@@ -92,6 +92,9 @@ pub fn prepare(
     // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
     let te_trailers = h2 && headers::te_trailers(&parts.headers);
     headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
+    if !trusted {
+        super::client_ip::strip_untrusted(&mut parts.headers, client.ip());
+    }
     let uri = if h2 {
         // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
         let authority = host_value.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost");

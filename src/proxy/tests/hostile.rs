@@ -146,3 +146,25 @@ async fn a_backends_unsolicited_101_is_answered_502() {
     assert_eq!(r.wharf_error(), Some("bad-response"));
     assert_eq!(wharf.proxy.stats.bad_responses.load(SeqCst), 1);
 }
+
+#[tokio::test]
+async fn spoofed_client_ip_headers_from_an_untrusted_client_never_reach_the_backend() {
+    let a = backends::named("a").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+    let spoof = b"GET /who HTTP/1.1\r\nHost: app.test\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n\
+True-Client-IP: 6.6.6.6\r\nCF-Connecting-IP: 6.6.6.6\r\nX-Client-IP: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\n\
+Connection: close\r\n\r\n";
+    let resp = exchange(&wharf, spoof, false, Duration::from_secs(10)).await;
+    assert_eq!(status(&resp), Some(200), "{resp:?}");
+    let seen = a.log.last();
+    for (name, value) in &seen.headers {
+        assert!(
+            !value.as_bytes().windows(7).any(|w| w == b"6.6.6.6"),
+            "{name}: {value:?} reached the backend"
+        );
+    }
+    assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("forwarded"), None);
+}
