@@ -152,6 +152,35 @@ impl Admin {
             self.stat(|s| &s.panics),
         );
         counter(
+            "wharf_tunnels_open",
+            "Upgraded connections (WebSockets) open now.",
+            "gauge",
+            self.proxies.iter().map(|p| p.tunnels.open() as u64).sum(),
+        );
+        counter(
+            "wharf_tunnels_closed_by_wharf_total",
+            "Tunnels wharf closed: idle past --tunnel-idle-timeout, backend gone or drained, shutdown.",
+            "counter",
+            self.proxies
+                .iter()
+                .map(|p| p.tunnels.closed_by_wharf.load(Ordering::Relaxed))
+                .sum(),
+        );
+        counter(
+            "wharf_connections_open",
+            "Client connections open now (capped by --max-connections).",
+            "gauge",
+            self.proxies.first().map_or(0, |p| p.conn_limit.open() as u64),
+        );
+        counter(
+            "wharf_connections_refused_total",
+            "Client connections closed at once because --max-connections was reached.",
+            "counter",
+            self.proxies
+                .first()
+                .map_or(0, |p| p.conn_limit.refused.load(Ordering::Relaxed)),
+        );
+        counter(
             "wharf_discovery_connected",
             "1 while the Docker events stream is up.",
             "gauge",

@@ -143,6 +143,11 @@ pub struct Opts {
     #[arg(long, env = "WHARF_MAX_CONNECTIONS", default_value_t = 0, global = true)]
     pub max_connections: usize,
 
+    /// An upgraded connection (WebSocket) with no byte either way for this
+    /// long is closed.
+    #[arg(long, env = "WHARF_TUNNEL_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub tunnel_idle_timeout: Duration,
+
     /// On SIGTERM/SIGINT, time given to in-flight requests before exiting.
     #[arg(long, env = "WHARF_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub drain_timeout: Duration,
@@ -209,6 +214,8 @@ pub struct Timeouts {
     pub drain: Duration,
     /// Longest silence inside a client's request body (`--body-timeout`).
     pub body_idle: Duration,
+    /// Longest silence in an upgraded connection (`--tunnel-idle-timeout`).
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -220,6 +227,7 @@ impl Default for Timeouts {
             upstream_idle: UPSTREAM_IDLE_MAX,
             drain: Duration::from_secs(30),
             body_idle: Duration::from_secs(30),
+            tunnel_idle: Duration::from_secs(600),
         }
     }
 }
@@ -255,6 +263,7 @@ impl Opts {
             ("--request-timeout", self.request_timeout),
             ("--idle-timeout", self.idle_timeout),
             ("--body-timeout", self.body_timeout),
+            ("--tunnel-idle-timeout", self.tunnel_idle_timeout),
         ] {
             if d.is_zero() {
                 return Err(format!("{name} must be greater than 0"));
@@ -275,6 +284,7 @@ impl Opts {
                 upstream_idle: self.idle_timeout.min(UPSTREAM_IDLE_MAX),
                 drain: self.drain_timeout,
                 body_idle: self.body_timeout,
+                tunnel_idle: self.tunnel_idle_timeout,
             },
             log_format: self.log_format,
             access_log: self.access_log,

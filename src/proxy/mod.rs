@@ -82,6 +82,8 @@ pub struct Proxy {
     pub client_log: sanity::LogLimit,
     /// Open client connections, shared by every worker (`--max-connections`).
     pub conn_limit: Arc<crate::limits::ConnLimit>,
+    /// This worker's open upgraded connections.
+    pub tunnels: Arc<tunnel::Tunnels>,
 }
 
 impl Proxy {
@@ -95,6 +97,7 @@ impl Proxy {
             stats: Stats::default(),
             client_log: sanity::LogLimit::default(),
             conn_limit: Arc::default(),
+            tunnels: Arc::default(),
         }
     }
 
@@ -233,7 +236,13 @@ impl Proxy {
                         };
                         {
                             let on_backend = hyper::upgrade::on(&mut resp);
-                            tokio::spawn(tunnel::tunnel(on_client, on_backend, guard));
+                            let watch = tunnel::Watch {
+                                tunnels: Arc::clone(&self.tunnels),
+                                router: Arc::clone(&self.router),
+                                idle: self.timeouts.tunnel_idle,
+                                drain: self.timeouts.drain,
+                            };
+                            tokio::spawn(tunnel::tunnel(on_client, on_backend, guard, watch));
                             let (p, _) = resp.into_parts();
                             let resp = Response::from_parts(p, Either::Right(Full::new(Bytes::new())));
                             return Ok((resp, Some(backend.addr)));

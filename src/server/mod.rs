@@ -113,9 +113,25 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
     );
     let _ = stop_tx.send(true);
     drop(live_tx);
+    let deadline = tokio::time::Instant::now() + timeouts.drain;
     tokio::select! {
         _ = live_rx.recv() => info!("all connections drained"),
-        _ = tokio::time::sleep(timeouts.drain) => warn!("drain timeout reached; closing remaining connections"),
+        _ = tokio::time::sleep_until(deadline) => warn!("drain timeout reached; closing remaining connections"),
+    }
+    // Upgraded connections (WebSockets) get the rest of the drain time too.
+    let tunnels = proxy.tunnels.open();
+    if tunnels > 0 {
+        info!(tunnels, "waiting for open tunnels");
+        if tokio::time::timeout_at(deadline, proxy.tunnels.drained())
+            .await
+            .is_err()
+        {
+            warn!(
+                open = proxy.tunnels.open(),
+                "drain timeout reached; closing open tunnels"
+            );
+        }
+        proxy.tunnels.close_all();
     }
 }
 

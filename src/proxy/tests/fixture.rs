@@ -29,6 +29,7 @@ pub fn timeouts() -> Timeouts {
         upstream_idle: Duration::from_secs(60),
         drain: Duration::from_secs(5),
         body_idle: Duration::from_secs(30),
+        tunnel_idle: Duration::from_secs(600),
     }
 }
 

@@ -168,3 +168,102 @@ Connection: close\r\n\r\n";
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("forwarded"), None);
 }
+
+/// An open tunnel through wharf to an echoing backend, checked with one ping.
+async fn open_tunnel(wharf: &Wharf) -> TcpStream {
+    let mut c = TcpStream::connect(wharf.addr).await.unwrap();
+    c.write_all(b"GET /ws HTTP/1.1\r\nhost: app.test\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = super::client::read_head(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    ping(&mut c).await.expect("a fresh tunnel echoes");
+    c
+}
+
+async fn ping(c: &mut TcpStream) -> Result<(), String> {
+    c.write_all(b"ping").await.map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut buf))
+        .await
+        .map_err(|_| "no echo within 5 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Time until wharf closes `c` (EOF or reset), failing after `within`.
+async fn closed_after(c: &mut TcpStream, within: Duration) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    loop {
+        match tokio::time::timeout(within.saturating_sub(start.elapsed()), c.read(&mut buf)).await {
+            Err(_) => panic!("the tunnel was still open after {within:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_silent_tunnel_is_closed_at_the_tunnel_idle_timeout_and_frees_its_slot() {
+    let echo = backends::upgrade_echo().await;
+    let mut t = timeouts();
+    t.tunnel_idle = Duration::from_millis(400);
+    let wharf = Wharf::with_timeouts(t).await;
+    wharf.serve(PoolOptions::default(), &[echo.addr]);
+    let shared = wharf.shared("web", echo.addr);
+    let mut c = open_tunnel(&wharf).await;
+    // Traffic keeps it open past the timeout.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        ping(&mut c).await.expect("an active tunnel stays open");
+    }
+    let took = closed_after(&mut c, Duration::from_secs(10)).await;
+    println!("silent tunnel closed after {took:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "closed before its idle timeout: {took:?}"
+    );
+    super::client::eventually("the slot is released", || shared.in_flight.load(SeqCst) == 0).await;
+    assert_eq!(wharf.proxy.tunnels.open(), 0);
+    assert_eq!(wharf.proxy.tunnels.closed_by_wharf.load(SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_tunnel_is_closed_when_its_backend_leaves_the_pool() {
+    let echo = backends::upgrade_echo().await;
+    let other = backends::named("other").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[echo.addr]);
+    let mut c = open_tunnel(&wharf).await;
+    // The backend is removed (stopped, or disconnected from the network).
+    wharf.serve(PoolOptions::default(), &[other.addr]);
+    let took = closed_after(&mut c, Duration::from_secs(10)).await;
+    println!("tunnel closed {took:?} after its backend left");
+    super::client::eventually("the backend's side is closed too", || echo.log.open() == 0).await;
+}
+
+#[tokio::test]
+async fn at_shutdown_open_tunnels_keep_working_for_the_drain_time_then_close() {
+    let echo = backends::upgrade_echo().await;
+    let mut t = timeouts();
+    t.drain = Duration::from_millis(1500);
+    let mut wharf = Wharf::with_timeouts(t).await;
+    wharf.serve(PoolOptions::default(), &[echo.addr]);
+    let mut c = open_tunnel(&wharf).await;
+    let started = Instant::now();
+    let served = wharf.shut_down();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ping(&mut c).await.expect("the tunnel still works while wharf drains");
+    let took = closed_after(&mut c, Duration::from_secs(15)).await + Duration::from_millis(300);
+    println!("tunnel closed {took:?} after shutdown began (drain 1.5 s)");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "closed before the drain time: {:?}",
+        started.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the server finished after the drain")
+        .unwrap();
+}
