@@ -39,6 +39,8 @@ pub struct Admin {
     pub tls: Option<crate::tls::Tls>,
     /// ACME per-name status and order counters (`acme` in `/api/state`).
     pub acme: Option<Arc<crate::tls::acme::AcmeStatus>>,
+    /// `--admin-hosts`, `--admin-token`.
+    pub access: crate::admin_access::AdminAccess,
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
@@ -51,7 +53,16 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Futu
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // EMFILE: without a pause this loop spins on a
+                        // listener that stays readable, starving `/healthz`.
+                        tracing::warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let admin = Arc::clone(&admin);
                 let svc = service_fn(move |req| {
                     let admin = Arc::clone(&admin);
@@ -67,6 +78,9 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Futu
 
 impl Admin {
     pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if let Some((status, why)) = self.access.refuse(req.uri().path(), req.headers()) {
+            return text(status, why);
+        }
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
         }
@@ -149,6 +163,35 @@ impl Admin {
             self.stat(|s| &s.panics),
         );
         counter(
+            "wharf_tunnels_open",
+            "Upgraded connections (WebSockets) open now.",
+            "gauge",
+            self.proxies.iter().map(|p| p.tunnels.open() as u64).sum(),
+        );
+        counter(
+            "wharf_tunnels_closed_by_wharf_total",
+            "Tunnels wharf closed: idle past --tunnel-idle-timeout, backend gone or drained, shutdown.",
+            "counter",
+            self.proxies
+                .iter()
+                .map(|p| p.tunnels.closed_by_wharf.load(Ordering::Relaxed))
+                .sum(),
+        );
+        counter(
+            "wharf_connections_open",
+            "Client connections open now (capped by --max-connections).",
+            "gauge",
+            self.proxies.first().map_or(0, |p| p.conn_limit.open() as u64),
+        );
+        counter(
+            "wharf_connections_refused_total",
+            "Client connections closed at once because --max-connections was reached.",
+            "counter",
+            self.proxies
+                .first()
+                .map_or(0, |p| p.conn_limit.refused.load(Ordering::Relaxed)),
+        );
+        counter(
             "wharf_discovery_connected",
             "1 while the Docker events stream is up.",
             "gauge",
@@ -177,11 +220,13 @@ impl Admin {
             "# HELP wharf_errors_total Requests answered by wharf itself, by cause.\n# TYPE wharf_errors_total counter"
         );
         type Field = fn(&Stats) -> &std::sync::atomic::AtomicU64;
-        let kinds: [(&str, Field); 4] = [
+        let kinds: [(&str, Field); 6] = [
             ("no_route", |s| &s.no_route),
             ("no_backend", |s| &s.no_backend),
             ("unreachable", |s| &s.unreachable),
             ("timeout", |s| &s.timeouts),
+            ("client", |s| &s.client_errors),
+            ("bad_response", |s| &s.bad_responses),
         ];
         for (kind, field) in kinds {
             let _ = writeln!(out, "wharf_errors_total{{kind=\"{kind}\"}} {}", self.stat(field));

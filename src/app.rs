@@ -125,6 +125,11 @@ pub async fn provider(cfg: &Config) -> Result<Box<dyn Provider>, StartError> {
 
 /// What the binary does: bind, connect, [`run`] until `shutdown`.
 pub async fn start(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    match crate::limits::raise_nofile() {
+        Ok((before, after)) if after > before => info!(before, after, "raised the file descriptor limit"),
+        Ok((n, _)) => info!(limit = n, "file descriptor limit (already at its maximum)"),
+        Err((n, e)) => tracing::warn!(limit = n, error = %e, "cannot raise the file descriptor limit"),
+    }
     let listeners = Listeners::bind(&cfg).await?;
     let provider = provider(&cfg).await?;
     run(cfg, listeners, provider, shutdown).await
@@ -207,6 +212,15 @@ pub async fn run(
     let mut tls_sockets = listeners.tls.into_iter();
     let mut proxies = Vec::new();
     let mut workers = Vec::new();
+    let max_connections = match cfg.max_connections {
+        0 => {
+            let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            crate::limits::auto_max_connections(nofile.unwrap_or(u64::MAX))
+        }
+        n => n,
+    };
+    info!(max_connections, "client connections capped (--max-connections)");
+    let conn_limit = Arc::new(crate::limits::ConnLimit::new(max_connections));
     for (index, socket) in listeners.public.into_iter().enumerate() {
         let mut proxy = Proxy::new(
             Arc::clone(&router),
@@ -216,6 +230,7 @@ pub async fn run(
         );
         proxy.http01 = Some(Arc::clone(&tls.http01));
         proxy.https_port = tls_addr.map_or(443, |a| a.port());
+        proxy.conn_limit = Arc::clone(&conn_limit);
         let proxy = Arc::new(proxy);
         proxies.push(Arc::clone(&proxy));
         let stop = stop_rx.clone();
@@ -235,6 +250,7 @@ pub async fn run(
         shutting_down: AtomicBool::new(false),
         tls: Some(tls.clone()),
         acme: acme_status,
+        access: cfg.admin_access.clone(),
     });
     let admin_addr = listeners.admin.local_addr().ok();
     info!(listen = ?public_addr, tls_listen = ?tls_addr, admin = ?admin_addr, workers = workers.len(), "wharf {} serving", env!("CARGO_PKG_VERSION"));

@@ -81,6 +81,28 @@ pub struct Opts {
     #[arg(long, env = "WHARF_ADMIN_LISTEN", default_value = "127.0.0.1:8081", global = true)]
     pub admin_listen: SocketAddr,
 
+    /// Host names the admin listener answers (comma-separated, port
+    /// ignored); others get 421. Default: any. /healthz and /readyz always answer.
+    #[arg(
+        long,
+        env = "WHARF_ADMIN_HOSTS",
+        value_name = "HOST,…",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub admin_hosts: Vec<String>,
+
+    /// Require `Authorization: Bearer <TOKEN>` for /api/* and /metrics on
+    /// the admin listener (prefer the WHARF_ADMIN_TOKEN variable: flags show in `ps`).
+    #[arg(
+        long,
+        env = "WHARF_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+
     /// Where backends come from.
     #[arg(long, env = "WHARF_PROVIDER", value_enum, default_value = "docker", global = true)]
     pub provider: Provider,
@@ -108,6 +130,24 @@ pub struct Opts {
     /// are closed sooner (min of this and 900ms) to stay below backends' own timeouts.
     #[arg(long, env = "WHARF_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
     pub idle_timeout: Duration,
+
+    /// Longest silence inside a request body (and a request head's
+    /// silence before detection): a client trickling its upload slower is
+    /// answered 408 and closed, and no backend is blamed.
+    #[arg(long, env = "WHARF_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub body_timeout: Duration,
+
+    /// Most client connections open at once, over all workers; more are
+    /// accepted and closed at once. 0: what the descriptor limit allows
+    /// (wharf raises its soft limit to the hard one at start), half of it
+    /// minus a reserve, so the admin listener always has descriptors left.
+    #[arg(long, env = "WHARF_MAX_CONNECTIONS", default_value_t = 0, global = true)]
+    pub max_connections: usize,
+
+    /// An upgraded connection (WebSocket) with no byte either way for this
+    /// long is closed.
+    #[arg(long, env = "WHARF_TUNNEL_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub tunnel_idle_timeout: Duration,
 
     /// On SIGTERM/SIGINT, time given to in-flight requests before exiting.
     #[arg(long, env = "WHARF_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
@@ -183,6 +223,10 @@ pub struct Config {
     pub tls_handshake_timeout: Duration,
     /// ACME settings; `None` = off (no `--acme-email`).
     pub acme: Option<crate::tls::acme::AcmeSettings>,
+    /// `--max-connections` (0: from the descriptor limit at start).
+    pub max_connections: usize,
+    /// `--admin-hosts` and `--admin-token`.
+    pub admin_access: crate::admin_access::AdminAccess,
 }
 
 /// The TLS listener's address when certificates are configured but
@@ -196,6 +240,10 @@ pub struct Timeouts {
     pub client_idle: Duration,
     pub upstream_idle: Duration,
     pub drain: Duration,
+    /// Longest silence inside a client's request body (`--body-timeout`).
+    pub body_idle: Duration,
+    /// Longest silence in an upgraded connection (`--tunnel-idle-timeout`).
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -206,6 +254,8 @@ impl Default for Timeouts {
             client_idle: Duration::from_secs(60),
             upstream_idle: UPSTREAM_IDLE_MAX,
             drain: Duration::from_secs(30),
+            body_idle: Duration::from_secs(30),
+            tunnel_idle: Duration::from_secs(600),
         }
     }
 }
@@ -241,6 +291,8 @@ impl Opts {
             ("--request-timeout", self.request_timeout),
             ("--idle-timeout", self.idle_timeout),
             ("--tls-handshake-timeout", self.tls_handshake_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--tunnel-idle-timeout", self.tunnel_idle_timeout),
         ] {
             if d.is_zero() {
                 return Err(format!("{name} must be greater than 0"));
@@ -278,10 +330,22 @@ impl Opts {
                 client_idle: self.idle_timeout,
                 upstream_idle: self.idle_timeout.min(UPSTREAM_IDLE_MAX),
                 drain: self.drain_timeout,
+                body_idle: self.body_timeout,
+                tunnel_idle: self.tunnel_idle_timeout,
             },
             log_format: self.log_format,
             access_log: self.access_log,
             trusted_proxies,
+            max_connections: self.max_connections,
+            admin_access: crate::admin_access::AdminAccess {
+                hosts: self
+                    .admin_hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                token: self.admin_token.filter(|t| !t.is_empty()),
+            },
             workers: match self.workers {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,

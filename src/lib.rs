@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_access;
 pub mod app;
 pub mod backend;
 pub mod balance;
@@ -45,6 +46,7 @@ pub mod cidr;
 pub mod config;
 pub mod health;
 pub mod labels;
+pub mod limits;
 pub mod listen;
 pub mod model;
 pub mod net;

@@ -107,6 +107,15 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// `s` cut to at most `max` characters, with how much was left out: for
+/// echoing values from untrusted sources (labels) in logs and the state.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes in all)", &s[..end], s.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +186,15 @@ mod tests {
         for input in ["", "y", "2", "enabled"] {
             assert_eq!(parse_bool(input), None, "{input}");
         }
+    }
+
+    #[test]
+    fn clip_keeps_short_values_and_cuts_long_ones_on_a_char_boundary() {
+        assert_eq!(clip("web.test", 80), "web.test");
+        let long = "é".repeat(30_000);
+        let c = clip(&long, 80);
+        assert!(c.starts_with(&"é".repeat(80)));
+        assert!(c.ends_with("… (60000 bytes in all)"), "{c}");
+        assert!(c.len() < 200);
     }
 }

@@ -104,7 +104,10 @@ impl<'a> Reader<'a> {
     }
 
     fn error(&mut self, name: &str, value: &str, reason: String) {
-        let (label, value) = (format!("{}.{name}", self.prefix), value.to_string());
+        // Label values are anyone's input: quoted in logs, `/api/state` and
+        // `wharf check`, so cut to a short prefix (a 60 KiB host once made a 123 KB log line).
+        let (label, value) = (format!("{}.{name}", self.prefix), crate::text::clip(value, 80));
+        let reason = crate::text::clip(&reason, 200);
         self.errors.push(LabelError { label, value, reason });
     }
 
@@ -116,7 +119,7 @@ impl<'a> Reader<'a> {
     }
 
     fn warn(&mut self, warning: String) {
-        self.warnings.push(warning);
+        self.warnings.push(crate::text::clip(&warning, 200));
     }
 }
 

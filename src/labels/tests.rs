@@ -505,3 +505,23 @@ fn thousands_of_unknown_labels_name_five_count_the_rest_and_parse_in_linear_time
     assert_eq!(out.warnings[5], "1995 more unknown wharf.* labels");
     eprintln!("2,000 unknown labels parsed in {took:?}");
 }
+
+#[test]
+fn a_huge_bad_label_value_is_echoed_only_as_a_short_prefix() {
+    let huge = "h".repeat(60 * 1024) + " bad";
+    for key in ["host", "port", "balance", "path"] {
+        let mut l = labels("enable=true");
+        l.insert(format!("wharf.{key}"), huge.clone());
+        let o = run("wharf", &l, &[80], false);
+        let Parsed::Invalid(errs) = o.parsed else {
+            panic!("{key}: a 60 KiB value was accepted")
+        };
+        for e in &errs {
+            assert!(e.value.len() < 200, "{key}: value echoed at {} bytes", e.value.len());
+            assert!(e.reason.len() < 400, "{key}: reason echoed at {} bytes", e.reason.len());
+            assert!(e.value.contains("61444 bytes in all"), "{key}: {}", e.value);
+        }
+        let shown: usize = o.warnings.iter().map(String::len).sum();
+        assert!(shown < 2_000, "{key}: warnings {shown} bytes");
+    }
+}

@@ -6,6 +6,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use super::client_body::ClientFault;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProxyError {
     #[error("no route for this host and path")]
@@ -18,6 +20,14 @@ pub enum ProxyError {
     Timeout(std::time::Duration),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The client's side failed (its body); never counted against a backend.
+    #[error("{0}")]
+    Client(ClientFault),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The backend answered something wharf must not pass on.
+    #[error("bad response from {pool}: {detail}")]
+    BadResponse { pool: String, detail: &'static str },
 }
 
 impl ProxyError {
@@ -28,6 +38,12 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Client(ClientFault::Malformed) => StatusCode::BAD_REQUEST,
+            ProxyError::Client(ClientFault::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            // nginx's 499: nobody reads it, but the access log says whose fault it was.
+            ProxyError::Client(ClientFault::Gone) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -39,6 +55,11 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => "unreachable",
             ProxyError::Timeout(_) => "timeout",
             ProxyError::BadRequest(_) => "bad-request",
+            ProxyError::Client(ClientFault::Malformed) => "bad-request-body",
+            ProxyError::Client(ClientFault::Timeout(_)) => "body-timeout",
+            ProxyError::Client(ClientFault::Gone) => "client-gone",
+            ProxyError::MethodNotAllowed => "method-not-allowed",
+            ProxyError::BadResponse { .. } => "bad-response",
         }
     }
 
@@ -51,6 +72,20 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         h.insert("x-wharf-error", HeaderValue::from_static(self.code()));
+        match self {
+            ProxyError::MethodNotAllowed => {
+                h.insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                );
+            }
+            // The request's framing is lost or its client too slow: the
+            // connection cannot carry another request.
+            ProxyError::Client(_) | ProxyError::BadRequest(_) => {
+                h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
         resp
     }
 }
@@ -74,6 +109,22 @@ mod tests {
             ),
             (ProxyError::Timeout(std::time::Duration::from_secs(1)), 504, "timeout"),
             (ProxyError::BadRequest("no host"), 400, "bad-request"),
+            (ProxyError::Client(ClientFault::Malformed), 400, "bad-request-body"),
+            (
+                ProxyError::Client(ClientFault::Timeout(std::time::Duration::from_secs(1))),
+                408,
+                "body-timeout",
+            ),
+            (ProxyError::Client(ClientFault::Gone), 499, "client-gone"),
+            (ProxyError::MethodNotAllowed, 405, "method-not-allowed"),
+            (
+                ProxyError::BadResponse {
+                    pool: "web".into(),
+                    detail: "unsolicited 101",
+                },
+                502,
+                "bad-response",
+            ),
         ];
         for (e, status, code) in cases {
             let r = e.to_response();

@@ -16,10 +16,13 @@
 
 mod attempt;
 pub mod body;
+pub mod client_body;
+pub mod client_ip;
 pub mod error;
 pub mod headers;
 pub mod https;
 pub mod prepare;
+pub mod sanity;
 pub mod tunnel;
 pub mod upstream;
 
@@ -61,6 +64,11 @@ pub struct Stats {
     pub timeouts: AtomicU64,
     /// Requests served in panic mode (every ready backend unhealthy).
     pub panics: AtomicU64,
+    /// Requests that failed on the client's side (bad framing, a body
+    /// too slow, a client gone, a refused method or Host): never a backend's fault.
+    pub client_errors: AtomicU64,
+    /// Backend answers wharf refused to pass on (an unsolicited `101`).
+    pub bad_responses: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -76,6 +84,12 @@ pub struct Proxy {
     pub http01: Option<Arc<Http01>>,
     /// The TLS listener's port, for `wharf.https_redirect`'s `Location`.
     pub https_port: u16,
+    /// One warning a second about hostile or broken clients, at most.
+    pub client_log: sanity::LogLimit,
+    /// Open client connections, shared by every worker (`--max-connections`).
+    pub conn_limit: Arc<crate::limits::ConnLimit>,
+    /// This worker's open upgraded connections.
+    pub tunnels: Arc<tunnel::Tunnels>,
 }
 
 impl Proxy {
@@ -89,6 +103,9 @@ impl Proxy {
             stats: Stats::default(),
             http01: None,
             https_port: 443,
+            client_log: sanity::LogLimit::default(),
+            conn_limit: Arc::default(),
+            tunnels: Arc::default(),
         }
     }
 
@@ -111,11 +128,26 @@ impl Proxy {
                     ProxyError::NoBackend(_) => &self.stats.no_backend,
                     ProxyError::Unreachable { .. } => &self.stats.unreachable,
                     ProxyError::Timeout(_) => &self.stats.timeouts,
-                    ProxyError::BadRequest(_) => &self.stats.no_route,
+                    ProxyError::BadRequest(_) | ProxyError::Client(_) | ProxyError::MethodNotAllowed => {
+                        &self.stats.client_errors
+                    }
+                    ProxyError::BadResponse { .. } => &self.stats.bad_responses,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                if matches!(e, ProxyError::Unreachable { .. } | ProxyError::Timeout(_)) {
+                if matches!(
+                    e,
+                    ProxyError::Unreachable { .. } | ProxyError::Timeout(_) | ProxyError::BadResponse { .. }
+                ) {
                     warn!(%client, %method, path = uri.path(), error = %e, "request failed");
+                } else if matches!(
+                    e,
+                    ProxyError::Client(_) | ProxyError::BadRequest(_) | ProxyError::MethodNotAllowed
+                ) {
+                    // A client can send these as fast as it likes: rate-limited.
+                    if let Some(suppressed) = self.client_log.allow(health::now_ms(), 1_000) {
+                        warn!(%client, %method, path = uri.path(), error = %e, suppressed, fault = "client",
+                              "request refused (client's fault, no backend blamed)");
+                    }
                 }
                 (e.to_response().map(Either::Right), None)
             }
@@ -134,6 +166,11 @@ impl Proxy {
         client: SocketAddr,
         secure: bool,
     ) -> Result<(Response<RespBody>, Option<SocketAddr>), ProxyError> {
+        match sanity::check(req.method(), req.version(), req.uri(), req.headers()) {
+            None => {}
+            Some(sanity::Refusal::Method) => return Err(ProxyError::MethodNotAllowed),
+            Some(sanity::Refusal::BadRequest(why)) => return Err(ProxyError::BadRequest(why)),
+        }
         // ACME HTTP-01, before routing and never redirected; a token wharf
         // does not know goes on to the backend (it may run its own client).
         let challenge = !secure && http01_token(req.uri().path()).is_some();
@@ -161,7 +198,16 @@ impl Proxy {
             upgrade,
             h2,
             replay,
-        } = prepare::prepare(req, &pool, m.prefix_len, client, trusted, secure)?;
+            fault,
+        } = prepare::prepare(
+            req,
+            &pool,
+            m.prefix_len,
+            client,
+            trusted,
+            secure,
+            self.timeouts.body_idle,
+        )?;
 
         let sticky = pool.opts.sticky.as_ref();
         let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
@@ -216,9 +262,24 @@ impl Proxy {
                         .observe(answered.saturating_duration_since(sent_at), answered);
                     balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        if let Some(on_client) = upgrade {
+                        let Some(on_client) = upgrade else {
+                            // A 101 nobody asked for: passing it on would
+                            // leave the client speaking HTTP to a tunnel.
+                            backend.shared.errors.fetch_add(1, Ordering::Relaxed);
+                            return Err(ProxyError::BadResponse {
+                                pool: pool.name.clone(),
+                                detail: "switched protocols without an upgrade request",
+                            });
+                        };
+                        {
                             let on_backend = hyper::upgrade::on(&mut resp);
-                            tokio::spawn(tunnel::tunnel(on_client, on_backend, guard));
+                            let watch = tunnel::Watch {
+                                tunnels: Arc::clone(&self.tunnels),
+                                router: Arc::clone(&self.router),
+                                idle: self.timeouts.tunnel_idle,
+                                drain: self.timeouts.drain,
+                            };
+                            tokio::spawn(tunnel::tunnel(on_client, on_backend, guard, watch));
                             let (p, _) = resp.into_parts();
                             let resp = Response::from_parts(p, Either::Right(Full::new(Bytes::new())));
                             return Ok((resp, Some(backend.addr)));
@@ -239,6 +300,12 @@ impl Proxy {
                 Attempted::Lost(why) => (Failure::Lost, why, None),
                 Attempted::Timeout => (Failure::Timeout, String::new(), None),
             };
+            // The client's body failed (bad framing, gone, too slow): the
+            // upstream exchange broke because of the client. Not the
+            // backend's fault, and no other backend would do better.
+            if let Some(f) = fault.get() {
+                return Err(ProxyError::Client(f));
+            }
             if failure == Failure::Timeout {
                 backend.shared.errors.fetch_add(1, Ordering::Relaxed);
             } else {

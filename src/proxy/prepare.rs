@@ -4,12 +4,15 @@
 //! may be replayed on another backend — a copy of its head.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 
+use super::client_body::{ClientBody, Fault};
 use super::error::ProxyError;
 use super::headers;
 use super::upstream::UpBody;
@@ -26,6 +29,8 @@ pub struct Prepared {
     pub h2: bool,
     /// The head of an idempotent request without a body, kept for a replay.
     pub replay: Option<Replay>,
+    /// Set by the client's body when it fails: the client's fault, not the backend's.
+    pub fault: Arc<Fault>,
 }
 
 /// What is needed to send a bodyless request again.
@@ -61,7 +66,8 @@ fn origin_form(uri: &Uri) -> Uri {
 /// `prefix_len`: how much of the path the route matched (stripped if the
 /// pool says so). `trusted`: the peer is a trusted proxy (its
 /// `X-Forwarded-*` are kept and extended). `secure`: the request came over
-/// TLS (`X-Forwarded-Proto: https`).
+/// TLS (`X-Forwarded-Proto: https`). `body_idle`: the longest silence allowed
+/// inside the client's body.
 pub fn prepare(
     mut req: Request<Incoming>,
     pool: &Pool,
@@ -69,6 +75,7 @@ pub fn prepare(
     client: SocketAddr,
     trusted: bool,
     secure: bool,
+    body_idle: Duration,
 ) -> Result<Prepared, ProxyError> {
     let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -92,6 +99,9 @@ pub fn prepare(
         parts
             .headers
             .insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    }
+    if !trusted {
+        super::client_ip::strip_untrusted(&mut parts.headers, client.ip());
     }
     let uri = if h2 {
         // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
@@ -126,7 +136,8 @@ pub fn prepare(
         headers: parts.headers.clone(),
         version,
     });
-    let mut up = Request::new(Either::Left(body));
+    let fault = Arc::new(Fault::default());
+    let mut up = Request::new(Either::Left(ClientBody::new(body, body_idle, Arc::clone(&fault))));
     *up.method_mut() = parts.method;
     *up.uri_mut() = uri;
     *up.version_mut() = version;
@@ -136,5 +147,6 @@ pub fn prepare(
         upgrade: client_upgrade,
         h2,
         replay,
+        fault,
     })
 }

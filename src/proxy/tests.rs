@@ -15,6 +15,7 @@ mod fixture;
 mod https;
 mod raw;
 
+mod hostile;
 mod in_flight;
 mod lifecycle;
 mod pooling;

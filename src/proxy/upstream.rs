@@ -29,7 +29,7 @@ use hyper::client::conn::{http1, http2};
 
 /// The body wharf sends upstream: the client's, or an empty one when a
 /// bodyless request is replayed.
-pub type UpBody = Either<Incoming, Empty<Bytes>>;
+pub type UpBody = Either<super::client_body::ClientBody, Empty<Bytes>>;
 pub type Sender = http1::SendRequest<UpBody>;
 /// HTTP/2 (h2c) connections are multiplexed: one per backend, shared by clones.
 pub type H2Sender = http2::SendRequest<UpBody>;

@@ -85,8 +85,18 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
                         continue;
                     }
                 };
+                // At --max-connections: closed at once, before it costs
+                // more than its descriptor for a moment.
+                let Some(permit) = proxy.conn_limit.try_acquire() else {
+                    drop(stream);
+                    if let Some(suppressed) = proxy.client_log.allow(crate::health::now_ms(), 1_000) {
+                        warn!(%peer, max = proxy.conn_limit.max(), suppressed, "connection refused: --max-connections reached");
+                    }
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let conn = Connection {
+                    _permit: permit,
                     proxy: Arc::clone(&proxy),
                     builders: Arc::clone(&builders),
                     stop: stop_rx.clone(),
@@ -104,9 +114,25 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
     );
     let _ = stop_tx.send(true);
     drop(live_tx);
+    let deadline = tokio::time::Instant::now() + timeouts.drain;
     tokio::select! {
         _ = live_rx.recv() => info!("all connections drained"),
-        _ = tokio::time::sleep(timeouts.drain) => warn!("drain timeout reached; closing remaining connections"),
+        _ = tokio::time::sleep_until(deadline) => warn!("drain timeout reached; closing remaining connections"),
+    }
+    // Upgraded connections (WebSockets) get the rest of the drain time too.
+    let tunnels = proxy.tunnels.open();
+    if tunnels > 0 {
+        info!(tunnels, "waiting for open tunnels");
+        if tokio::time::timeout_at(deadline, proxy.tunnels.drained())
+            .await
+            .is_err()
+        {
+            warn!(
+                open = proxy.tunnels.open(),
+                "drain timeout reached; closing open tunnels"
+            );
+        }
+        proxy.tunnels.close_all();
     }
 }
 
@@ -117,6 +143,8 @@ struct Connection {
     stop: watch::Receiver<bool>,
     /// Dropped when the task ends (see the module docs).
     _live: mpsc::Sender<()>,
+    /// This connection's slot under `--max-connections`.
+    _permit: crate::limits::ConnPermit,
 }
 
 impl Connection {

@@ -26,8 +26,20 @@ pub fn free_port() -> u16 {
 /// variables, without any `WHARF_*` variable the test process may have
 /// inherited (each test passes its own `envs`); stdout and stderr go to `log`.
 fn spawn_wharf(args: &[&str], envs: &[(&str, &str)], log: File) -> Child {
+    spawn_wharf_in(&[], args, envs, log)
+}
+
+/// [`spawn_wharf`] run through `wrapper` (e.g. `prlimit --nofile=256:256 --`).
+fn spawn_wharf_in(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)], log: File) -> Child {
     let bin = &binaries().wharf;
-    let mut cmd = Command::new(bin);
+    let mut cmd = match wrapper.split_first() {
+        None => Command::new(bin),
+        Some((prog, rest)) => {
+            let mut c = Command::new(prog);
+            c.args(rest).arg(bin);
+            c
+        }
+    };
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("WHARF_") {
             cmd.env_remove(key);
@@ -93,20 +105,36 @@ impl Wharf {
 
     /// Starts wharf like [`Wharf::spawn`] without waiting for readiness.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Wharf {
+        Wharf::start_in(&[], args, envs)
+    }
+
+    /// [`Wharf::start`] through a wrapper command that execs wharf, e.g.
+    /// `["prlimit", "--nofile=256:256", "--"]` for a low descriptor limit.
+    pub fn start_in(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Wharf {
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        Wharf::start_on(listen, admin, args, envs)
+        Wharf::start_on_in(wrapper, listen, admin, args, envs)
     }
 
     /// Starts wharf on the given listen and admin addresses (for tests that
     /// must name wharf's ports to another program before it starts, such as
     /// pebble's challenge ports), without waiting for readiness.
     pub fn start_on(listen: SocketAddr, admin: SocketAddr, args: &[&str], envs: &[(&str, &str)]) -> Wharf {
+        Wharf::start_on_in(&[], listen, admin, args, envs)
+    }
+
+    fn start_on_in(
+        wrapper: &[&str],
+        listen: SocketAddr,
+        admin: SocketAddr,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Wharf {
         let (log_path, log) = log_file("wharf");
         let (listen_arg, admin_arg) = (listen.to_string(), admin.to_string());
         let mut full = vec!["--listen", &listen_arg, "--admin-listen", &admin_arg];
         full.extend_from_slice(args);
-        let child = spawn_wharf(&full, envs, log);
+        let child = spawn_wharf_in(wrapper, &full, envs, log);
         eprintln!(
             "wharf pid {} listen {listen} admin {admin} log {}",
             child.id(),

@@ -28,6 +28,8 @@ pub fn timeouts() -> Timeouts {
         // Longer than any test: only the tests about it see a connection age out.
         upstream_idle: Duration::from_secs(60),
         drain: Duration::from_secs(5),
+        body_idle: Duration::from_secs(30),
+        tunnel_idle: Duration::from_secs(600),
     }
 }
 

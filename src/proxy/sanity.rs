@@ -1,0 +1,150 @@
+//! Requests wharf refuses before routing them, and the rate limit on the log
+//! lines such refusals produce. Pure functions, unit-tested here.
+//!
+//! - `CONNECT` asks a proxy to open a raw TCP tunnel anywhere; wharf is a
+//!   reverse proxy and forwarding it would hand a backend a malformed
+//!   request: 405.
+//! - HTTP/1.1 requires exactly one `Host` (RFC 9112 §3.2): none, two, or one
+//!   that disagrees with an absolute request target (or HTTP/2's
+//!   `:authority`, RFC 9113 §8.3.1) is a 400 — otherwise routing and the
+//!   backend could read different hosts from the same request.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{header, HeaderMap, Method, Uri, Version};
+
+/// Why a request is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 405: a method wharf does not forward.
+    Method,
+    /// 400, with the reason.
+    BadRequest(&'static str),
+}
+
+/// Check a request head; `None`: it may be routed.
+pub fn check(method: &Method, version: Version, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
+    if method == Method::CONNECT {
+        return Some(Refusal::Method);
+    }
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some(Refusal::BadRequest("more than one Host header"));
+    }
+    match (host, uri.authority()) {
+        (None, None) if version == Version::HTTP_11 => Some(Refusal::BadRequest("HTTP/1.1 request without Host")),
+        (Some(h), Some(a)) => {
+            let h = h.to_str().unwrap_or("");
+            (!same_host(h, a.as_str())).then_some(Refusal::BadRequest("Host disagrees with the request target"))
+        }
+        _ => None,
+    }
+}
+
+/// `a` and `b` name the same host (case and a trailing dot aside); a port
+/// present on both must match too.
+fn same_host(a: &str, b: &str) -> bool {
+    let split = |s: &str| -> (String, Option<String>) {
+        let (h, p) = match s.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => {
+                (h, Some(p.to_string()))
+            }
+            _ => (s, None),
+        };
+        (h.trim_end_matches('.').to_ascii_lowercase(), p)
+    };
+    let ((ha, pa), (hb, pb)) = (split(a), split(b));
+    ha == hb
+        && match (pa, pb) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
+}
+
+/// At most one log line per `every_ms` for a kind of hostile request, with
+/// the number suppressed since the last one. One per worker: no lock.
+#[derive(Debug, Default)]
+pub struct LogLimit {
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimit {
+    /// `Some(suppressed since the last line)` when a line may be written now.
+    pub fn allow(&self, now_ms: u64, every_ms: u64) -> Option<u64> {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < every_ms {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.last_ms.store(now_ms.max(1), Ordering::Relaxed);
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn hosts(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::HOST, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn connect_is_refused_with_405_whatever_else_it_carries() {
+        let uri: Uri = "db.internal:5432".parse().unwrap();
+        assert_eq!(
+            check(&Method::CONNECT, Version::HTTP_11, &uri, &hosts(&["db.internal:5432"])),
+            Some(Refusal::Method)
+        );
+    }
+
+    #[test]
+    fn http11_needs_exactly_one_host_and_http10_may_have_none() {
+        let uri: Uri = "/".parse().unwrap();
+        let get = Method::GET;
+        assert_eq!(check(&get, Version::HTTP_11, &uri, &hosts(&["a.test"])), None);
+        assert!(matches!(
+            check(&get, Version::HTTP_11, &uri, &hosts(&[])),
+            Some(Refusal::BadRequest(r)) if r.contains("without Host")
+        ));
+        assert_eq!(check(&get, Version::HTTP_10, &uri, &hosts(&[])), None);
+        assert!(matches!(
+            check(&get, Version::HTTP_11, &uri, &hosts(&["a.test", "b.test"])),
+            Some(Refusal::BadRequest(r)) if r.contains("more than one")
+        ));
+        // Even two identical ones: a proxy in front may have picked either.
+        assert!(check(&get, Version::HTTP_11, &uri, &hosts(&["a.test", "a.test"])).is_some());
+    }
+
+    #[test]
+    fn a_host_that_disagrees_with_the_absolute_target_or_authority_is_refused() {
+        let get = Method::GET;
+        let abs: Uri = "http://a.test/x".parse().unwrap();
+        assert_eq!(check(&get, Version::HTTP_11, &abs, &hosts(&["A.test."])), None);
+        assert_eq!(check(&get, Version::HTTP_11, &abs, &hosts(&["a.test:80"])), None);
+        assert!(check(&get, Version::HTTP_11, &abs, &hosts(&["b.test"])).is_some());
+        let h2: Uri = "http://a.test:8443/x".parse().unwrap();
+        assert_eq!(check(&get, Version::HTTP_2, &h2, &hosts(&[])), None);
+        assert!(check(&get, Version::HTTP_2, &h2, &hosts(&["a.test:9000"])).is_some());
+        assert!(check(&get, Version::HTTP_2, &h2, &hosts(&["admin.test"])).is_some());
+        let v6: Uri = "http://[::1]:80/".parse().unwrap();
+        assert_eq!(check(&get, Version::HTTP_11, &v6, &hosts(&["[::1]"])), None);
+    }
+
+    #[test]
+    fn the_log_limit_lets_one_line_through_per_period_and_counts_the_rest() {
+        let l = LogLimit::default();
+        assert_eq!(l.allow(1_000, 1_000), Some(0));
+        assert_eq!(l.allow(1_200, 1_000), None);
+        assert_eq!(l.allow(1_900, 1_000), None);
+        assert_eq!(l.allow(2_000, 1_000), Some(2));
+        assert_eq!(l.allow(2_001, 1_000), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! Hostile clients against the wharf binary: connection floods meet
+//! `--max-connections` and a descriptor limit, and the admin listener keeps
+//! answering `/healthz` through it all.
+
+mod support;
+
+use std::time::Instant;
+
+use support::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Whether wharf closed `s` (EOF or reset) within `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut b = [0u8; 64];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut b)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_closed_at_once_and_the_others_kept() {
+    let backend = format!("web=127.0.0.1:{}", free_port());
+    let wharf = Wharf::spawn(
+        &[
+            "--provider",
+            "none",
+            "--static",
+            &backend,
+            "--max-connections",
+            "5",
+            "--workers",
+            "2",
+        ],
+        &[],
+    )
+    .await;
+    let mut kept = Vec::new();
+    for _ in 0..5 {
+        kept.push(TcpStream::connect(wharf.listen).await.expect("connect"));
+    }
+    // Give the accept loops time to take the five (they send nothing, so
+    // nothing else tells us they were accepted): poll on the refusal itself.
+    let (_, took) = poll("a sixth connection is closed at once", secs(20), || async {
+        let mut extra = TcpStream::connect(wharf.listen).await.ok()?;
+        closed_within(&mut extra, secs(2)).await.then_some(())
+    })
+    .await;
+    println!("sixth connection refused after {took:?}");
+    for (i, s) in kept.iter_mut().enumerate() {
+        assert!(
+            !closed_within(s, millis(200)).await,
+            "connection {i} under the limit was closed"
+        );
+    }
+    assert!(
+        wharf.log().contains("--max-connections reached"),
+        "the refusal is logged"
+    );
+    drop(kept);
+    // The slots come back: a new connection is served.
+    let (r, _) = poll("a request is served once the flood is gone", secs(20), || async {
+        wharf.get("any.test", "/").await
+    })
+    .await;
+    assert_eq!(r.status, 502, "the static backend is not listening: wharf's own 502");
+}
+
+#[tokio::test]
+async fn healthz_answers_while_a_flood_of_connections_meets_a_256_descriptor_limit() {
+    let backend = format!("web=127.0.0.1:{}", free_port());
+    let wharf = Wharf::start_in(
+        &["prlimit", "--nofile=256:256", "--"],
+        &["--provider", "none", "--static", &backend, "--workers", "1"],
+        &[],
+    )
+    .wait_ready(secs(30))
+    .await;
+    // Twice the descriptors wharf has, all silent (held past the test by the idle timeout).
+    let started = Instant::now();
+    let mut flood = Vec::new();
+    for _ in 0..512 {
+        match TcpStream::connect(wharf.listen).await {
+            Ok(s) => flood.push(s),
+            Err(e) => println!("connect failed after {} connections: {e}", flood.len()),
+        }
+    }
+    println!("{} flood connections opened in {:?}", flood.len(), started.elapsed());
+    let (r, took) = poll("/healthz answers during the flood", secs(20), || async {
+        wharf.admin_get("/healthz").await.ok().filter(|r| r.status == 200)
+    })
+    .await;
+    println!("/healthz answered {} after {took:?}", r.status);
+    assert!(
+        wharf.log().contains("max_connections=96"),
+        "auto: (256 - 64 reserved) / 2 = 96 client connections"
+    );
+    // Several times in a row, not once by luck.
+    for _ in 0..5 {
+        let r = wharf.admin_get("/healthz").await.expect("/healthz during the flood");
+        assert_eq!(r.status, 200);
+    }
+    drop(flood);
+}
+
+/// One raw HTTP/1.0 request to the admin listener; the response's status.
+async fn admin_status(wharf: &Wharf, path: &str, host: &str, auth: Option<&str>) -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(wharf.admin).await.expect("connect to admin");
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let head = read_head(&mut s, &mut buf).await.expect("a response").expect("a head");
+    Head::parse(&head).unwrap().status().unwrap()
+}
+
+#[tokio::test]
+async fn the_admin_listener_answers_only_its_hosts_and_wants_the_token_for_api_and_metrics() {
+    let backend = format!("web=127.0.0.1:{}", free_port());
+    let wharf = Wharf::spawn(
+        &[
+            "--provider",
+            "none",
+            "--static",
+            &backend,
+            "--admin-hosts",
+            "localhost,127.0.0.1",
+        ],
+        &[("WHARF_ADMIN_TOKEN", "s3cret")],
+    )
+    .await;
+    let bearer = Some("Bearer s3cret");
+    assert_eq!(
+        admin_status(&wharf, "/api/state", "rebound.example:8081", bearer).await,
+        421
+    );
+    assert_eq!(admin_status(&wharf, "/api/state", "localhost:8081", None).await, 401);
+    assert_eq!(
+        admin_status(&wharf, "/metrics", "127.0.0.1", Some("Bearer nope")).await,
+        401
+    );
+    assert_eq!(admin_status(&wharf, "/api/state", "localhost:8081", bearer).await, 200);
+    assert_eq!(admin_status(&wharf, "/metrics", "127.0.0.1", bearer).await, 200);
+    // Health probes need neither.
+    assert_eq!(admin_status(&wharf, "/healthz", "rebound.example", None).await, 200);
+    assert_eq!(admin_status(&wharf, "/readyz", "rebound.example", None).await, 200);
+    assert!(!wharf.log().contains("s3cret"), "the token is never logged");
+}
