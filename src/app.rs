@@ -132,12 +132,14 @@ pub async fn run(
     let mut proxies = Vec::new();
     let mut workers = Vec::new();
     for (index, socket) in listeners.public.into_iter().enumerate() {
-        let proxy = Arc::new(Proxy::new(
+        let mut proxy = Proxy::new(
             Arc::clone(&router),
             cfg.timeouts,
             cfg.access_log,
             cfg.trusted_proxies.clone(),
-        ));
+        );
+        proxy.worker = index;
+        let proxy = Arc::new(proxy);
         proxies.push(Arc::clone(&proxy));
         let stop = stop_rx.clone();
         let w =

@@ -34,6 +34,7 @@
 //! and releases its in-flight slot when the response body ends.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod backend;
@@ -44,12 +45,15 @@ pub mod config;
 pub mod health;
 pub mod labels;
 pub mod listen;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod probe;
 pub mod provider;
 pub mod proxy;
+pub mod reqid;
 pub mod retry;
 pub mod routing;
 pub mod server;
+pub mod stats;
 pub mod text;
