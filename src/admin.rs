@@ -113,7 +113,11 @@ impl Admin {
     }
 }
 
-/// The `/api/state` document.
+/// The version of the `/api/state` document (docs/api-state.md): bumped
+/// when a field is removed or changes meaning; adding a field does not.
+pub const STATE_SCHEMA: u32 = 1;
+
+/// The `/api/state` document (its schema: docs/api-state.md).
 /// `idle` counts a backend's idle upstream connections (by uid) over every worker.
 pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: &Discovery, ready: bool) -> Value {
     let now = health::now_ms();
@@ -141,8 +145,15 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                     })
                 })
                 .collect();
+            let t = p.stats.totals();
+            let (requests, errors) = t.requests_and_errors();
             json!({
                 "name": p.name,
+                "traffic": {
+                    "requests": requests,
+                    "errors_5xx": errors,
+                    "duration_buckets": t.duration.buckets,
+                },
                 "balance": p.opts.balance.as_str(),
                 "hosts": p.opts.hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "path": p.opts.path,
@@ -161,6 +172,7 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
     let mut problems = table.desired.problems.clone();
     problems.extend(table.route_problems.iter().cloned());
     json!({
+        "schema": STATE_SCHEMA,
         "version": env!("CARGO_PKG_VERSION"),
         "ready": ready,
         "discovery": discovery.snapshot(),
@@ -169,6 +181,8 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
         "skipped": table.desired.skipped,
         "problems": problems,
         "warnings": table.desired.warnings,
+        "events": discovery.control.recent(),
+        "latency_bounds_ms": crate::stats::BOUNDS_US.map(|b| b as f64 / 1e3),
     })
 }
 

@@ -16,8 +16,9 @@ use crate::provider::docker::{containers, DockerProvider};
 use crate::provider::statics::add_static;
 use crate::routing::{Registry, RoutingTable};
 
-/// Returns the report and whether it found problems.
-pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
+/// Returns the report (a table, or with `json` the `/api/state` document
+/// without live counters) and whether it found problems.
+pub async fn check(cfg: &Config, json: bool) -> Result<(String, bool), StartError> {
     let mut desired = Desired::default();
     if cfg.provider == crate::config::Provider::Docker {
         let docker = DockerProvider::connect(settings(cfg)).await?;
@@ -26,7 +27,19 @@ pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
     }
     add_static(&mut desired, &cfg.static_pools);
     let table = RoutingTable::build(desired, &Registry::default(), None);
-    Ok(render(&table, &cfg.label_prefix))
+    let (report, bad) = render(&table, &cfg.label_prefix);
+    if json {
+        return Ok((render_json(&table, bad), bad));
+    }
+    Ok((report, bad))
+}
+
+/// `wharf check --json`: the `/api/state` document (docs/api-state.md) for
+/// the table just built, plus `"ok"`; counters are all zero.
+pub fn render_json(table: &RoutingTable, bad: bool) -> String {
+    let mut v = crate::admin::state_json(table, &|_| 0, &Default::default(), true);
+    v["ok"] = (!bad).into();
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
 }
 
 /// The human-readable report for a table.

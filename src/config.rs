@@ -37,7 +37,12 @@ pub struct Cli {
 pub enum Command {
     /// Connect to Docker, list containers, print the pools and backends wharf
     /// would route and every label problem; exit 1 if there is any problem.
-    Check,
+    Check {
+        /// Print the result as JSON (the `/api/state` shape: pools, routes,
+        /// skipped, problems, warnings) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Probe the admin listener's /healthz (the image's HEALTHCHECK: it has no shell).
     Healthcheck,
 }
