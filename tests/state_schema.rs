@@ -36,7 +36,11 @@ fn sample() -> Value {
             opts: PoolOptions::default(),
             backends: vec![
                 backend("a1", 2, BackendStatus::Ready),
-                backend("b2", 3, BackendStatus::Waiting("starting: Docker health check not passed yet".into())),
+                backend(
+                    "b2",
+                    3,
+                    BackendStatus::Waiting("starting: Docker health check not passed yet".into()),
+                ),
             ],
         },
     );
@@ -52,7 +56,9 @@ fn sample() -> Value {
     };
     let table = RoutingTable::build(desired, &Registry::default(), None);
     let discovery = Discovery::default();
-    discovery.control.pending("start", "/shop-a1", Some(1_700_000_000_000_000_000));
+    discovery
+        .control
+        .pending("start", "/shop-a1", Some(1_700_000_000_000_000_000));
     discovery.control.swapped();
     let mut v = state_json(&table, &|_| 0, &discovery, true);
     // Values that change from run to run; the shape is what is pinned.
@@ -66,7 +72,11 @@ fn paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.push(p.clone());
                 paths(x, &p, out);
             }
