@@ -126,7 +126,8 @@ pub struct Opts {
     #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 
-    /// Log one line per proxied request.
+    /// Log one line per request (target wharf::access): client, method, host,
+    /// path, status, bytes, times, pool, backend, attempts, request id.
     #[arg(long, env = "WHARF_ACCESS_LOG", global = true)]
     pub access_log: bool,
 

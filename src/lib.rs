@@ -14,6 +14,7 @@
 //!   survive swaps (in flight, health, latency, slow-start mark).
 //! - [`balance`]: one `Balancer` per pool, built per snapshot, asked per request.
 //! - [`retry`]: when a failed attempt goes elsewhere, and the retry budget (pure).
+//! - [`stats`]: per-pool request counters and histograms, one slot per worker.
 //! - [`routing`]: the immutable `RoutingTable` behind one `ArcSwap`; plain
 //!   data plus counters, no sockets.
 //! - [`net`]: opening HTTP connections to backends (proxy and prober share it).
@@ -21,10 +22,12 @@
 //! - [`provider`]: where backends come from, behind one seam — `docker`
 //!   (events + listings), `statics` (`--provider none`); the provider-neutral
 //!   publisher swaps the table.
+//! - [`reqid`], [`access`]: `X-Request-Id` and the access-log line.
 //! - [`proxy`]: the hyper service — route, pick, forward, retry what was never
 //!   delivered, stream the response back — and the upstream connections it owns.
 //! - [`listen`], [`server`] and [`admin`]: the public listener (one socket per
-//!   worker) and the status/metrics one.
+//!   worker) and the status/metrics one; [`metrics`] registers and encodes
+//!   every `/metrics` family.
 //! - [`app`]: wires it together and owns start-up and shutdown; [`check`]
 //!   is `wharf check`.
 //!
