@@ -155,10 +155,12 @@ async fn access_log_lines_are_json_with_the_request_id_the_client_and_backend_sa
     let net = Network::create("access");
     let pool = unique("pool");
     let label = format!("wharf.pool={pool}");
-    let a = named_demo(&net.name, &unique("a"), &[&label]);
+    let host = format!("{pool}.test");
+    // A host rule, so that another host has no route (wharf's own 404).
+    let host_label = format!("wharf.host={host}");
+    let a = named_demo(&net.name, &unique("a"), &[&label, &host_label]);
     let wharf = Wharf::spawn(&["--network", &net.name, "--access-log", "--log-format", "json"], &[]).await;
     wait_ready_backends(wharf.admin, &pool, &[&a], &net.name, secs(30), "a ready").await;
-    let host = format!("{pool}.test");
 
     // Generated: the client's response header is the id the backend received.
     let r = wharf.get(&host, "/hello?x=1").await.unwrap();
@@ -311,6 +313,17 @@ async fn dashboard_renders_in_chromium_with_backends_and_excluded_containers() {
     }
     let _ = wharf.get(&host, "/status/503").await;
 
+    // Steady traffic while the page renders, so its rates and sparklines move.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (stop, listen, host) = (stop.clone(), wharf.listen, host.clone());
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = get(listen, &host, "/").await;
+                tokio::time::sleep(millis(5)).await;
+            }
+        }
+    });
     let url = format!("http://{}/", wharf.admin);
     let dom = tokio::task::spawn_blocking({
         let (bin, url) = (bin.clone(), url.clone());
@@ -349,6 +362,8 @@ async fn dashboard_renders_in_chromium_with_backends_and_excluded_containers() {
         eprintln!("{what} screenshot: {} ({} bytes)", path.display(), png.len());
         shots.insert(what, path);
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
     // WHARF_DASHBOARD_SCREENSHOT=1: refresh the README's picture.
     if std::env::var_os("WHARF_DASHBOARD_SCREENSHOT").is_some() {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
