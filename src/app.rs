@@ -231,6 +231,7 @@ pub async fn run(
         proxy.http01 = Some(Arc::clone(&tls.http01));
         proxy.https_port = tls_addr.map_or(443, |a| a.port());
         proxy.conn_limit = Arc::clone(&conn_limit);
+        proxy.worker = index;
         let proxy = Arc::new(proxy);
         proxies.push(Arc::clone(&proxy));
         let stop = stop_rx.clone();

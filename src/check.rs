@@ -19,8 +19,9 @@ use crate::routing::{Registry, RoutingTable};
 use crate::tls::files::DirWatch;
 use crate::tls::CertStore;
 
-/// Returns the report and whether it found problems.
-pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
+/// Returns the report (a table, or with `json` the `/api/state` document
+/// without live counters) and whether it found problems.
+pub async fn check(cfg: &Config, json: bool) -> Result<(String, bool), StartError> {
     let mut desired = Desired::default();
     if cfg.provider == crate::config::Provider::Docker {
         let docker = DockerProvider::connect(settings(cfg)).await?;
@@ -43,11 +44,22 @@ pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
                 Err(e) => dir_warnings.push(format!("--tls-dir {}: {e}", dir.display())),
             }
         }
-        // ACME: pass whether it is configured here.
-        let tls = tls_warnings(&table, &store, false);
+        let tls = tls_warnings(&table, &store, cfg.acme.is_some());
         table.desired.warnings.extend(dir_warnings.into_iter().chain(tls));
     }
-    Ok(render(&table, &cfg.label_prefix))
+    let (report, bad) = render(&table, &cfg.label_prefix);
+    if json {
+        return Ok((render_json(&table, bad), bad));
+    }
+    Ok((report, bad))
+}
+
+/// `wharf check --json`: the `/api/state` document (docs/api-state.md) for
+/// the table just built, plus `"ok"`; counters are all zero.
+pub fn render_json(table: &RoutingTable, bad: bool) -> String {
+    let mut v = crate::admin::state_json(table, &|_| 0, &Default::default(), true);
+    v["ok"] = (!bad).into();
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
 }
 
 /// With TLS on: every host (of a pool whose `wharf.tls` is not `off`) that

@@ -38,7 +38,12 @@ pub struct Cli {
 pub enum Command {
     /// Connect to Docker, list containers, print the pools and backends wharf
     /// would route and every label problem; exit 1 if there is any problem.
-    Check,
+    Check {
+        /// Print the result as JSON (the `/api/state` shape: pools, routes,
+        /// skipped, problems, warnings) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Probe the admin listener's /healthz (the image's HEALTHCHECK: it has no shell).
     Healthcheck,
 }
@@ -162,7 +167,8 @@ pub struct Opts {
     #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 
-    /// Log one line per proxied request.
+    /// Log one line per request (target wharf::access): client, method, host,
+    /// path, status, bytes, times, pool, backend, attempts, request id.
     #[arg(long, env = "WHARF_ACCESS_LOG", global = true)]
     pub access_log: bool,
 

@@ -36,7 +36,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::backend::Backend;
 use crate::balance::{self, Context};
@@ -46,6 +46,7 @@ use crate::health;
 use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
 use crate::tls::challenge::{http01_token, Http01};
+use crate::{access, reqid, stats};
 use attempt::Attempted;
 use body::Tracked;
 pub use error::ProxyError;
@@ -69,6 +70,20 @@ pub struct Stats {
     pub client_errors: AtomicU64,
     /// Backend answers wharf refused to pass on (an unsolicited `101`).
     pub bad_responses: AtomicU64,
+    /// Open client connections by protocol: HTTP/1, HTTP/2 (a gauge).
+    pub connections: [AtomicU64; 2],
+}
+
+/// What [`Proxy::forward`] learnt about a request, for its statistics and
+/// its access-log line, whether it succeeded or not.
+#[derive(Debug, Default)]
+struct Trace {
+    pool: Option<Arc<Pool>>,
+    /// The last backend tried (the one that answered, on success), by index in the pool.
+    backend: Option<usize>,
+    attempts: u32,
+    /// Request sent → response head, for the answering attempt.
+    upstream: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -90,6 +105,8 @@ pub struct Proxy {
     pub conn_limit: Arc<crate::limits::ConnLimit>,
     /// This worker's open upgraded connections.
     pub tunnels: Arc<tunnel::Tunnels>,
+    /// This worker's index: its slot in each pool's [`crate::stats::PoolStats`].
+    pub worker: usize,
 }
 
 impl Proxy {
@@ -106,6 +123,7 @@ impl Proxy {
             client_log: sanity::LogLimit::default(),
             conn_limit: Arc::default(),
             tunnels: Arc::default(),
+            worker: 0,
         }
     }
 
@@ -115,13 +133,24 @@ impl Proxy {
     }
 
     /// A request that came over plain HTTP (`secure` false) or TLS.
-    pub async fn handle_on(&self, req: Request<Incoming>, client: SocketAddr, secure: bool) -> Response<RespBody> {
+    pub async fn handle_on(&self, mut req: Request<Incoming>, client: SocketAddr, secure: bool) -> Response<RespBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        // Kept for the log lines; cloning a `Uri` only bumps reference counts.
-        let (method, uri) = (req.method().clone(), req.uri().clone());
-        let (resp, backend) = match self.forward(req, client, secure).await {
-            Ok(ok) => ok,
+        let method = stats::method_class(req.method());
+        let request_id = reqid::ensure(req.headers_mut());
+        let request_bytes = hyper::body::Body::size_hint(req.body()).exact();
+        // Only the access log needs these; cloning a `Uri` only bumps reference counts.
+        let logged = self.access_log.then(|| {
+            let host = headers::request_host(req.headers(), req.uri())
+                .unwrap_or_default()
+                .to_string();
+            (req.method().clone(), req.uri().clone(), req.version(), host)
+        });
+        // For the warning lines; cloning a `Uri` only bumps reference counts.
+        let (log_method, log_uri) = (req.method().clone(), req.uri().clone());
+        let mut trace = Trace::default();
+        let (mut resp, error) = match self.forward(req, client, secure, &mut trace).await {
+            Ok(resp) => (resp, None),
             Err(e) => {
                 let counter = match &e {
                     ProxyError::NoRoute => &self.stats.no_route,
@@ -134,29 +163,61 @@ impl Proxy {
                     ProxyError::BadResponse { .. } => &self.stats.bad_responses,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                let request_id_str = request_id.to_str().unwrap_or_default();
+                let pool = trace.pool.as_ref().map(|p| p.name.as_str());
                 if matches!(
                     e,
                     ProxyError::Unreachable { .. } | ProxyError::Timeout(_) | ProxyError::BadResponse { .. }
                 ) {
-                    warn!(%client, %method, path = uri.path(), error = %e, "request failed");
+                    warn!(%client, method = %log_method, path = log_uri.path(), pool, error = %e,
+                          request_id = request_id_str, "request failed");
                 } else if matches!(
                     e,
                     ProxyError::Client(_) | ProxyError::BadRequest(_) | ProxyError::MethodNotAllowed
                 ) {
                     // A client can send these as fast as it likes: rate-limited.
                     if let Some(suppressed) = self.client_log.allow(health::now_ms(), 1_000) {
-                        warn!(%client, %method, path = uri.path(), error = %e, suppressed, fault = "client",
+                        warn!(%client, method = %log_method, path = log_uri.path(), error = %e, suppressed,
+                              fault = "client", request_id = request_id_str,
                               "request refused (client's fault, no backend blamed)");
                     }
                 }
-                (e.to_response().map(Either::Right), None)
+                (e.to_response_for(&request_id).map(Either::Right), Some(e.code()))
             }
         };
-        if self.access_log {
-            info!(target: "wharf::access", %client, %method, path = uri.path(), status = resp.status().as_u16(),
-                  backend = backend.map(|a: SocketAddr| a.to_string()).unwrap_or_default(),
-                  ms = start.elapsed().as_secs_f64() * 1e3, "request");
+        let response_bytes = hyper::body::Body::size_hint(resp.body()).exact();
+        let total = start.elapsed();
+        if let Some(pool) = &trace.pool {
+            pool.stats.slot(self.worker).record(
+                method,
+                resp.status(),
+                total,
+                trace.upstream,
+                (request_bytes.unwrap_or(0), response_bytes.unwrap_or(0)),
+            );
         }
+        if let Some((method, uri, version, host)) = &logged {
+            let backend = trace.pool.as_ref().zip(trace.backend).map(|(p, i)| &p.backends[i]);
+            access::log(&access::Entry {
+                client,
+                method,
+                host,
+                path: uri.path(),
+                version: *version,
+                status: resp.status().as_u16(),
+                request_bytes,
+                response_bytes,
+                total,
+                upstream: trace.upstream,
+                pool: trace.pool.as_ref().map(|p| p.name.as_str()),
+                container: backend.map(|b| b.container.as_str()),
+                backend: backend.map(|b| b.addr),
+                attempts: trace.attempts,
+                request_id: request_id.to_str().unwrap_or_default(),
+                error,
+            });
+        }
+        resp.headers_mut().insert(reqid::HEADER.clone(), request_id);
         resp
     }
 
@@ -165,7 +226,8 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
         secure: bool,
-    ) -> Result<(Response<RespBody>, Option<SocketAddr>), ProxyError> {
+        trace: &mut Trace,
+    ) -> Result<Response<RespBody>, ProxyError> {
         match sanity::check(req.method(), req.version(), req.uri(), req.headers()) {
             None => {}
             Some(sanity::Refusal::Method) => return Err(ProxyError::MethodNotAllowed),
@@ -177,17 +239,18 @@ impl Proxy {
         if challenge {
             let answer = (self.http01.as_ref()).and_then(|h| h.answer(http01_token(req.uri().path())?));
             if let Some(answer) = answer {
-                return Ok((https::http01_answer(answer).map(Either::Right), None));
+                return Ok(https::http01_answer(answer).map(Either::Right));
             }
         }
         let table = self.router.load();
         let host = headers::request_host(req.headers(), req.uri()).unwrap_or_default();
         let m = table.route(&host, req.uri().path()).ok_or(ProxyError::NoRoute)?;
         let pool = Arc::clone(m.pool);
+        trace.pool = Some(Arc::clone(&pool));
         if !secure && !challenge && pool.opts.https_redirect {
             let location = https::redirect_location(&host, self.https_port, req.uri())
                 .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
-            return Ok((https::redirect(location).map(Either::Right), None));
+            return Ok(https::redirect(location).map(Either::Right));
         }
         if !pool.has_ready() {
             return Err(ProxyError::NoBackend(pool.name.clone()));
@@ -221,13 +284,16 @@ impl Proxy {
         // Panic mode: every ready backend is ejected or failing its checks;
         // trying them all beats answering 503 to everyone.
         let panic = pool.in_panic(now);
+        let slot = pool.stats.slot(self.worker);
         if panic {
             self.stats.panics.fetch_add(1, Ordering::Relaxed);
+            slot.panics.fetch_add(1, Ordering::Relaxed);
         }
         // Backends tried so far: at most 1 + `wharf.retries` (≤ 10), on the stack.
         let mut tried_at = [0usize; 1 + retry::MAX_RETRIES as usize];
         let mut attempts = 0;
         let mut last_err = String::new();
+        let mut last_failure = Failure::NotSent;
         let max_attempts = 1 + pool.opts.retries.min(retry::MAX_RETRIES) as usize;
         let unreachable = |detail: String| ProxyError::Unreachable {
             pool: pool.name.clone(),
@@ -244,18 +310,23 @@ impl Proxy {
             };
             if !tried.is_empty() {
                 if !pool.retry_budget.try_withdraw() {
+                    slot.budget_exhausted.fetch_add(1, Ordering::Relaxed);
                     return Err(unreachable(format!("{last_err}; retry budget exhausted")));
                 }
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                slot.retries[usize::from(last_failure == Failure::Lost)].fetch_add(1, Ordering::Relaxed);
             }
             tried_at[attempts] = idx;
             attempts += 1;
+            trace.attempts = attempts as u32;
+            trace.backend = Some(idx);
             let backend = &pool.backends[idx];
             let sent_at = Instant::now();
             let (failure, why, back) = match self.attempt(backend, req, upgrade.is_some(), h2).await {
                 Attempted::Answered(mut resp, guard) => {
                     backend.shared.health.record_success();
                     let answered = Instant::now();
+                    trace.upstream = Some(answered.saturating_duration_since(sent_at));
                     backend
                         .shared
                         .latency
@@ -282,7 +353,7 @@ impl Proxy {
                             tokio::spawn(tunnel::tunnel(on_client, on_backend, guard, watch));
                             let (p, _) = resp.into_parts();
                             let resp = Response::from_parts(p, Either::Right(Full::new(Bytes::new())));
-                            return Ok((resp, Some(backend.addr)));
+                            return Ok(resp);
                         }
                     }
                     headers::strip_hop_by_hop(resp.headers_mut(), false);
@@ -291,7 +362,7 @@ impl Proxy {
                             .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));
                     }
                     let resp = resp.map(|b| Either::Left(Tracked::new(b, guard)));
-                    return Ok((resp, Some(backend.addr)));
+                    return Ok(resp);
                 }
                 Attempted::NotSent(r, why) => {
                     debug!(backend = %backend.addr, %why, "not delivered, trying another backend");
@@ -312,6 +383,7 @@ impl Proxy {
                 record_failure(&pool, backend, now);
             }
             last_err = why;
+            last_failure = failure;
             req = match (retry::after(failure, replay.is_some(), attempts, max_attempts), back) {
                 (Next::Retry, Some(r)) => r,
                 (Next::Replay, _) => match &replay {
@@ -365,6 +437,7 @@ fn pick(pool: &Pool, ctx: &Context, tried: &[usize], now: u64, panic: bool) -> O
 fn record_failure(pool: &Pool, backend: &Backend, now: u64) {
     backend.shared.errors.fetch_add(1, Ordering::Relaxed);
     if let Some(d) = backend.shared.health.record_failure(now, pool.may_eject(now)) {
+        backend.shared.ejections.fetch_add(1, Ordering::Relaxed);
         warn!(pool = %pool.name, container = %backend.container, addr = %backend.addr,
               ejected_for_ms = d.as_millis() as u64, "backend ejected after consecutive delivery failures");
     }

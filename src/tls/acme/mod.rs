@@ -22,7 +22,6 @@ pub mod schedule;
 pub mod storage;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -134,39 +133,22 @@ impl AcmeStatus {
         })
     }
 
-    /// The ACME lines of `/metrics` (Prometheus text).
-    pub fn write_metrics(&self, out: &mut String, now: SystemTime) {
-        let _ = writeln!(
-            out,
-            "# HELP wharf_acme_orders_total ACME orders by outcome.\n# TYPE wharf_acme_orders_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "wharf_acme_orders_total{{outcome=\"issued\"}} {}",
-            self.orders_issued.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "wharf_acme_orders_total{{outcome=\"failed\"}} {}",
-            self.orders_failed.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wharf_acme_certificate_expiry_seconds Seconds until the ACME certificate of a name expires.\n# TYPE wharf_acme_certificate_expiry_seconds gauge"
-        );
-        for s in self.names.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            if let Some(t) = s.not_after_time {
-                let secs = match t.duration_since(now) {
-                    Ok(d) => d.as_secs() as i64,
-                    Err(e) => -(e.duration().as_secs() as i64),
-                };
-                let _ = writeln!(
-                    out,
-                    "wharf_acme_certificate_expiry_seconds{{name=\"{}\"}} {secs}",
-                    s.name
-                );
-            }
-        }
+    /// Seconds until each name's ACME certificate expires (negative: expired),
+    /// for `/metrics`; names without a certificate are left out.
+    pub fn expiry_seconds(&self, now: SystemTime) -> Vec<(String, i64)> {
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        names
+            .values()
+            .filter_map(|s| Some((s.name.clone(), seconds_until(s.not_after_time?, now))))
+            .collect()
+    }
+}
+
+/// `t - now` in whole seconds, negative when `t` has passed.
+pub fn seconds_until(t: SystemTime, now: SystemTime) -> i64 {
+    match t.duration_since(now) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
     }
 }
 
@@ -175,7 +157,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_show_seconds_to_expiry_per_name_and_order_outcomes() {
+    fn expiry_is_listed_for_names_with_a_certificate_only() {
         let st = AcmeStatus::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         st.set(NameStatus {
@@ -189,16 +171,7 @@ mod tests {
             state: "failed",
             ..NameStatus::default()
         });
-        st.orders_issued.fetch_add(2, Ordering::Relaxed);
-        st.orders_failed.fetch_add(1, Ordering::Relaxed);
-        let mut out = String::new();
-        st.write_metrics(&mut out, now);
-        assert!(
-            out.contains("wharf_acme_certificate_expiry_seconds{name=\"a.example.com\"} 500\n"),
-            "{out}"
-        );
-        assert!(!out.contains("b.example.com"), "{out}");
-        assert!(out.contains("wharf_acme_orders_total{outcome=\"issued\"} 2\n"));
-        assert!(out.contains("wharf_acme_orders_total{outcome=\"failed\"} 1\n"));
+        assert_eq!(st.expiry_seconds(now), vec![("a.example.com".to_string(), 500)]);
+        assert_eq!(seconds_until(now, now + Duration::from_secs(7)), -7);
     }
 }
