@@ -233,7 +233,7 @@ async fn sigkill_during_an_order_leaves_a_readable_store_and_the_next_start_fini
     assert!(errors.is_empty(), "{errors:?}");
 
     drop(stall);
-    pebble.set_address(&a, "127.0.0.1").await;
+    pebble.clear_address(&a).await;
     let wharf = start_wharf(&ports, &net.name, &pebble, &storage, "http-01", &[]).await;
     let root = pebble.issuing_root().await;
     wait_cert(&ports, &a, &root).await;
@@ -384,12 +384,21 @@ async fn compose_https_example_gets_a_certificate_from_pebble() {
         .env("ACME_CA_DIR", &pebble.dir.display().to_string())
         .env("ACME_CA_ROOT", "/ca/pebble-api-ca.pem");
     compose.run(&["up", "-d"]);
+    let _logs = LogsOnPanic(&compose);
     let root = pebble.issuing_root().await;
     let ports = Ports {
         listen: SocketAddr::from(([127, 0, 0, 1], http)),
         tls: SocketAddr::from(([127, 0, 0, 1], https)),
         admin: SocketAddr::from(([127, 0, 0, 1], admin)),
     };
+    poll("wharf's /api/state shows the certificate valid", ISSUE, || async {
+        let st = state_at(ports.admin).await?;
+        match acme_cert(&st, &host) {
+            Some(c) if c["state"] == "valid" => Ok(()),
+            _ => Err(format!("acme: {}", st["acme"])),
+        }
+    })
+    .await;
     wait_cert(&ports, &host, &root).await;
     let body = support::pebble::https_get(ports.tls, &host, "/", roots_from_pem(&root))
         .await
@@ -397,4 +406,16 @@ async fn compose_https_example_gets_a_certificate_from_pebble() {
     assert!(!body.is_empty());
     let state = state_at(ports.admin).await.unwrap();
     assert_eq!(acme_cert(&state, &host).unwrap()["state"], "valid", "{state:#}");
+}
+
+/// Prints the compose project's wharf logs when the test fails.
+struct LogsOnPanic<'a>(&'a Compose);
+
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.0.try_run(&["logs", "--no-color", "wharf"]).unwrap_or_else(|e| e);
+            eprintln!("--- compose wharf logs ---\n{}", support::docker::tail(&logs, 60));
+        }
+    }
 }
