@@ -43,8 +43,7 @@ pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
                 Err(e) => dir_warnings.push(format!("--tls-dir {}: {e}", dir.display())),
             }
         }
-        // ACME: pass whether it is configured here.
-        let tls = tls_warnings(&table, &store, false);
+        let tls = tls_warnings(&table, &store, cfg.acme.is_some());
         table.desired.warnings.extend(dir_warnings.into_iter().chain(tls));
     }
     Ok(render(&table, &cfg.label_prefix))
