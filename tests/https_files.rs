@@ -313,6 +313,18 @@ async fn a_replaced_file_is_served_without_restart_a_corrupt_one_keeps_the_old_a
     eprintln!("removal picked up after {took:?}");
 }
 
+/// Installs curl (Debian package) if it is absent, as `.ci/run` does.
+fn need_curl() {
+    if Command::new("curl").arg("--version").output().is_ok() {
+        return;
+    }
+    let ok = Command::new("sh")
+        .args(["-c", "apt-get update -qq && apt-get install -y -qq curl"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "curl is needed and could not be installed (apt-get install curl)");
+}
+
 /// `curl --http2`/`--http1.1` over TLS: (HTTP version curl reports, body).
 fn curl(args: &[&str], ca: &Path, host: &str, tls: SocketAddr, path: &str) -> (String, String) {
     let resolve = format!("{host}:{}:127.0.0.1", tls.port());
@@ -336,6 +348,7 @@ fn curl(args: &[&str], ca: &Path, host: &str, tls: SocketAddr, path: &str) -> (S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_gets_http2_and_http1_1_over_tls_trusting_only_the_test_ca() {
+    need_curl();
     let ca = Ca::new();
     let dir = TempDir::new("tls-curl");
     let (a, a_key) = ca.leaf(&["a.test"]);
