@@ -207,7 +207,7 @@ pub async fn run(
     let public_addr = listeners.public.first().and_then(|l| l.local_addr().ok());
     let tls_addr = listeners.tls.first().and_then(|l| l.local_addr().ok());
     if tls_addr.is_some() && tls.store.served().is_empty() {
-        tracing::warn!("TLS listener on but no certificate loaded yet: handshakes fail until one is (--tls-dir)");
+        tracing::warn!("TLS listener on but no certificate loaded yet: handshakes fail until one is (--tls-dir, or ACME obtains one)");
     }
     let mut tls_sockets = listeners.tls.into_iter();
     let mut proxies = Vec::new();

@@ -30,7 +30,9 @@ pub async fn check(cfg: &Config, json: bool) -> Result<(String, bool), StartErro
     }
     add_static(&mut desired, &cfg.static_pools);
     let mut table = RoutingTable::build(desired, &Registry::default(), None);
-    if cfg.tls_listen.is_some() {
+    // TLS is on for `check` when a certificate source is configured: the
+    // image's default `--tls-listen` alone does not make every host a warning.
+    if cfg.tls_listen.is_some() && (cfg.tls_dir.is_some() || cfg.acme.is_some()) {
         let store = CertStore::new();
         let mut dir_warnings = Vec::new();
         if let Some(dir) = &cfg.tls_dir {

@@ -19,15 +19,21 @@ struct Ports {
     listen: SocketAddr,
     tls: SocketAddr,
     admin: SocketAddr,
+    /// Held until wharf starts, so pebble's own free ports cannot be these.
+    hold: std::cell::RefCell<Vec<std::net::TcpListener>>,
 }
 
 impl Ports {
     fn new() -> Ports {
-        let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let hold: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+            .collect();
+        let at = |i: usize| hold[i].local_addr().unwrap();
         Ports {
-            listen: at(free_port()),
-            tls: at(free_port()),
-            admin: at(free_port()),
+            listen: at(0),
+            tls: at(1),
+            admin: at(2),
+            hold: std::cell::RefCell::new(hold),
         }
     }
 }
@@ -71,6 +77,7 @@ async fn start_wharf(
         challenge,
     ];
     all.extend_from_slice(args);
+    ports.hold.borrow_mut().clear();
     Wharf::start_on(ports.listen, ports.admin, &all, &[])
         .wait_ready(Duration::from_secs(30))
         .await
@@ -233,7 +240,7 @@ async fn sigkill_during_an_order_leaves_a_readable_store_and_the_next_start_fini
     assert!(errors.is_empty(), "{errors:?}");
 
     drop(stall);
-    pebble.set_address(&a, "127.0.0.1").await;
+    pebble.clear_address(&a).await;
     let wharf = start_wharf(&ports, &net.name, &pebble, &storage, "http-01", &[]).await;
     let root = pebble.issuing_root().await;
     wait_cert(&ports, &a, &root).await;
@@ -299,10 +306,12 @@ async fn a_host_whose_challenge_fails_is_retried_with_back_off_and_shown_while_o
     let (good, bad) = (name("good"), name("bad"));
     // Nothing listens on 127.0.0.2: pebble's validation of `bad` fails.
     pebble.set_address(&bad, "127.0.0.2").await;
+    // A wildcard host needs DNS-01: reported, never ordered.
+    let wild = format!("*.{}", name("wild"));
     let web = demo(
         &net.name,
         "web",
-        &["wharf.pool=web", &format!("wharf.host={good},{bad}")],
+        &["wharf.pool=web", &format!("wharf.host={good},{bad},{wild}")],
         &[],
     );
     wait_demos_listening(&net.name, &[&web]).await;
@@ -310,6 +319,9 @@ async fn a_host_whose_challenge_fails_is_retried_with_back_off_and_shown_while_o
     let wharf = start_wharf(&ports, &net.name, &pebble, &storage, "http-01", &[]).await;
     let root = pebble.issuing_root().await;
     wait_cert(&ports, &good, &root).await;
+    let w = acme_cert(&wharf.state().await, &wild).expect("wildcard host in /api/state");
+    assert_eq!(w["state"], "needs_dns01", "{w}");
+    assert!(wharf.log().contains("needs a DNS-01 challenge"));
     let (s, _) = poll("the failing host has failed twice", ISSUE, || async {
         let st = wharf.state().await;
         match acme_cert(&st, &bad) {
@@ -384,12 +396,22 @@ async fn compose_https_example_gets_a_certificate_from_pebble() {
         .env("ACME_CA_DIR", &pebble.dir.display().to_string())
         .env("ACME_CA_ROOT", "/ca/pebble-api-ca.pem");
     compose.run(&["up", "-d"]);
+    let _logs = LogsOnPanic(&compose);
     let root = pebble.issuing_root().await;
     let ports = Ports {
         listen: SocketAddr::from(([127, 0, 0, 1], http)),
         tls: SocketAddr::from(([127, 0, 0, 1], https)),
         admin: SocketAddr::from(([127, 0, 0, 1], admin)),
+        hold: Default::default(),
     };
+    poll("wharf's /api/state shows the certificate valid", ISSUE, || async {
+        let st = state_at(ports.admin).await?;
+        match acme_cert(&st, &host) {
+            Some(c) if c["state"] == "valid" => Ok(()),
+            _ => Err(format!("acme: {}", st["acme"])),
+        }
+    })
+    .await;
     wait_cert(&ports, &host, &root).await;
     let body = support::pebble::https_get(ports.tls, &host, "/", roots_from_pem(&root))
         .await
@@ -397,4 +419,16 @@ async fn compose_https_example_gets_a_certificate_from_pebble() {
     assert!(!body.is_empty());
     let state = state_at(ports.admin).await.unwrap();
     assert_eq!(acme_cert(&state, &host).unwrap()["state"], "valid", "{state:#}");
+}
+
+/// Prints the compose project's wharf logs when the test fails.
+struct LogsOnPanic<'a>(&'a Compose);
+
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.0.try_run(&["logs", "--no-color", "wharf"]).unwrap_or_else(|e| e);
+            eprintln!("--- compose wharf logs ---\n{}", support::docker::tail(&logs, 60));
+        }
+    }
 }

@@ -313,6 +313,18 @@ async fn a_replaced_file_is_served_without_restart_a_corrupt_one_keeps_the_old_a
     eprintln!("removal picked up after {took:?}");
 }
 
+/// Installs curl (Debian package) if it is absent, as `.ci/run` does.
+fn need_curl() {
+    if Command::new("curl").arg("--version").output().is_ok() {
+        return;
+    }
+    let ok = Command::new("sh")
+        .args(["-c", "apt-get update -qq && apt-get install -y -qq curl"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "curl is needed and could not be installed (apt-get install curl)");
+}
+
 /// `curl --http2`/`--http1.1` over TLS: (HTTP version curl reports, body).
 fn curl(args: &[&str], ca: &Path, host: &str, tls: SocketAddr, path: &str) -> (String, String) {
     let resolve = format!("{host}:{}:127.0.0.1", tls.port());
@@ -336,6 +348,7 @@ fn curl(args: &[&str], ca: &Path, host: &str, tls: SocketAddr, path: &str) -> (S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_gets_http2_and_http1_1_over_tls_trusting_only_the_test_ca() {
+    need_curl();
     let ca = Ca::new();
     let dir = TempDir::new("tls-curl");
     let (a, a_key) = ca.leaf(&["a.test"]);
@@ -358,4 +371,45 @@ async fn curl_gets_http2_and_http1_1_over_tls_trusting_only_the_test_ca() {
     assert_eq!(version, "1.1 200", "{body}");
     assert!(body.contains("X-Forwarded-Proto: https"), "{body}");
     eprintln!("both curls took {:?}", start.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wharf_check_warns_about_a_host_no_certificate_covers_and_not_about_covered_or_tls_off_ones() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-check");
+    let (a, a_key) = ca.leaf(&["covered.test"]);
+    dir.put("covered.crt", &a);
+    dir.put("covered.key", &a_key);
+    dir.put("broken.pem", "not a certificate");
+    let net = Network::create("tls-check");
+    // A namespace of its own: other tests' containers on this daemon don't count.
+    let prefix = format!("tlsck{}", std::process::id());
+    let label = |k: &str, v: &str| format!("{prefix}.{k}={v}");
+    let (covered_pool, covered_host) = (label("pool", "covered"), label("host", "covered.test"));
+    let (bare_pool, bare_host) = (label("pool", "bare"), label("host", "bare.test"));
+    let (plain_pool, plain_host, plain_tls) =
+        (label("pool", "plain"), label("host", "plain.test"), label("tls", "off"));
+    let _c1 = demo(&net.name, "covered", &[&covered_pool, &covered_host], &[]);
+    let _c2 = demo(&net.name, "bare", &[&bare_pool, &bare_host], &[]);
+    let _c3 = demo(&net.name, "plain", &[&plain_pool, &plain_host, &plain_tls], &[]);
+    let base = ["--network", &net.name, "--label-prefix", &prefix];
+
+    let (code, out) = wharf_check(&base, &[]);
+    assert_eq!(
+        code, 0,
+        "without certificates configured there is nothing to warn about:\n{out}"
+    );
+
+    let mut args = base.to_vec();
+    args.extend(["--tls-dir", dir.arg(), "--tls-listen", "127.0.0.1:0"]);
+    let (code, out) = wharf_check(&args, &[]);
+    eprintln!("wharf check with --tls-dir:\n{out}");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("host bare.test (pool bare): no certificate in --tls-dir covers it"),
+        "{out}"
+    );
+    assert!(out.contains("broken.pem"), "the broken file is named:\n{out}");
+    assert!(!out.contains("host covered.test"), "{out}");
+    assert!(!out.contains("host plain.test"), "{out}");
 }

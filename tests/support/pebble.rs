@@ -230,6 +230,22 @@ impl Pebble {
         assert_eq!(r.status, 200, "challtestsrv /add-a: {}", r.body);
     }
 
+    /// Drop what [`Pebble::set_address`] set for `host`: the default answer again.
+    pub async fn clear_address(&self, host: &str) {
+        let body = serde_json::json!({"host": format!("{host}.")}).to_string();
+        let r = super::http::request(
+            self.challtest,
+            "POST",
+            "localhost",
+            "/clear-a",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
+        .expect("challtestsrv /clear-a");
+        assert_eq!(r.status, 200, "challtestsrv /clear-a: {}", r.body);
+    }
+
     /// The root pebble issues under (PEM), from its management API.
     pub async fn issuing_root(&self) -> String {
         let roots = roots_from_pem(&self.ca_root_pem);

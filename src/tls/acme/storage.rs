@@ -24,7 +24,8 @@
 //! Locks: two wharf processes sharing one directory must not order the same
 //! name at once (the CA's rate limits count duplicates). A lock is a file
 //! created with `O_EXCL` holding its owner and an expiry; an expired lock
-//! (its owner died) is taken over. On a shared volume (NFS, a Docker volume
+//! (its owner died) is taken over, and so at once is a lock whose owner
+//! was this process itself (a restart) or a dead pid of this host. On a shared volume (NFS, a Docker volume
 //! mounted by several hosts) `O_EXCL` creation is atomic on NFSv3 and later,
 //! but expiry compares wall clocks: hosts must keep their clocks in sync
 //! (NTP), and a holder that runs longer than the expiry may be overlapped by
@@ -280,7 +281,7 @@ impl Storage {
                         // An unreadable lock is one being written right now, or
                         // garbage from a crash: wait for it to expire by mtime.
                         None if !modified_before(&path, ttl) => return Ok(None),
-                        Some(l) if l.expires > unix_now() => return Ok(None),
+                        Some(l) if l.expires > unix_now() && !owner_gone(&l.owner, owner) => return Ok(None),
                         _ => {
                             // Expired: its owner died. Remove and race for it again.
                             let _ = fs::remove_file(&path);
@@ -292,6 +293,24 @@ impl Storage {
         }
         Ok(None)
     }
+}
+
+/// Is the lock's owner (`host:pid`) certainly gone? It is when the lock is
+/// our own (`me`: a previous life of this process — the manager never asks
+/// for a lock it holds — such as a container restarted after SIGKILL, pid 1
+/// again), or when it was taken on this host by a pid that no longer runs.
+/// A lock of another host is only ever released by its expiry.
+pub fn owner_gone(owner: &str, me: &str) -> bool {
+    if owner == me {
+        return true;
+    }
+    let (Some((host, pid)), Some((my_host, _))) = (owner.rsplit_once(':'), me.rsplit_once(':')) else {
+        return false;
+    };
+    host == my_host
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
 fn modified_before(path: &Path, age: Duration) -> bool {
@@ -490,6 +509,49 @@ mod tests {
             .try_lock("a.example.com", "three", Duration::from_secs(600))
             .unwrap()
             .is_some());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_process_of_this_host_or_by_ourselves_is_taken_over_at_once() {
+        let d = tmpdir("stale");
+        let s = Storage::open(&d).unwrap();
+        // A pid that cannot run: above the kernel's pid limit.
+        let dead = "hostA:4294967";
+        std::mem::forget(
+            s.try_lock("a.example.com", dead, Duration::from_secs(600))
+                .unwrap()
+                .unwrap(),
+        );
+        assert!(s
+            .try_lock("a.example.com", "hostA:1", Duration::from_secs(600))
+            .unwrap()
+            .is_some());
+        std::mem::forget(
+            s.try_lock("b.example.com", "hostA:1", Duration::from_secs(600))
+                .unwrap()
+                .unwrap(),
+        );
+        assert!(
+            s.try_lock("b.example.com", "hostA:1", Duration::from_secs(600))
+                .unwrap()
+                .is_some(),
+            "own lock"
+        );
+        // Another host's live lock waits for its expiry.
+        std::mem::forget(
+            s.try_lock(
+                "c.example.com",
+                dead.replace("hostA", "hostB").as_str(),
+                Duration::from_secs(600),
+            )
+            .unwrap()
+            .unwrap(),
+        );
+        assert!(s
+            .try_lock("c.example.com", "hostA:1", Duration::from_secs(600))
+            .unwrap()
+            .is_none());
         let _ = fs::remove_dir_all(&d);
     }
 
