@@ -16,7 +16,12 @@
 //!    health change: see [`super::hints`]) is published *the moment it
 //!    arrives*, from the last listing plus the hints. A re-list never blocks
 //!    it: listings run beside the events stream, not in its way, and an
-//!    event that arrives during a listing asks for one more listing after it;
+//!    event that arrives during a listing asks for one more listing after it.
+//!    Events already waiting in the stream are applied together, then
+//!    published once, and a listing keeps only the candidates: the cost of
+//!    a burst does not grow with the number of events times the host's
+//!    containers (a `docker rm -f` of 100 backends on a host running 1,000
+//!    other containers drained its last backend 11.8 s after the kill);
 //! 4. every burst is followed by one more re-list 250 ms later (the daemon
 //!    can announce a change before its listing shows it);
 //! 5. when the stream ends or fails, keep the current table, back off with
@@ -29,7 +34,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rand::Rng;
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{info, warn};
@@ -44,6 +49,8 @@ pub const COALESCE: Duration = Duration::from_millis(3);
 pub const SETTLE: Duration = Duration::from_millis(250);
 /// Re-list even without events, in case the daemon dropped some.
 pub const RESYNC: Duration = Duration::from_secs(60);
+/// Events applied before one publish, at most (the rest wait one turn).
+pub const EVENT_BATCH: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -91,34 +98,60 @@ impl<S: Source> Watcher<S> {
         let mut resync = Instant::now() + RESYNC;
         loop {
             tokio::select! {
-                ev = events.next() => match ev {
-                    Some(Ok(ev)) => {
-                        self.out.status(|s| s.events += 1);
+                ev = events.next() => {
+                    // This event and every one already waiting behind it (a
+                    // `docker rm -f` of 100 containers queues hundreds): all
+                    // their hints, then one publish. Publishing per event made
+                    // a burst's last kill wait for hundreds of table builds.
+                    let mut next = Some(ev);
+                    let mut changed = Vec::new();
+                    let mut matter = false;
+                    let mut n = 0;
+                    while let Some(ev) = next.take() {
+                        let ev = match ev {
+                            Some(Ok(ev)) => ev,
+                            Some(Err(e)) => return e,
+                            None => return "events stream ended".to_string(),
+                        };
+                        n += 1;
                         self.out.control().event(&ev.action);
-                        if !hints::matters(&ev, candidates, &self.settings) {
-                            continue;
+                        if hints::matters(&ev, candidates, &self.settings) {
+                            matter = true;
+                            self.out.control().pending(&ev.action, &ev.name, ev.time_nano);
+                            if hints.apply(&ev) {
+                                changed.push(ev);
+                            }
                         }
-                        self.out.control().pending(&ev.action, &ev.name, ev.time_nano);
-                        if hints.apply(&ev) {
-                            self.out.publish(hints.derive(containers, &self.settings));
-                            log_applied(&ev);
+                        if n < EVENT_BATCH {
+                            next = events.next().now_or_never();
                         }
+                    }
+                    self.out.status(|s| s.events += n as u64);
+                    if !changed.is_empty() {
+                        self.out.publish(hints.derive(containers, &self.settings));
+                        changed.iter().for_each(log_applied);
+                    }
+                    if matter {
                         if listing.is_some() {
                             stale = true;
                         } else {
                             pending.get_or_insert_with(|| Instant::now() + COALESCE);
                         }
                     }
-                    Some(Err(e)) => return e,
-                    None => return "events stream ended".to_string(),
                 },
                 listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
                     listing = None;
                     match listed {
-                        Ok(list) => {
+                        Ok(mut list) => {
                             *failures = 0;
+                            *candidates = hints::candidates(&list, &self.settings);
+                            // Only candidates can be members (unless every
+                            // container is exposed): the rest would make each
+                            // publish between listings grow with the host.
+                            if !self.settings.exposed_by_default {
+                                list.retain(|c| candidates.contains(&c.id));
+                            }
                             *containers = list;
-                            *candidates = hints::candidates(containers, &self.settings);
                             hints.forget_missing(containers);
                             if !self.out.publish(hints.derive(containers, &self.settings)) {
                                 self.out.control().unchanged();

@@ -282,3 +282,32 @@ fn backoff_grows_to_a_cap_with_jitter() {
 fn drain_status_is_what_routing_sees() {
     assert_eq!(BackendStatus::Draining.as_str(), "draining");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_stop_signals_is_applied_together_in_one_table_swap_during_a_slow_relist() {
+    let many: Vec<ContainerInfo> = (0..100)
+        .map(|i| container(&format!("c{i}"), &format!("10.0.1.{i}")))
+        .collect();
+    let w = Running::start(many);
+    after(1).await;
+    assert_eq!(w.states().len(), 100);
+    // A listing that takes 5 s is in flight when the kills arrive.
+    w.fake.with(|s| s.list_delay = Duration::from_secs(5));
+    w.fake.send(event("start", "c0"));
+    after(4).await;
+    assert_eq!(w.fake.lists(), 2, "a slow re-list started");
+    let swaps = w.router.subscribe();
+    let before = *swaps.borrow();
+    for i in 0..100 {
+        w.fake.send(event("kill", &format!("c{i}")));
+        w.fake.send(event("die", &format!("c{i}")));
+    }
+    after(1).await;
+    assert!(w.states().is_empty(), "every killed backend is gone: {:?}", w.states());
+    assert_eq!(
+        *swaps.borrow() - before,
+        1,
+        "200 events waiting in the stream: applied together, one table swap"
+    );
+    assert_eq!(w.fake.lists(), 2, "still the same listing in flight");
+}
