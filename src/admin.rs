@@ -175,6 +175,12 @@ impl Admin {
         for (kind, field) in kinds {
             let _ = writeln!(out, "wharf_errors_total{{kind=\"{kind}\"}} {}", self.stat(field));
         }
+        let with_policy: Vec<_> = table
+            .pools
+            .iter()
+            .filter_map(|p| Some((p.name.as_str(), p.policy.as_deref()?)))
+            .collect();
+        crate::policy::metrics::write(&mut out, &with_policy);
         let metrics: [(&str, &str, &str); 4] = [
             ("wharf_backend_requests_total", "counter", "Requests sent to a backend."),
             ("wharf_backend_errors_total", "counter", "Failed attempts on a backend."),
@@ -239,6 +245,7 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                 "strip_prefix": p.opts.strip_prefix,
                 "retries": p.opts.retries,
                 "panic": p.in_panic(now),
+                "policies": p.policy.as_ref().map(|policy| policy.state()),
                 "backends": backends,
             })
         })

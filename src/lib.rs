@@ -5,7 +5,8 @@
 //!
 //! - [`model`]: the shared vocabulary — backend identity and status, the
 //!   desired state, pool options. Imports nothing of ours.
-//! - [`text`], [`cidr`]: small pure helpers (durations, suggestions, networks).
+//! - [`text`]: small pure helpers (durations, suggestions); networks are
+//!   [`model::cidr`].
 //! - [`config`]: flags and `WHARF_*` variables → a validated `Config`.
 //! - [`labels`]: one container's labels → its service spec or the reasons
 //!   it was skipped (pure).
@@ -14,6 +15,9 @@
 //!   survive swaps (in flight, health, latency, slow-start mark).
 //! - [`balance`]: one `Balancer` per pool, built per snapshot, asked per request.
 //! - [`retry`]: when a failed attempt goes elsewhere, and the retry budget (pure).
+//! - [`policy`]: per-pool policies — allow/deny, rate limit, basic auth,
+//!   headers, compression — decided before a request is balanced and applied
+//!   to its response.
 //! - [`routing`]: the immutable `RoutingTable` behind one `ArcSwap`; plain
 //!   data plus counters, no sockets.
 //! - [`net`]: opening HTTP connections to backends (proxy and prober share it).
@@ -39,13 +43,13 @@ pub mod app;
 pub mod backend;
 pub mod balance;
 pub mod check;
-pub mod cidr;
 pub mod config;
 pub mod health;
 pub mod labels;
 pub mod listen;
 pub mod model;
 pub mod net;
+pub mod policy;
 pub mod probe;
 pub mod provider;
 pub mod proxy;
@@ -53,3 +57,6 @@ pub mod retry;
 pub mod routing;
 pub mod server;
 pub mod text;
+
+/// Moved into [`model`] (policies match networks too); the old path still works.
+pub use model::cidr;

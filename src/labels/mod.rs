@@ -14,6 +14,7 @@
 //!   trailing `/`, `/` meaning none), so members agree exactly when their options are equal.
 //!   The caller compares members with [`differences`].
 
+pub mod policy;
 mod values;
 
 use std::collections::HashMap;
@@ -130,12 +131,13 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     };
     let ns = format!("{prefix}.");
     let mut unknown: Vec<&str> = labels.keys().filter_map(|k| k.strip_prefix(&ns)).collect();
-    unknown.retain(|k| !KNOWN_LABELS.contains(k));
+    unknown.retain(|k| !KNOWN_LABELS.contains(k) && !policy::POLICY_LABELS.contains(k) && !policy::is_dynamic(k));
     unknown.sort_unstable();
     // A few named, the rest counted: a container with thousands of stray
     // labels must not cost thousands of suggestions and log lines per listing.
     for key in unknown.iter().take(MAX_UNKNOWN_NAMED) {
-        let hint = did_you_mean(key, KNOWN_LABELS).map(|m| format!(" (did you mean {ns}{m}?)"));
+        let known: Vec<&str> = KNOWN_LABELS.iter().chain(policy::POLICY_LABELS).copied().collect();
+        let hint = did_you_mean(key, &known).map(|m| format!(" (did you mean {ns}{m}?)"));
         r.warn(format!("unknown label {ns}{key}{}", hint.unwrap_or_default()));
     }
     if unknown.len() > MAX_UNKNOWN_NAMED {
@@ -222,6 +224,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     };
     let slow_start = r.get("slow_start", parse_duration).unwrap_or_default();
     let retries = r.get("retries", |v| int_in(v, 0, MAX_RETRIES)).unwrap_or(2);
+    let policies = policy::parse(&mut r);
 
     let parsed = match pool {
         Some(pool) if r.errors.is_empty() => {
@@ -235,6 +238,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
                 health,
                 slow_start,
                 retries,
+                policies,
             };
             Parsed::Member(ServiceSpec {
                 pool,
@@ -277,6 +281,7 @@ pub fn differences(a: &PoolOptions, b: &PoolOptions, prefix: &str) -> Vec<String
     }
     check(a.slow_start != b.slow_start, "slow_start");
     check(a.retries != b.retries, "retries");
+    policy::differences(&a.policies, &b.policies, check);
     keys
 }
 

@@ -28,6 +28,8 @@ pub struct PoolOptions {
     pub slow_start: Duration,
     /// Further backends tried when one can't be reached, 0..=[`MAX_RETRIES`].
     pub retries: u32,
+    /// `wharf.allow`, `wharf.auth.*`, `wharf.ratelimit*`, `wharf.compress`, `wharf.headers.*`.
+    pub policies: super::Policies,
 }
 
 impl Default for PoolOptions {
@@ -42,6 +44,7 @@ impl Default for PoolOptions {
             health: None,
             slow_start: Duration::ZERO,
             retries: 2,
+            policies: super::Policies::default(),
         }
     }
 }

@@ -6,6 +6,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::policy::Refusal;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProxyError {
     #[error("no route for this host and path")]
@@ -18,6 +20,9 @@ pub enum ProxyError {
     Timeout(std::time::Duration),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A pool policy said no (`wharf.allow`, `wharf.auth.basic`, `wharf.ratelimit`).
+    #[error("{0}")]
+    Refused(Refusal),
 }
 
 impl ProxyError {
@@ -28,6 +33,9 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Refused(Refusal::Forbidden) => StatusCode::FORBIDDEN,
+            ProxyError::Refused(Refusal::Unauthorized { .. }) => StatusCode::UNAUTHORIZED,
+            ProxyError::Refused(Refusal::RateLimited { .. } | Refusal::AuthBusy) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -39,6 +47,10 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => "unreachable",
             ProxyError::Timeout(_) => "timeout",
             ProxyError::BadRequest(_) => "bad-request",
+            ProxyError::Refused(Refusal::Forbidden) => "forbidden",
+            ProxyError::Refused(Refusal::Unauthorized { .. }) => "unauthorized",
+            ProxyError::Refused(Refusal::RateLimited { .. }) => "rate-limited",
+            ProxyError::Refused(Refusal::AuthBusy) => "auth-busy",
         }
     }
 
@@ -51,6 +63,18 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         h.insert("x-wharf-error", HeaderValue::from_static(self.code()));
+        match self {
+            ProxyError::Refused(Refusal::Unauthorized { challenge }) => {
+                h.insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            ProxyError::Refused(Refusal::RateLimited { retry_after }) => {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ProxyError::Refused(Refusal::AuthBusy) => {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
         resp
     }
 }
@@ -74,6 +98,20 @@ mod tests {
             ),
             (ProxyError::Timeout(std::time::Duration::from_secs(1)), 504, "timeout"),
             (ProxyError::BadRequest("no host"), 400, "bad-request"),
+            (ProxyError::Refused(Refusal::Forbidden), 403, "forbidden"),
+            (
+                ProxyError::Refused(Refusal::Unauthorized {
+                    challenge: HeaderValue::from_static("Basic realm=\"x\""),
+                }),
+                401,
+                "unauthorized",
+            ),
+            (
+                ProxyError::Refused(Refusal::RateLimited { retry_after: 3 }),
+                429,
+                "rate-limited",
+            ),
+            (ProxyError::Refused(Refusal::AuthBusy), 429, "auth-busy"),
         ];
         for (e, status, code) in cases {
             let r = e.to_response();
@@ -81,5 +119,21 @@ mod tests {
             assert_eq!(r.headers()["x-wharf-error"], code);
             assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
         }
+    }
+
+    #[test]
+    fn refusals_carry_the_header_their_status_requires() {
+        let challenge = HeaderValue::from_static("Basic realm=\"admin\", charset=\"UTF-8\"");
+        let r = ProxyError::Refused(Refusal::Unauthorized {
+            challenge: challenge.clone(),
+        })
+        .to_response();
+        assert_eq!(r.headers()[http::header::WWW_AUTHENTICATE], challenge);
+        let r = ProxyError::Refused(Refusal::RateLimited { retry_after: 3 }).to_response();
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "3");
+        let r = ProxyError::Refused(Refusal::AuthBusy).to_response();
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "1");
+        let r = ProxyError::Refused(Refusal::Forbidden).to_response();
+        assert!(!r.headers().contains_key(http::header::RETRY_AFTER));
     }
 }

@@ -39,6 +39,7 @@ use crate::balance::{self, Context};
 use crate::cidr::{self, Cidr};
 use crate::config::Timeouts;
 use crate::health;
+use crate::policy::Compressed;
 use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
 use attempt::Attempted;
@@ -46,7 +47,8 @@ use body::Tracked;
 pub use error::ProxyError;
 use upstream::Upstreams;
 
-pub type RespBody = Either<Tracked, Full<Bytes>>;
+/// A backend's body (compressed when a pool policy says so), or wharf's own.
+pub type RespBody = Either<Either<Tracked, Compressed>, Full<Bytes>>;
 
 /// Counters for `/metrics`, beside the per-backend ones in the routing table.
 #[derive(Debug, Default)]
@@ -59,6 +61,8 @@ pub struct Stats {
     pub timeouts: AtomicU64,
     /// Requests served in panic mode (every ready backend unhealthy).
     pub panics: AtomicU64,
+    /// Requests a pool policy refused (403, 401, 429; per pool in the table).
+    pub refused: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -98,6 +102,7 @@ impl Proxy {
                     ProxyError::Unreachable { .. } => &self.stats.unreachable,
                     ProxyError::Timeout(_) => &self.stats.timeouts,
                     ProxyError::BadRequest(_) => &self.stats.no_route,
+                    ProxyError::Refused(_) => &self.stats.refused,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 if matches!(e, ProxyError::Unreachable { .. } | ProxyError::Timeout(_)) {
@@ -116,13 +121,22 @@ impl Proxy {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: SocketAddr,
     ) -> Result<(Response<RespBody>, Option<SocketAddr>), ProxyError> {
         let table = self.router.load();
         let host = headers::request_host(req.headers(), req.uri()).unwrap_or_default();
         let m = table.route(&host, req.uri().path()).ok_or(ProxyError::NoRoute)?;
         let pool = Arc::clone(m.pool);
+        // Policies before anything else: a refused client learns nothing of the backends.
+        let shape = match &pool.policy {
+            None => None,
+            Some(policy) => {
+                let head = req.method() == http::Method::HEAD;
+                let admitted = policy.admit(head, req.headers_mut(), client, &self.trusted_proxies);
+                Some(admitted.await.map_err(ProxyError::Refused)?)
+            }
+        };
         if !pool.has_ready() {
             return Err(ProxyError::NoBackend(pool.name.clone()));
         }
@@ -196,7 +210,11 @@ impl Proxy {
                         }
                     }
                     headers::strip_hop_by_hop(resp.headers_mut(), false);
-                    let resp = resp.map(|b| Either::Left(Tracked::new(b, guard)));
+                    let resp = resp.map(|b| Tracked::new(b, guard));
+                    let resp = match (&pool.policy, shape) {
+                        (Some(policy), Some(shape)) => policy.shape(resp, shape).map(Either::Left),
+                        _ => resp.map(|b| Either::Left(Either::Left(b))),
+                    };
                     return Ok((resp, Some(backend.addr)));
                 }
                 Attempted::NotSent(r, why) => {
