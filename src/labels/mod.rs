@@ -254,6 +254,24 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     LabelOutcome { parsed, warnings }
 }
 
+/// The pool options of a `--static` pool from its `--static-label`s (full
+/// keys, prefix `wharf`), read as a container's labels would be.
+pub fn static_options(labels: &[(String, String)]) -> Result<PoolOptions, String> {
+    let mut map: HashMap<String, String> = labels.iter().cloned().collect();
+    map.insert("wharf.enable".into(), "true".into());
+    let ctx = LabelContext {
+        prefix: "wharf",
+        exposed_by_default: false,
+        container_name: "static",
+        exposed_ports: &[],
+    };
+    match parse(&map, &ctx).parsed {
+        Parsed::Member(spec) => Ok(spec.pool_opts),
+        Parsed::Invalid(errors) => Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+        Parsed::NotMember => Err("not a member".into()),
+    }
+}
+
 /// The full label keys (e.g. `"wharf.path"`) whose values differ, in the order of `labels.md`.
 pub fn differences(a: &PoolOptions, b: &PoolOptions, prefix: &str) -> Vec<String> {
     let prefix = prefix.trim_end_matches('.');
