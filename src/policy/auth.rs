@@ -8,8 +8,8 @@
 //!   repeating its header costs one hash lookup;
 //! - verifications run on the blocking pool, never on a worker's thread, at
 //!   most [`MAX_VERIFYING`] at a time in the whole process, with at most
-//!   [`MAX_WAITING`] more queued; beyond that the request is refused at once
-//!   (429, `x-wharf-error: auth-busy`) without hashing anything.
+//!   [`MAX_WAITING`] more queued for at most [`MAX_WAIT`]; beyond that the
+//!   request is refused (429, `x-wharf-error: auth-busy`) without hashing.
 //!
 //! So a flood of wrong passwords costs at most one core's worth of hashing,
 //! and requests of other pools, and cached logins, never wait for it.
@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::HeaderValue;
@@ -29,6 +30,9 @@ use crate::model::BasicAuth;
 pub const MAX_VERIFYING: usize = 1;
 /// Requests waiting for a verification slot, process-wide, before refusing.
 pub const MAX_WAITING: usize = 32;
+/// Longest wait for a verification slot before refusing (so a queue behind
+/// slow hashes never holds a client longer than this).
+pub const MAX_WAIT: Duration = Duration::from_secs(2);
 /// Cached `Authorization` values per pool; the cache starts over when full.
 const MAX_CACHED: usize = 4096;
 
@@ -116,9 +120,9 @@ impl Auth {
             WAITING.fetch_sub(1, Ordering::AcqRel);
             return Verdict::Busy;
         }
-        let permit = VERIFYING.acquire().await;
+        let permit = tokio::time::timeout(MAX_WAIT, VERIFYING.acquire()).await;
         WAITING.fetch_sub(1, Ordering::AcqRel);
-        let Ok(_permit) = permit else { return Verdict::Busy };
+        let Ok(Ok(_permit)) = permit else { return Verdict::Busy };
         let ok = tokio::task::spawn_blocking(move || verify(&password, &hash))
             .await
             .unwrap_or(false);
