@@ -31,8 +31,24 @@ impl Curl {
     }
 }
 
+/// Installs curl (Debian) if it is missing, once per test process, as `.ci/run` does.
+fn ensure_curl() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if Command::new("curl").arg("--version").output().is_ok() {
+            return;
+        }
+        let ok = Command::new("sh")
+            .args(["-c", "apt-get update -qq && apt-get install -y -qq curl"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "curl is missing and could not be installed (apt-get install curl)");
+    });
+}
+
 /// `curl -sS` to `http://<wharf>/<path>` with `Host: host` and extra arguments.
 fn curl(wharf: &Wharf, host: &str, path: &str, extra: &[&str]) -> Curl {
+    ensure_curl();
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let name = unique("curl");
     let (head, body) = (dir.join(format!("{name}.head")), dir.join(format!("{name}.body")));
@@ -606,6 +622,7 @@ async fn a_gibibyte_compressed_as_it_streams_keeps_wharfs_memory_flat() {
             }
         })
     };
+    ensure_curl();
     let start = Instant::now();
     // 1 GiB in 64 KiB chunks, decoded by curl and counted by wc.
     let url = format!(
