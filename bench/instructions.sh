@@ -11,7 +11,9 @@
 # of one nginx backend answering `return 200`; wrk sends keep-alive requests,
 # then `Connection: close` ones. Counting starts after a warm-up
 # (`callgrind_control --zero`) and stops at `--dump`, so start-up is excluded.
-# Prints a table; asserts nothing.
+# Prints a table; asserts nothing. WRK_HEADER='Name: value' adds a request
+# header; wharf's own WHARF_* variables pass through, so a policy is measured
+# with e.g. WHARF_STATIC_LABEL='web:wharf.compress=true' (see labels.md).
 
 BENCH_SELF=$0
 source "$(dirname "$0")/lib.sh"
@@ -23,7 +25,7 @@ while (($#)); do
     case $1 in
         --requests) REQUESTS=$2; shift 2 ;;
         --connections) CONNS=$2; shift 2 ;;
-        -h | --help) sed -n '2,14p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -51,6 +53,7 @@ count() {
     local bin=$1 mode=$2 out="$WORK/cg.$RANDOM" pid total done_
     local header=() workers=()
     [[ $mode == close ]] && header=(-H "Connection: close")
+    [[ -n ${WRK_HEADER:-} ]] && header+=(-H "$WRK_HEADER")
     ! bench_wharf_has "$bin" --workers || workers=(--workers 1)
     valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$bin" --provider none \
         --static "web=$BACKEND" --listen "$LISTEN" --admin-listen 127.0.0.1:18292 \

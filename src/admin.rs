@@ -187,6 +187,7 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                 "strip_prefix": p.opts.strip_prefix,
                 "retries": p.opts.retries,
                 "panic": p.in_panic(now),
+                "policies": p.policy.as_ref().map(|policy| policy.state()),
                 "backends": backends,
             })
         })

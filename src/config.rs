@@ -122,6 +122,17 @@ pub struct Opts {
     )]
     pub static_pools: Vec<String>,
 
+    /// A label on a --static pool, as a container would carry it: POOL:LABEL=VALUE
+    /// (repeatable), e.g. web:wharf.compress=true or web:wharf.ratelimit=10/s.
+    #[arg(
+        long = "static-label",
+        env = "WHARF_STATIC_LABEL",
+        value_name = "POOL:LABEL=VALUE",
+        value_delimiter = ';',
+        global = true
+    )]
+    pub static_labels: Vec<String>,
+
     /// Time allowed to open a TCP connection to a backend.
     #[arg(long, env = "WHARF_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration, global = true)]
     pub connect_timeout: Duration,
@@ -274,6 +285,15 @@ impl Opts {
             .iter()
             .map(|s| parse_static(s))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut static_pools = static_pools;
+        for s in &self.static_labels {
+            let bad = || format!("--static-label {s:?}: expected POOL:LABEL=VALUE, e.g. web:wharf.compress=true");
+            let (pool, kv) = s.split_once(':').ok_or_else(bad)?;
+            let (key, value) = kv.split_once('=').ok_or_else(bad)?;
+            let sp = static_pools.iter_mut().find(|p| p.name == pool.trim());
+            let sp = sp.ok_or_else(|| format!("--static-label {s:?}: no --static pool named {:?}", pool.trim()))?;
+            sp.labels.push((key.trim().to_string(), value.to_string()));
+        }
         if self.provider == Provider::None && static_pools.is_empty() {
             return Err("--provider none needs at least one --static POOL=ADDR[,ADDR…]".into());
         }
@@ -382,6 +402,7 @@ pub fn parse_static(s: &str) -> Result<StaticPool, String> {
     Ok(StaticPool {
         name: name.to_string(),
         addrs,
+        labels: Vec::new(),
     })
 }
 

@@ -5,7 +5,8 @@
 //!
 //! - [`model`]: the shared vocabulary — backend identity and status, the
 //!   desired state, pool options. Imports nothing of ours.
-//! - [`text`], [`cidr`]: small pure helpers (durations, suggestions, networks).
+//! - [`text`]: small pure helpers (durations, suggestions); networks are
+//!   [`model::cidr`].
 //! - [`config`]: flags and `WHARF_*` variables → a validated `Config`.
 //! - [`labels`]: one container's labels → its service spec or the reasons
 //!   it was skipped (pure).
@@ -15,6 +16,9 @@
 //! - [`balance`]: one `Balancer` per pool, built per snapshot, asked per request.
 //! - [`retry`]: when a failed attempt goes elsewhere, and the retry budget (pure).
 //! - [`stats`]: per-pool request counters and histograms, one slot per worker.
+//! - [`policy`]: per-pool policies — allow/deny, rate limit, basic auth,
+//!   headers, compression — decided before a request is balanced and applied
+//!   to its response.
 //! - [`routing`]: the immutable `RoutingTable` behind one `ArcSwap`; plain
 //!   data plus counters, no sockets.
 //! - [`tls`]: HTTPS — the certificate store (SNI, atomic publishes), `--tls-dir`
@@ -46,7 +50,6 @@ pub mod app;
 pub mod backend;
 pub mod balance;
 pub mod check;
-pub mod cidr;
 pub mod config;
 pub mod health;
 pub mod labels;
@@ -55,6 +58,7 @@ pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod policy;
 pub mod probe;
 pub mod provider;
 pub mod proxy;
@@ -65,3 +69,6 @@ pub mod server;
 pub mod stats;
 pub mod text;
 pub mod tls;
+
+/// Moved into [`model`] (policies match networks too); the old path still works.
+pub use model::cidr;

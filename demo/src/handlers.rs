@@ -94,8 +94,21 @@ pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Result<Response<
         tokio::time::sleep(ctx.state.delay).await;
     }
 
+    let query = req.uri().query().unwrap_or("").to_owned();
     let mut response = route(&ctx, req).await;
     let headers = response.headers_mut();
+    // `?type=`, `?encoding=`, `?cache=` on any endpoint: answer with that
+    // Content-Type, Content-Encoding or Cache-Control (to test what a proxy
+    // does with them, e.g. compression).
+    for (key, name) in [
+        ("type", header::CONTENT_TYPE),
+        ("encoding", header::CONTENT_ENCODING),
+        ("cache", header::CACHE_CONTROL),
+    ] {
+        if let Some(value) = crate::parse::query_param(&query, key).and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name, value);
+        }
+    }
     headers.insert(X_DEMO_NAME, ctx.state.name_header.clone());
     headers.insert(X_DEMO_HOSTNAME, ctx.state.hostname_header.clone());
     Ok(response)

@@ -14,6 +14,7 @@
 //!   trailing `/`, `/` meaning none), so members agree exactly when their options are equal.
 //!   The caller compares members with [`differences`].
 
+pub mod policy;
 mod values;
 
 use std::collections::HashMap;
@@ -135,12 +136,13 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     };
     let ns = format!("{prefix}.");
     let mut unknown: Vec<&str> = labels.keys().filter_map(|k| k.strip_prefix(&ns)).collect();
-    unknown.retain(|k| !KNOWN_LABELS.contains(k));
+    unknown.retain(|k| !KNOWN_LABELS.contains(k) && !policy::POLICY_LABELS.contains(k) && !policy::is_dynamic(k));
     unknown.sort_unstable();
     // A few named, the rest counted: a container with thousands of stray
     // labels must not cost thousands of suggestions and log lines per listing.
     for key in unknown.iter().take(MAX_UNKNOWN_NAMED) {
-        let hint = did_you_mean(key, KNOWN_LABELS).map(|m| format!(" (did you mean {ns}{m}?)"));
+        let known: Vec<&str> = KNOWN_LABELS.iter().chain(policy::POLICY_LABELS).copied().collect();
+        let hint = did_you_mean(key, &known).map(|m| format!(" (did you mean {ns}{m}?)"));
         r.warn(format!("unknown label {ns}{key}{}", hint.unwrap_or_default()));
     }
     if unknown.len() > MAX_UNKNOWN_NAMED {
@@ -233,6 +235,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     if https_redirect && tls == Some(crate::model::TlsMode::Off) {
         r.warn(format!("{prefix}.https_redirect=true with {prefix}.tls=off: the redirect target needs a certificate from somewhere"));
     }
+    let policies = policy::parse(&mut r);
 
     let parsed = match pool {
         Some(pool) if r.errors.is_empty() => {
@@ -249,6 +252,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
                 tls,
                 https_redirect,
                 hsts,
+                policies,
             };
             Parsed::Member(ServiceSpec {
                 pool,
@@ -262,6 +266,24 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     };
     let warnings = r.warnings;
     LabelOutcome { parsed, warnings }
+}
+
+/// The pool options of a `--static` pool from its `--static-label`s (full
+/// keys, prefix `wharf`), read as a container's labels would be.
+pub fn static_options(labels: &[(String, String)]) -> Result<PoolOptions, String> {
+    let mut map: HashMap<String, String> = labels.iter().cloned().collect();
+    map.insert("wharf.enable".into(), "true".into());
+    let ctx = LabelContext {
+        prefix: "wharf",
+        exposed_by_default: false,
+        container_name: "static",
+        exposed_ports: &[],
+    };
+    match parse(&map, &ctx).parsed {
+        Parsed::Member(spec) => Ok(spec.pool_opts),
+        Parsed::Invalid(errors) => Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+        Parsed::NotMember => Err("not a member".into()),
+    }
 }
 
 /// The full label keys (e.g. `"wharf.path"`) whose values differ, in the order of `labels.md`.
@@ -294,6 +316,7 @@ pub fn differences(a: &PoolOptions, b: &PoolOptions, prefix: &str) -> Vec<String
     check(a.tls != b.tls, "tls");
     check(a.https_redirect != b.https_redirect, "https_redirect");
     check(a.hsts != b.hsts, "hsts");
+    policy::differences(&a.policies, &b.policies, check);
     keys
 }
 

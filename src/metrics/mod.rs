@@ -25,6 +25,7 @@
 //!   [`crate::proxy::Stats`] (per worker), read by [`Requests`].
 
 pub mod control;
+mod policy;
 mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,6 +81,7 @@ pub fn registry(src: &Sources) -> Registry {
     r.register_collector(Box::new(Backends(src.clone())));
     r.register_collector(Box::new(DiscoveryState(src.clone())));
     r.register_collector(Box::new(tls::Certificates(src.clone())));
+    r.register_collector(Box::new(policy::Policies(src.clone())));
     r
 }
 
@@ -178,13 +180,14 @@ impl prometheus_client::collector::Collector for Requests {
             [(vec![], sum(p, |s| &s.panics))],
         )?;
         type Field = fn(&Stats) -> &AtomicU64;
-        let kinds: [(&str, Field); 6] = [
+        let kinds: [(&str, Field); 7] = [
             ("no_route", |s| &s.no_route),
             ("no_backend", |s| &s.no_backend),
             ("unreachable", |s| &s.unreachable),
             ("timeout", |s| &s.timeouts),
             ("client", |s| &s.client_errors),
             ("bad_response", |s| &s.bad_responses),
+            ("refused", |s| &s.refused),
         ];
         counter(
             e,

@@ -88,4 +88,6 @@ pub struct Desired {
 pub struct StaticPool {
     pub name: String,
     pub addrs: Vec<SocketAddr>,
+    /// `--static-label POOL:KEY=VALUE`: (full label key, value), as a container would carry them.
+    pub labels: Vec<(String, String)>,
 }

@@ -7,13 +7,18 @@
 //! (Swarm) needs nothing from the first to speak it.
 //!
 //! - [`options`]: pool-wide settings ([`PoolOptions`]) and their enums.
+//! - [`policy`]: per-pool policies ([`Policies`]) as the labels state them.
+//! - [`cidr`]: IP networks, for `--trusted-proxies` and `wharf.allow`/`deny`.
 //! - [`desired`]: the desired state — pools, their backends with identity
 //!   and status, skipped containers and problems ([`Desired`]).
 
+pub mod cidr;
 pub mod desired;
 pub mod options;
+pub mod policy;
 
 pub use desired::{BackendKey, BackendStatus, Desired, DesiredBackend, DesiredPool, Skipped, StaticPool};
 pub use options::{
     Balance, HealthCheck, HostPattern, PoolOptions, Protocol, Sticky, TlsMode, DEFAULT_STICKY_COOKIE, MAX_RETRIES,
 };
+pub use policy::{BasicAuth, Encoding, Policies, RateKey, RateLimit};

@@ -34,6 +34,8 @@ pub struct PoolOptions {
     pub https_redirect: bool,
     /// `wharf.hsts`: `Strict-Transport-Security: max-age=…` on HTTPS responses.
     pub hsts: Option<Duration>,
+    /// `wharf.allow`, `wharf.auth.*`, `wharf.ratelimit*`, `wharf.compress`, `wharf.headers.*`.
+    pub policies: super::Policies,
 }
 
 impl Default for PoolOptions {
@@ -51,6 +53,7 @@ impl Default for PoolOptions {
             tls: None,
             https_redirect: false,
             hsts: None,
+            policies: super::Policies::default(),
         }
     }
 }

@@ -4,7 +4,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::{Provider, Publisher};
-use crate::model::{BackendStatus, Desired, DesiredBackend, DesiredPool, PoolOptions, StaticPool};
+#[cfg(test)]
+use crate::model::PoolOptions;
+use crate::model::{BackendStatus, Desired, DesiredBackend, DesiredPool, StaticPool};
 
 /// Add the `--static` pools: ready backends that serve any host. A static
 /// pool replaces a discovered pool of the same name (reported as a problem).
@@ -16,6 +18,14 @@ pub fn add_static(d: &mut Desired, statics: &[StaticPool]) {
                 sp.name
             ));
         }
+        let opts = match crate::labels::static_options(&sp.labels) {
+            Ok(opts) => opts,
+            Err(e) => {
+                d.problems
+                    .push(format!("pool {} (--static) is not served: {e}", sp.name));
+                continue;
+            }
+        };
         let backends = sp
             .addrs
             .iter()
@@ -27,13 +37,7 @@ pub fn add_static(d: &mut Desired, statics: &[StaticPool]) {
                 status: BackendStatus::Ready,
             })
             .collect();
-        d.pools.insert(
-            sp.name.clone(),
-            DesiredPool {
-                opts: PoolOptions::default(),
-                backends,
-            },
-        );
+        d.pools.insert(sp.name.clone(), DesiredPool { opts, backends });
     }
 }
 
@@ -73,5 +77,19 @@ mod tests {
         assert_eq!(d.pools["web"].backends.len(), 2);
         assert!(d.pools["web"].backends.iter().all(|b| b.status == BackendStatus::Ready));
         assert_eq!(d.problems.len(), 1);
+    }
+
+    #[test]
+    fn static_labels_set_pool_options_and_a_bad_one_leaves_the_pool_out_with_the_reason() {
+        let mut sp = crate::config::parse_static("web=127.0.0.1:9000").unwrap();
+        sp.labels.push(("wharf.compress".into(), "gzip".into()));
+        let mut d = Desired::default();
+        add_static(&mut d, &[sp.clone()]);
+        assert_eq!(d.pools["web"].opts.policies.compress, [crate::model::Encoding::Gzip]);
+        sp.labels.push(("wharf.auth.basic".into(), "ann:plain".into()));
+        let mut d = Desired::default();
+        add_static(&mut d, &[sp]);
+        assert!(!d.pools.contains_key("web"));
+        assert!(d.problems[0].contains("wharf.auth.basic"), "{:?}", d.problems);
     }
 }

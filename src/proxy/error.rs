@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use super::client_body::ClientFault;
+use crate::policy::Refusal;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProxyError {
@@ -28,6 +29,9 @@ pub enum ProxyError {
     /// The backend answered something wharf must not pass on.
     #[error("bad response from {pool}: {detail}")]
     BadResponse { pool: String, detail: &'static str },
+    /// A pool policy said no (`wharf.allow`, `wharf.auth.basic`, `wharf.ratelimit`).
+    #[error("{0}")]
+    Refused(Refusal),
 }
 
 impl ProxyError {
@@ -44,6 +48,9 @@ impl ProxyError {
             ProxyError::Client(ClientFault::Gone) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Refused(Refusal::Forbidden) => StatusCode::FORBIDDEN,
+            ProxyError::Refused(Refusal::Unauthorized { .. }) => StatusCode::UNAUTHORIZED,
+            ProxyError::Refused(Refusal::RateLimited { .. } | Refusal::AuthBusy) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -60,6 +67,10 @@ impl ProxyError {
             ProxyError::Client(ClientFault::Gone) => "client-gone",
             ProxyError::MethodNotAllowed => "method-not-allowed",
             ProxyError::BadResponse { .. } => "bad-response",
+            ProxyError::Refused(Refusal::Forbidden) => "forbidden",
+            ProxyError::Refused(Refusal::Unauthorized { .. }) => "unauthorized",
+            ProxyError::Refused(Refusal::RateLimited { .. }) => "rate-limited",
+            ProxyError::Refused(Refusal::AuthBusy) => "auth-busy",
         }
     }
 
@@ -94,6 +105,15 @@ impl ProxyError {
             // connection cannot carry another request.
             ProxyError::Client(_) | ProxyError::BadRequest(_) => {
                 h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            ProxyError::Refused(Refusal::Unauthorized { challenge }) => {
+                h.insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            ProxyError::Refused(Refusal::RateLimited { retry_after }) => {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ProxyError::Refused(Refusal::AuthBusy) => {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -136,6 +156,20 @@ mod tests {
                 502,
                 "bad-response",
             ),
+            (ProxyError::Refused(Refusal::Forbidden), 403, "forbidden"),
+            (
+                ProxyError::Refused(Refusal::Unauthorized {
+                    challenge: HeaderValue::from_static("Basic realm=\"x\""),
+                }),
+                401,
+                "unauthorized",
+            ),
+            (
+                ProxyError::Refused(Refusal::RateLimited { retry_after: 3 }),
+                429,
+                "rate-limited",
+            ),
+            (ProxyError::Refused(Refusal::AuthBusy), 429, "auth-busy"),
         ];
         for (e, status, code) in cases {
             let r = e.to_response();
@@ -147,5 +181,21 @@ mod tests {
         assert_eq!(r.headers()["x-wharf-error"], "no-route");
         let body = format!("{:?}", r.body());
         assert!(body.contains("(request id abc123)"), "{body}");
+    }
+
+    #[test]
+    fn refusals_carry_the_header_their_status_requires() {
+        let challenge = HeaderValue::from_static("Basic realm=\"admin\", charset=\"UTF-8\"");
+        let r = ProxyError::Refused(Refusal::Unauthorized {
+            challenge: challenge.clone(),
+        })
+        .to_response();
+        assert_eq!(r.headers()[http::header::WWW_AUTHENTICATE], challenge);
+        let r = ProxyError::Refused(Refusal::RateLimited { retry_after: 3 }).to_response();
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "3");
+        let r = ProxyError::Refused(Refusal::AuthBusy).to_response();
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "1");
+        let r = ProxyError::Refused(Refusal::Forbidden).to_response();
+        assert!(!r.headers().contains_key(http::header::RETRY_AFTER));
     }
 }

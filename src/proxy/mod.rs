@@ -43,6 +43,7 @@ use crate::balance::{self, Context};
 use crate::cidr::{self, Cidr};
 use crate::config::Timeouts;
 use crate::health;
+use crate::policy::Compressed;
 use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
 use crate::tls::challenge::{http01_token, Http01};
@@ -52,7 +53,8 @@ use body::Tracked;
 pub use error::ProxyError;
 use upstream::Upstreams;
 
-pub type RespBody = Either<Tracked, Full<Bytes>>;
+/// A backend's body (compressed when a pool policy says so), or wharf's own.
+pub type RespBody = Either<Either<Tracked, Compressed>, Full<Bytes>>;
 
 /// Counters for `/metrics`, beside the per-backend ones in the routing table.
 #[derive(Debug, Default)]
@@ -72,6 +74,8 @@ pub struct Stats {
     pub bad_responses: AtomicU64,
     /// Open client connections by protocol: HTTP/1, HTTP/2 (a gauge).
     pub connections: [AtomicU64; 2],
+    /// Requests a pool policy refused (403, 401, 429; per pool in the table).
+    pub refused: AtomicU64,
 }
 
 /// What [`Proxy::forward`] learnt about a request, for its statistics and
@@ -161,6 +165,7 @@ impl Proxy {
                         &self.stats.client_errors
                     }
                     ProxyError::BadResponse { .. } => &self.stats.bad_responses,
+                    ProxyError::Refused(_) => &self.stats.refused,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 let request_id_str = request_id.to_str().unwrap_or_default();
@@ -223,7 +228,7 @@ impl Proxy {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: SocketAddr,
         secure: bool,
         trace: &mut Trace,
@@ -252,6 +257,15 @@ impl Proxy {
                 .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
             return Ok(https::redirect(location).map(Either::Right));
         }
+        // Policies before anything else: a refused client learns nothing of the backends.
+        let shape = match &pool.policy {
+            None => None,
+            Some(policy) => {
+                let head = req.method() == http::Method::HEAD;
+                let admitted = policy.admit(head, req.headers_mut(), client, &self.trusted_proxies);
+                Some(admitted.await.map_err(ProxyError::Refused)?)
+            }
+        };
         if !pool.has_ready() {
             return Err(ProxyError::NoBackend(pool.name.clone()));
         }
@@ -361,7 +375,11 @@ impl Proxy {
                         resp.headers_mut()
                             .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));
                     }
-                    let resp = resp.map(|b| Either::Left(Tracked::new(b, guard)));
+                    let resp = resp.map(|b| Tracked::new(b, guard));
+                    let resp = match (&pool.policy, shape) {
+                        (Some(policy), Some(shape)) => policy.shape(resp, shape).map(Either::Left),
+                        _ => resp.map(|b| Either::Left(Either::Left(b))),
+                    };
                     return Ok(resp);
                 }
                 Attempted::NotSent(r, why) => {

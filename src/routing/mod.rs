@@ -28,6 +28,7 @@ use crate::backend::Backend;
 use crate::balance::{self, Balancer};
 use crate::health;
 use crate::model::{BackendStatus, Desired, HostPattern, PoolOptions};
+use crate::policy::Policy;
 use crate::retry::RetryBudget;
 use crate::stats::PoolStats;
 pub use registry::Registry;
@@ -42,6 +43,8 @@ pub struct Pool {
     pub retry_budget: RetryBudget,
     /// Request statistics, per worker; survive swaps (see [`crate::stats`]).
     pub stats: Arc<PoolStats>,
+    /// The pool's policies; `None` (no cost per request) when it has none.
+    pub policy: Option<Box<Policy>>,
 }
 
 impl Pool {
@@ -114,12 +117,14 @@ impl RoutingTable {
         now: Instant,
     ) -> RoutingTable {
         let mut t = RoutingTable::default();
+        let mut policy_problems = Vec::new();
         for (name, dp) in &desired.pools {
             let same = previous.and_then(|prev| {
                 let old = prev.desired.pools.get(name)?;
                 (old == dp).then(|| prev.pools.iter().find(|p| &p.name == name).cloned())?
             });
             if let Some(pool) = same {
+                policy_problems.extend(pool.policy.iter().flat_map(|p| p.problems.iter().cloned()));
                 t.add_routes(&dp.opts, t.pools.len());
                 t.pools.push(pool);
                 continue;
@@ -153,6 +158,11 @@ impl RoutingTable {
                 })
                 .collect();
             let balancer = balance::build(&dp.opts, &backends);
+            let policy = Policy::build(name, &dp.opts.policies).map(Box::new);
+            for problem in policy.iter().flat_map(|p| &p.problems) {
+                tracing::warn!(pool = %name, "{problem}");
+                policy_problems.push(problem.clone());
+            }
             t.add_routes(&dp.opts, t.pools.len());
             t.pools.push(Arc::new(Pool {
                 name: name.clone(),
@@ -161,9 +171,10 @@ impl RoutingTable {
                 balancer,
                 retry_budget: RetryBudget::default(),
                 stats: registry.pool_stats(name),
+                policy,
             }));
         }
-        let mut problems = Vec::new();
+        let mut problems = policy_problems;
         let names: Vec<String> = t.pools.iter().map(|p| p.name.clone()).collect();
         let mut order = |host: &str, routes: &mut Vec<Route>| {
             // Longest path first; the pool name breaks ties so the choice is deterministic.

@@ -1,5 +1,5 @@
-//! IP networks for `--trusted-proxies`: which peers may hand wharf their own
-//! `X-Forwarded-*` headers.
+//! IP networks: for `--trusted-proxies` (which peers may hand wharf their own
+//! `X-Forwarded-*` headers) and for the `wharf.allow` / `wharf.deny` policies.
 //!
 //! wharf is usually the edge, so by default it trusts no client's forwarding
 //! headers and writes its own. Behind another proxy (a cloud load balancer,
