@@ -249,6 +249,41 @@ async fn certificates_are_chosen_by_sni_a_wildcard_covers_one_label_and_api_stat
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn dashboard_in_chromium_lists_the_served_certificates_with_their_source_and_issuer() {
+    let bin = chromium();
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-dash");
+    let (a, a_key) = ca.leaf(&["dash-a.test", "www.dash-a.test"]);
+    dir.put("a.crt", &a);
+    dir.put("a.key", &a_key);
+    let demo = HostDemo::start("tls-dash-demo").await;
+    let (wharf, _tls) = wharf_with_tls(&dir, &demo).await;
+    let url = format!("http://{}/", wharf.admin);
+    let (dom, _) = poll(
+        "the dashboard's certificates card lists the file certificate",
+        secs(60),
+        || {
+            let (bin, url) = (bin.clone(), url.clone());
+            async move {
+                let dom = tokio::task::spawn_blocking(move || headless(&bin, &url, "1280,800", 3000, &["--dump-dom"]))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if dom.contains("dash-a.test, www.dash-a.test") {
+                    Ok(dom)
+                } else {
+                    Err(format!("not listed yet in {} bytes of DOM", dom.len()))
+                }
+            }
+        },
+    )
+    .await;
+    let card = &dom[dom.find("id=\"certs-card\"").expect("a certificates card")..];
+    assert!(card.contains("files"), "the source is shown: {card}");
+    assert!(card.contains("CN=wharf https_files CA"), "the issuer is shown: {card}");
+    assert!(card.contains(" d</td>"), "days to expiry are shown: {card}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_replaced_file_is_served_without_restart_a_corrupt_one_keeps_the_old_and_a_removed_one_stops() {
     let ca = Ca::new();
     let dir = TempDir::new("tls-reload");

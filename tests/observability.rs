@@ -7,7 +7,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 use prometheus_parse::{Scrape, Value};
 use support::*;
@@ -232,60 +231,6 @@ async fn access_log_lines_are_json_with_the_request_id_the_client_and_backend_sa
         line_of("client-id-42")
     });
     assert_eq!(line["fields"]["path"], "/kept");
-}
-
-/// Debian's chromium, installed if absent (as `.ci/run` does).
-fn chromium() -> String {
-    for bin in ["chromium", "chromium-browser"] {
-        if Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return bin.to_string();
-        }
-    }
-    eprintln!("installing chromium (Debian package)");
-    let ok = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "chromium is needed for the dashboard test and could not be installed"
-    );
-    "chromium".to_string()
-}
-
-/// Run headless Chromium on `url` at `size` with `extra` arguments; the
-/// page's scripts get `budget_ms` of virtual time (its 1 s refreshes run).
-fn headless(bin: &str, url: &str, size: &str, budget_ms: u32, extra: &[&str]) -> String {
-    let profile = std::env::temp_dir().join(unique("chromium-profile"));
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--no-first-run",
-            &format!("--user-data-dir={}", profile.display()),
-            &format!("--window-size={size}"),
-            &format!("--virtual-time-budget={budget_ms}"),
-        ])
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]

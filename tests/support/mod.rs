@@ -120,6 +120,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod build;
 pub mod compose;
 pub mod demo;
@@ -134,6 +135,7 @@ pub mod state;
 pub mod three;
 pub mod wharf;
 
+pub use self::browser::{chromium, headless};
 pub use self::build::{binaries, demo_image, require_docker, wharf_image, workspace_root, Binaries};
 pub use self::compose::Compose;
 pub use self::demo::{
