@@ -30,7 +30,7 @@ pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
 pub const KNOWN_LABELS: &[&str] = &[
     "enable", "pool", "port", "weight", "network", "host", "path", "strip_prefix", "balance",
     "sticky", "protocol", "health.path", "health.interval", "health.timeout", "health.rise",
-    "health.fall", "slow_start", "retries",
+    "health.fall", "slow_start", "retries", "max_conns",
 ];
 /// Unknown `<prefix>.*` labels named one by one per container; the rest are counted.
 const MAX_UNKNOWN_NAMED: usize = 5;
@@ -225,6 +225,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     };
     let slow_start = r.get("slow_start", parse_duration).unwrap_or_default();
     let retries = r.get("retries", |v| int_in(v, 0, MAX_RETRIES)).unwrap_or(2);
+    let max_conns = r.get("max_conns", |v| int_in(v, 1, 1_000_000)).unwrap_or(0);
 
     let parsed = match pool {
         Some(pool) if r.errors.is_empty() => {
@@ -238,6 +239,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
                 health,
                 slow_start,
                 retries,
+                max_conns,
             };
             Parsed::Member(ServiceSpec {
                 pool,
@@ -280,6 +282,7 @@ pub fn differences(a: &PoolOptions, b: &PoolOptions, prefix: &str) -> Vec<String
     }
     check(a.slow_start != b.slow_start, "slow_start");
     check(a.retries != b.retries, "retries");
+    check(a.max_conns != b.max_conns, "max_conns");
     keys
 }
 

@@ -120,6 +120,7 @@ fn enable_true_alone_gives_every_default() {
         health: None,
         slow_start: Duration::ZERO,
         retries: 2,
+        max_conns: 0,
     };
     assert_eq!(pool_opts, PoolOptions::default());
     let expected = ServiceSpec {

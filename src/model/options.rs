@@ -28,6 +28,8 @@ pub struct PoolOptions {
     pub slow_start: Duration,
     /// Further backends tried when one can't be reached, 0..=[`MAX_RETRIES`].
     pub retries: u32,
+    /// Most requests in flight to one backend (`wharf.max_conns`); 0: no cap.
+    pub max_conns: u32,
 }
 
 impl Default for PoolOptions {
@@ -42,6 +44,7 @@ impl Default for PoolOptions {
             health: None,
             slow_start: Duration::ZERO,
             retries: 2,
+            max_conns: 0,
         }
     }
 }
