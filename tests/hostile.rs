@@ -40,8 +40,13 @@ async fn connections_over_max_connections_are_closed_at_once_and_the_others_kept
     for _ in 0..5 {
         kept.push(TcpStream::connect(wharf.listen).await.expect("connect"));
     }
-    // Give the accept loops time to take the five (they send nothing, so
-    // nothing else tells us they were accepted): poll on the refusal itself.
+    // The five hold their slots before any other connection is tried (two
+    // workers accept independently: a probe could otherwise take a slot).
+    poll("the five connections are accepted", secs(20), || async {
+        let open = wharf.metric("wharf_connections_open").await;
+        (open == 5).then_some(()).ok_or(format!("{open} open"))
+    })
+    .await;
     let (_, took) = poll("a sixth connection is closed at once", secs(20), || async {
         let mut extra = TcpStream::connect(wharf.listen).await.ok()?;
         closed_within(&mut extra, secs(2)).await.then_some(())
