@@ -49,6 +49,8 @@ pub mod listen;
 pub mod model;
 pub mod net;
 pub mod probe;
+#[cfg(test)]
+mod proptests;
 pub mod provider;
 pub mod proxy;
 pub mod retry;
