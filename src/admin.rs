@@ -3,7 +3,6 @@
 //! and addresses.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use crate::backend::Backend;
 use crate::health;
 use crate::model::BackendStatus;
 use crate::provider::Discovery;
-use crate::proxy::{Proxy, Stats};
+use crate::proxy::Proxy;
 use crate::routing::{Router, RoutingTable};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -35,6 +34,10 @@ pub struct Admin {
     pub discovery: Arc<Discovery>,
     /// Set at SIGTERM: `/readyz` turns 503 so upstream load balancers stop sending.
     pub shutting_down: AtomicBool,
+    /// The served certificates (`certificates` in `/api/state`).
+    pub tls: Option<crate::tls::Tls>,
+    /// ACME per-name status and order counters (`acme` in `/api/state`).
+    pub acme: Option<Arc<crate::tls::acme::AcmeStatus>>,
     /// `--admin-hosts`, `--admin-token`.
     pub access: crate::admin_access::AdminAccess,
 }
@@ -98,7 +101,7 @@ impl Admin {
                 let body = serde_json::to_string_pretty(&self.state()).unwrap_or_default();
                 respond(StatusCode::OK, "application/json", body)
             }
-            "/metrics" => respond(StatusCode::OK, "text/plain; version=0.0.4", self.metrics()),
+            "/metrics" => respond(StatusCode::OK, crate::metrics::CONTENT_TYPE, self.metrics()),
             "/" | "/dashboard" => respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD.to_string()),
             _ => text(
                 StatusCode::NOT_FOUND,
@@ -110,145 +113,38 @@ impl Admin {
     pub fn state(&self) -> Value {
         let table = self.router.load();
         let idle = |uid| self.proxies.iter().map(|p| p.upstreams.idle(uid)).sum();
-        state_json(
+        let mut state = state_json(
             &table,
             &idle,
             &self.discovery,
             self.discovery.ready.load(Ordering::Relaxed),
-        )
+        );
+        if let (Some(tls), Some(obj)) = (&self.tls, state.as_object_mut()) {
+            obj.insert("certificates".into(), json!(tls.store.served()));
+        }
+        if let (Some(acme), Some(obj)) = (&self.acme, state.as_object_mut()) {
+            obj.insert("acme".into(), acme.json());
+        }
+        state
     }
 
-    /// A proxy counter summed over the workers.
-    fn stat(&self, counter: impl Fn(&Stats) -> &std::sync::atomic::AtomicU64) -> u64 {
-        self.proxies
-            .iter()
-            .map(|p| counter(&p.stats).load(Ordering::Relaxed))
-            .sum()
-    }
-
-    fn metrics(&self) -> String {
-        let table = self.router.load();
-        let d = self.discovery.snapshot();
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        };
-        counter(
-            "wharf_requests_total",
-            "Requests received on the public listener.",
-            "counter",
-            self.stat(|s| &s.requests),
-        );
-        counter(
-            "wharf_retries_total",
-            "Attempts on another backend after one could not be reached.",
-            "counter",
-            self.stat(|s| &s.retries),
-        );
-        counter(
-            "wharf_panic_requests_total",
-            "Requests sent in panic mode: every ready backend of the pool was ejected or failing checks.",
-            "counter",
-            self.stat(|s| &s.panics),
-        );
-        counter(
-            "wharf_tunnels_open",
-            "Upgraded connections (WebSockets) open now.",
-            "gauge",
-            self.proxies.iter().map(|p| p.tunnels.open() as u64).sum(),
-        );
-        counter(
-            "wharf_tunnels_closed_by_wharf_total",
-            "Tunnels wharf closed: idle past --tunnel-idle-timeout, backend gone or drained, shutdown.",
-            "counter",
-            self.proxies
-                .iter()
-                .map(|p| p.tunnels.closed_by_wharf.load(Ordering::Relaxed))
-                .sum(),
-        );
-        counter(
-            "wharf_connections_open",
-            "Client connections open now (capped by --max-connections).",
-            "gauge",
-            self.proxies.first().map_or(0, |p| p.conn_limit.open() as u64),
-        );
-        counter(
-            "wharf_connections_refused_total",
-            "Client connections closed at once because --max-connections was reached.",
-            "counter",
-            self.proxies
-                .first()
-                .map_or(0, |p| p.conn_limit.refused.load(Ordering::Relaxed)),
-        );
-        counter(
-            "wharf_discovery_connected",
-            "1 while the Docker events stream is up.",
-            "gauge",
-            u64::from(d.connected),
-        );
-        counter(
-            "wharf_discovery_reconnects_total",
-            "Times the Docker connection was lost.",
-            "counter",
-            d.reconnects,
-        );
-        counter(
-            "wharf_discovery_events_total",
-            "Docker events received.",
-            "counter",
-            d.events,
-        );
-        counter(
-            "wharf_discovery_syncs_total",
-            "Full container listings.",
-            "counter",
-            d.syncs,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wharf_errors_total Requests answered by wharf itself, by cause.\n# TYPE wharf_errors_total counter"
-        );
-        type Field = fn(&Stats) -> &std::sync::atomic::AtomicU64;
-        let kinds: [(&str, Field); 6] = [
-            ("no_route", |s| &s.no_route),
-            ("no_backend", |s| &s.no_backend),
-            ("unreachable", |s| &s.unreachable),
-            ("timeout", |s| &s.timeouts),
-            ("client", |s| &s.client_errors),
-            ("bad_response", |s| &s.bad_responses),
-        ];
-        for (kind, field) in kinds {
-            let _ = writeln!(out, "wharf_errors_total{{kind=\"{kind}\"}} {}", self.stat(field));
-        }
-        let metrics: [(&str, &str, &str); 4] = [
-            ("wharf_backend_requests_total", "counter", "Requests sent to a backend."),
-            ("wharf_backend_errors_total", "counter", "Failed attempts on a backend."),
-            ("wharf_backend_in_flight", "gauge", "Requests in flight on a backend."),
-            ("wharf_backend_ready", "gauge", "1 if the backend takes new requests."),
-        ];
-        for (i, (name, kind, help)) in metrics.iter().enumerate() {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for p in &table.pools {
-                for b in &p.backends {
-                    let v = match i {
-                        0 => b.shared.requests.load(Ordering::Relaxed),
-                        1 => b.shared.errors.load(Ordering::Relaxed),
-                        2 => b.shared.in_flight.load(Ordering::Relaxed),
-                        _ => u64::from(b.is_available(health::now_ms())),
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{name}{{pool=\"{}\",backend=\"{}\",container=\"{}\"}} {v}",
-                        p.name, b.addr, b.container
-                    );
-                }
-            }
-        }
-        out
+    /// The `/metrics` text (see [`crate::metrics`]).
+    pub fn metrics(&self) -> String {
+        crate::metrics::encode(&crate::metrics::Sources {
+            router: Arc::clone(&self.router),
+            discovery: Arc::clone(&self.discovery),
+            proxies: self.proxies.clone(),
+            tls: self.tls.clone(),
+            acme: self.acme.clone(),
+        })
     }
 }
 
-/// The `/api/state` document.
+/// The version of the `/api/state` document (docs/api-state.md): bumped
+/// when a field is removed or changes meaning; adding a field does not.
+pub const STATE_SCHEMA: u32 = 1;
+
+/// The `/api/state` document (its schema: docs/api-state.md).
 /// `idle` counts a backend's idle upstream connections (by uid) over every worker.
 pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: &Discovery, ready: bool) -> Value {
     let now = health::now_ms();
@@ -276,8 +172,15 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                     })
                 })
                 .collect();
+            let t = p.stats.totals();
+            let (requests, errors) = t.requests_and_errors();
             json!({
                 "name": p.name,
+                "traffic": {
+                    "requests": requests,
+                    "errors_5xx": errors,
+                    "duration_buckets": t.duration.buckets,
+                },
                 "balance": p.opts.balance.as_str(),
                 "hosts": p.opts.hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "path": p.opts.path,
@@ -297,6 +200,7 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
     let mut problems = table.desired.problems.clone();
     problems.extend(table.route_problems.iter().cloned());
     json!({
+        "schema": STATE_SCHEMA,
         "version": env!("CARGO_PKG_VERSION"),
         "ready": ready,
         "discovery": discovery.snapshot(),
@@ -305,11 +209,13 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
         "skipped": table.desired.skipped,
         "problems": problems,
         "warnings": table.desired.warnings,
+        "events": discovery.control.recent(),
+        "latency_bounds_ms": crate::stats::BOUNDS_US.map(|b| b as f64 / 1e3),
     })
 }
 
 /// A backend's state for people: why it does or doesn't take requests.
-fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
+pub fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
     let h = &b.shared.health;
     match &b.status {
         BackendStatus::Waiting(why) => ("unhealthy", Some(why.clone())),

@@ -26,6 +26,8 @@ use crate::provider::{Discovery, Provider, Publisher};
 use crate::proxy::Proxy;
 use crate::routing::Router;
 use crate::server;
+use crate::tls::files::DirWatch;
+use crate::tls::Tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -39,6 +41,14 @@ pub enum StartError {
     },
     #[error(transparent)]
     Docker(#[from] DockerError),
+    #[error("cannot read --tls-dir {dir}: {source}")]
+    TlsDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    AcmeStorage(crate::tls::acme::storage::StorageError),
     #[error("cannot start worker thread {index}: {source}")]
     Worker {
         index: usize,
@@ -55,6 +65,8 @@ pub struct Listeners {
     pub public: Vec<std::net::TcpListener>,
     /// `--admin-listen`: status API, metrics, dashboard.
     pub admin: TcpListener,
+    /// `--tls-listen`: one socket per worker like `public`, or none (TLS off).
+    pub tls: Vec<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -66,9 +78,19 @@ impl Listeners {
             flag: "--listen",
             source,
         })?;
+        let tls = match cfg.tls_listen {
+            Some(addr) => listen::reuseport(addr, cfg.workers.max(1)).map_err(|source| StartError::Bind {
+                addr,
+                what: "TLS",
+                flag: "--tls-listen",
+                source,
+            })?,
+            None => Vec::new(),
+        };
         Ok(Listeners {
             public,
             admin: bind(cfg.admin_listen, "admin", "--admin-listen").await?,
+            tls,
         })
     }
 }
@@ -127,8 +149,62 @@ pub async fn run(
     let publisher = Publisher::new(Arc::clone(&router), cfg.static_pools.clone(), Arc::clone(&discovery));
     let provider_task = tokio::spawn(provider.run(publisher));
 
+    // HTTPS: the certificate store and the challenge answers, shared by the
+    // workers, the certificate sources and the admin API.
+    let tls = Tls::new();
+    let mut cert_tasks = Vec::new();
+    if let Some(dir) = &cfg.tls_dir {
+        // The first scan before serving: a started wharf serves its files at once.
+        let mut watch = DirWatch::new(dir);
+        let scan = watch
+            .scan_and_publish(&tls.store)
+            .map_err(|source| StartError::TlsDir {
+                dir: dir.display().to_string(),
+                source,
+            })?;
+        info!(dir = %dir.display(), certificates = watch.certificates().len(), broken = scan.errors.len(),
+              poll_s = crate::tls::files::POLL_INTERVAL.as_secs(), "--tls-dir loaded");
+        cert_tasks.push(tokio::spawn(crate::tls::files::poll(
+            watch,
+            Arc::clone(&tls.store),
+            crate::tls::files::POLL_INTERVAL,
+        )));
+    }
+    // ACME: an ACME manager starts here with `Arc::clone(&tls.store)` (it
+    // publishes `CertSource::Acme` and sets TLS-ALPN-01 certificates),
+    // `Arc::clone(&tls.http01)` (HTTP-01 answers) and `Arc::clone(&router)`
+    // (`router.load().acme_hosts()`, woken by `router.subscribe()`); push its
+    // task onto `cert_tasks` so shutdown aborts it.
+    let acme_status = match &cfg.acme {
+        Some(settings) => {
+            let storage =
+                crate::tls::acme::storage::Storage::open(&settings.storage).map_err(StartError::AcmeStorage)?;
+            let status = Arc::new(crate::tls::acme::AcmeStatus::default());
+            let manager = Arc::new(crate::tls::acme::Manager {
+                settings: settings.clone(),
+                storage,
+                store: Arc::clone(&tls.store),
+                http01: Arc::clone(&tls.http01),
+                status: Arc::clone(&status),
+            });
+            info!(directory = settings.directory, storage = %settings.storage.display(),
+                  challenge = settings.challenge.as_str(), "ACME on");
+            let hosts_router = Arc::clone(&router);
+            cert_tasks.push(tokio::spawn(
+                manager.run(move || hosts_router.load().acme_hosts(), router.subscribe()),
+            ));
+            Some(status)
+        }
+        None => None,
+    };
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let public_addr = listeners.public.first().and_then(|l| l.local_addr().ok());
+    let tls_addr = listeners.tls.first().and_then(|l| l.local_addr().ok());
+    if tls_addr.is_some() && tls.store.served().is_empty() {
+        tracing::warn!("TLS listener on but no certificate loaded yet: handshakes fail until one is (--tls-dir, or ACME obtains one)");
+    }
+    let mut tls_sockets = listeners.tls.into_iter();
     let mut proxies = Vec::new();
     let mut workers = Vec::new();
     // Here, after binding and connecting: a start-up error stays one line.
@@ -153,12 +229,20 @@ pub async fn run(
             cfg.access_log,
             cfg.trusted_proxies.clone(),
         );
+        proxy.http01 = Some(Arc::clone(&tls.http01));
+        proxy.https_port = tls_addr.map_or(443, |a| a.port());
         proxy.conn_limit = Arc::clone(&conn_limit);
+        proxy.worker = index;
         let proxy = Arc::new(proxy);
         proxies.push(Arc::clone(&proxy));
         let stop = stop_rx.clone();
-        let w =
-            worker(index, socket, proxy, cfg.timeouts, stop).map_err(|source| StartError::Worker { index, source })?;
+        let tls_side = tls_sockets.next().map(|socket| TlsSide {
+            socket,
+            config: Arc::clone(&tls.server_config),
+            handshake_timeout: cfg.tls_handshake_timeout,
+        });
+        let w = worker(index, socket, tls_side, proxy, cfg.timeouts, stop)
+            .map_err(|source| StartError::Worker { index, source })?;
         workers.push(w);
     }
     let admin = Arc::new(Admin {
@@ -166,10 +250,12 @@ pub async fn run(
         router,
         discovery,
         shutting_down: AtomicBool::new(false),
+        tls: Some(tls.clone()),
+        acme: acme_status,
         access: cfg.admin_access.clone(),
     });
     let admin_addr = listeners.admin.local_addr().ok();
-    info!(listen = ?public_addr, admin = ?admin_addr, workers = workers.len(), "wharf {} serving", env!("CARGO_PKG_VERSION"));
+    info!(listen = ?public_addr, tls_listen = ?tls_addr, admin = ?admin_addr, workers = workers.len(), "wharf {} serving", env!("CARGO_PKG_VERSION"));
 
     let admin_stop = Arc::new(tokio::sync::Notify::new());
     let admin_task = {
@@ -190,17 +276,28 @@ pub async fn run(
     }
     admin_stop.notify_one();
     provider_task.abort();
+    for t in cert_tasks {
+        t.abort();
+    }
     let _ = admin_task.await;
     info!("bye");
     Ok(())
 }
 
+/// A worker's TLS listener and what it needs.
+struct TlsSide {
+    socket: std::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    handshake_timeout: std::time::Duration,
+}
+
 /// Start worker `index`: a thread with its own current-thread runtime that
-/// serves `socket` through `proxy` until `stop` turns true, then drains. The
-/// returned receiver resolves when the worker is done.
+/// serves `socket` (and its TLS socket, if any) through `proxy` until `stop`
+/// turns true, then drains. The returned receiver resolves when the worker is done.
 fn worker(
     index: usize,
     socket: std::net::TcpListener,
+    tls: Option<TlsSide>,
     proxy: Arc<Proxy>,
     timeouts: crate::config::Timeouts,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -219,10 +316,29 @@ fn worker(
                     }
                 };
                 let maintain = tokio::spawn(Arc::clone(&proxy).maintain());
+                let mut tls_stop = stop.clone();
                 let stopped = async move {
                     let _ = stop.wait_for(|v| *v).await;
                 };
-                server::serve(listener, proxy, timeouts, stopped).await;
+                let tls_serving = async {
+                    let Some(t) = tls else { return };
+                    let listener = match TcpListener::from_std(t.socket) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(worker = index, error = %e, "cannot use the TLS listening socket");
+                            return;
+                        }
+                    };
+                    let stopped = async move {
+                        let _ = tls_stop.wait_for(|v| *v).await;
+                    };
+                    let proxy = Arc::clone(&proxy);
+                    server::tls::serve(listener, proxy, t.config, timeouts, t.handshake_timeout, stopped).await;
+                };
+                tokio::join!(
+                    server::serve(listener, Arc::clone(&proxy), timeouts, stopped),
+                    tls_serving
+                );
                 maintain.abort();
             });
             let _ = done_tx.send(());

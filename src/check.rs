@@ -12,12 +12,16 @@ use std::time::Duration;
 use crate::app::{settings, StartError};
 use crate::config::Config;
 use crate::model::Desired;
+use crate::model::{HostPattern, TlsMode};
 use crate::provider::docker::{containers, DockerProvider};
 use crate::provider::statics::add_static;
 use crate::routing::{Registry, RoutingTable};
+use crate::tls::files::DirWatch;
+use crate::tls::CertStore;
 
-/// Returns the report and whether it found problems.
-pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
+/// Returns the report (a table, or with `json` the `/api/state` document
+/// without live counters) and whether it found problems.
+pub async fn check(cfg: &Config, json: bool) -> Result<(String, bool), StartError> {
     let mut desired = Desired::default();
     if cfg.provider == crate::config::Provider::Docker {
         let docker = DockerProvider::connect(settings(cfg)).await?;
@@ -25,8 +29,65 @@ pub async fn check(cfg: &Config) -> Result<(String, bool), StartError> {
         desired = containers::derive(&list, &Default::default(), docker.settings());
     }
     add_static(&mut desired, &cfg.static_pools);
-    let table = RoutingTable::build(desired, &Registry::default(), None);
-    Ok(render(&table, &cfg.label_prefix))
+    let mut table = RoutingTable::build(desired, &Registry::default(), None);
+    // TLS is on for `check` when a certificate source is configured: the
+    // image's default `--tls-listen` alone does not make every host a warning.
+    if cfg.tls_listen.is_some() && (cfg.tls_dir.is_some() || cfg.acme.is_some()) {
+        let store = CertStore::new();
+        let mut dir_warnings = Vec::new();
+        if let Some(dir) = &cfg.tls_dir {
+            let mut watch = DirWatch::new(dir);
+            match watch.scan_and_publish(&store) {
+                Ok(scan) => dir_warnings.extend(
+                    scan.errors
+                        .iter()
+                        .map(|(file, e)| format!("--tls-dir: {}: {e}", file.display())),
+                ),
+                Err(e) => dir_warnings.push(format!("--tls-dir {}: {e}", dir.display())),
+            }
+        }
+        let tls = tls_warnings(&table, &store, cfg.acme.is_some());
+        table.desired.warnings.extend(dir_warnings.into_iter().chain(tls));
+    }
+    let (report, bad) = render(&table, &cfg.label_prefix);
+    if json {
+        return Ok((render_json(&table, bad), bad));
+    }
+    Ok((report, bad))
+}
+
+/// `wharf check --json`: the `/api/state` document (docs/api-state.md) for
+/// the table just built, plus `"ok"`; counters are all zero.
+pub fn render_json(table: &RoutingTable, bad: bool) -> String {
+    let mut v = crate::admin::state_json(table, &|_| 0, &Default::default(), true);
+    v["ok"] = (!bad).into();
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+/// With TLS on: every host (of a pool whose `wharf.tls` is not `off`) that
+/// no certificate source covers, with what to do about it.
+pub fn tls_warnings(table: &RoutingTable, store: &CertStore, acme_configured: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in table.hosts_tls(acme_configured) {
+        let (host, pool) = (h.host.to_string(), &h.pool);
+        let wildcard = matches!(h.host, HostPattern::Wildcard(_));
+        let file = store.covers(&host);
+        match h.mode {
+            TlsMode::Off => {}
+            _ if file => {}
+            TlsMode::Acme if acme_configured && wildcard => out.push(format!(
+                "host {host} (pool {pool}): a wildcard needs an ACME DNS-01 challenge, which wharf does not do; put a certificate for it in --tls-dir"
+            )),
+            TlsMode::Acme if acme_configured => {}
+            TlsMode::Acme => out.push(format!(
+                "host {host} (pool {pool}): wharf.tls=acme but ACME is not configured, and no --tls-dir certificate covers it; HTTPS handshakes for it fail"
+            )),
+            TlsMode::File => out.push(format!(
+                "host {host} (pool {pool}): no certificate in --tls-dir covers it; HTTPS handshakes for it fail (set wharf.tls=off if it is served over HTTP only)"
+            )),
+        }
+    }
+    out
 }
 
 /// The human-readable report for a table.
@@ -136,5 +197,55 @@ pub fn healthcheck(admin: SocketAddr) -> Result<(), String> {
             "{addr}/healthz: {}",
             head.lines().next().unwrap_or("no answer")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Desired, DesiredPool, PoolOptions};
+    use crate::tls::testing::TestCa;
+    use crate::tls::{certificate_from_pem, CertSource};
+
+    fn pool(hosts: &[HostPattern], tls: Option<TlsMode>) -> DesiredPool {
+        DesiredPool {
+            opts: PoolOptions {
+                hosts: hosts.to_vec(),
+                tls,
+                ..PoolOptions::default()
+            },
+            backends: vec![],
+        }
+    }
+
+    #[test]
+    fn check_warns_about_each_host_without_a_certificate_source_unless_tls_is_off() {
+        let exact = |h: &str| HostPattern::Exact(h.into());
+        let mut d = Desired::default();
+        d.pools
+            .insert("covered".into(), pool(&[exact("a.test"), exact("x.w.test")], None));
+        d.pools.insert("bare".into(), pool(&[exact("b.test")], None));
+        d.pools
+            .insert("plain".into(), pool(&[exact("c.test")], Some(TlsMode::Off)));
+        d.pools
+            .insert("auto".into(), pool(&[exact("d.test")], Some(TlsMode::Acme)));
+        d.pools
+            .insert("wild".into(), pool(&[HostPattern::Wildcard(".e.test".into())], None));
+        d.pools.insert("any".into(), pool(&[], None));
+        let table = RoutingTable::build(d, &Registry::default(), None);
+        let ca = TestCa::new("ca");
+        let leaf = ca.leaf(&["a.test", "*.w.test"]);
+        let store = CertStore::new();
+        let cert = certificate_from_pem(leaf.chain.as_bytes(), leaf.key.as_bytes()).unwrap();
+        store.publish(CertSource::Files, vec![cert]);
+
+        let without_acme = tls_warnings(&table, &store, false);
+        let hosts: Vec<&str> = without_acme.iter().map(|w| w.split(' ').nth(1).unwrap()).collect();
+        assert_eq!(hosts, ["b.test", "d.test", "*.e.test"], "{without_acme:#?}");
+        assert!(without_acme[1].contains("ACME is not configured"));
+
+        let with_acme = tls_warnings(&table, &store, true);
+        assert_eq!(with_acme.len(), 1, "{with_acme:#?}");
+        assert!(with_acme[0].starts_with("host *.e.test (pool wild): a wildcard needs an ACME DNS-01"));
     }
 }

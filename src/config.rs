@@ -5,6 +5,7 @@
 //! rest of the crate never sees clap types and tests can build a `Config` by hand.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,7 +38,12 @@ pub struct Cli {
 pub enum Command {
     /// Connect to Docker, list containers, print the pools and backends wharf
     /// would route and every label problem; exit 1 if there is any problem.
-    Check,
+    Check {
+        /// Print the result as JSON (the `/api/state` shape: pools, routes,
+        /// skipped, problems, warnings) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Probe the admin listener's /healthz (the image's HEALTHCHECK: it has no shell).
     Healthcheck,
 }
@@ -161,7 +167,8 @@ pub struct Opts {
     #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 
-    /// Log one line per proxied request.
+    /// Log one line per request (target wharf::access): client, method, host,
+    /// path, status, bytes, times, pool, backend, attempts, request id.
     #[arg(long, env = "WHARF_ACCESS_LOG", global = true)]
     pub access_log: bool,
 
@@ -176,6 +183,23 @@ pub struct Opts {
         global = true
     )]
     pub trusted_proxies: Vec<String>,
+
+    /// Address of the TLS listener (HTTP/1.1 and HTTP/2 by ALPN). Default:
+    /// off, or 0.0.0.0:443 once certificates are configured (--tls-dir).
+    #[arg(long, env = "WHARF_TLS_LISTEN", value_name = "ADDR", global = true)]
+    pub tls_listen: Option<SocketAddr>,
+
+    /// Directory of PEM certificates and keys (NAME.crt + NAME.key, or one
+    /// NAME.pem holding both), served for their SANs; rescanned every 2s.
+    #[arg(long, env = "WHARF_TLS_DIR", value_name = "DIR", global = true)]
+    pub tls_dir: Option<PathBuf>,
+
+    /// Time a client has to complete the TLS handshake (then it is dropped).
+    #[arg(long, env = "WHARF_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub tls_handshake_timeout: Duration,
+
+    #[command(flatten)]
+    pub acme: crate::tls::acme::config::AcmeOpts,
 }
 
 /// Idle upstream connections are closed after at most this long: below the
@@ -199,11 +223,21 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Request-serving threads (at least 1).
     pub workers: usize,
+    /// `--tls-listen`, resolved: `None` = no TLS listener.
+    pub tls_listen: Option<SocketAddr>,
+    pub tls_dir: Option<PathBuf>,
+    pub tls_handshake_timeout: Duration,
+    /// ACME settings; `None` = off (no `--acme-email`).
+    pub acme: Option<crate::tls::acme::AcmeSettings>,
     /// `--max-connections` (0: from the descriptor limit at start).
     pub max_connections: usize,
     /// `--admin-hosts` and `--admin-token`.
     pub admin_access: crate::admin_access::AdminAccess,
 }
+
+/// The TLS listener's address when certificates are configured but
+/// `--tls-listen` is not given.
+pub const DEFAULT_TLS_LISTEN: &str = "0.0.0.0:443";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -262,6 +296,7 @@ impl Opts {
             ("--connect-timeout", self.connect_timeout),
             ("--request-timeout", self.request_timeout),
             ("--idle-timeout", self.idle_timeout),
+            ("--tls-handshake-timeout", self.tls_handshake_timeout),
             ("--body-timeout", self.body_timeout),
             ("--tunnel-idle-timeout", self.tunnel_idle_timeout),
         ] {
@@ -269,7 +304,25 @@ impl Opts {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
+        if let Some(dir) = &self.tls_dir {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "--tls-dir {}: not a readable directory; create it or point it at your certificates",
+                    dir.display()
+                ));
+            }
+        }
+        // Certificates configured: TLS on by default. (ACME: add its switch here.)
+        let acme = self.acme.into_settings()?;
+        let certificates = self.tls_dir.is_some() || acme.is_some();
+        let tls_listen = self
+            .tls_listen
+            .or_else(|| certificates.then(|| DEFAULT_TLS_LISTEN.parse().expect("valid address")));
         Ok(Config {
+            tls_listen,
+            tls_dir: self.tls_dir,
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            acme,
             listen: self.listen,
             admin_listen: self.admin_listen,
             network: self.network.filter(|n| !n.is_empty()),
@@ -370,6 +423,28 @@ mod tests {
         assert!(e.starts_with("--trusted-proxies: \"10.0.0.0/40\""), "{e}");
         let cli = Cli::try_parse_from(["wharf"]).unwrap();
         assert!(cli.opts.into_config().unwrap().trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn tls_listens_on_443_once_a_tls_dir_is_given_and_not_before() {
+        let cfg = |args: &[&str]| {
+            let mut all = vec!["wharf"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).unwrap().opts.into_config()
+        };
+        assert_eq!(cfg(&[]).unwrap().tls_listen, None);
+        let dir = std::env::temp_dir();
+        let dir = dir.to_str().unwrap();
+        let c = cfg(&["--tls-dir", dir]).unwrap();
+        assert_eq!(c.tls_listen, Some("0.0.0.0:443".parse().unwrap()));
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
+        let c = cfg(&["--tls-dir", dir, "--tls-listen", "127.0.0.1:8443"]).unwrap();
+        assert_eq!(c.tls_listen.unwrap().port(), 8443);
+        let e = cfg(&["--tls-dir", "/nonexistent/wharf-certs"]).unwrap_err();
+        assert!(
+            e.starts_with("--tls-dir /nonexistent/wharf-certs: not a readable directory"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,17 +14,22 @@
 //!   survive swaps (in flight, health, latency, slow-start mark).
 //! - [`balance`]: one `Balancer` per pool, built per snapshot, asked per request.
 //! - [`retry`]: when a failed attempt goes elsewhere, and the retry budget (pure).
+//! - [`stats`]: per-pool request counters and histograms, one slot per worker.
 //! - [`routing`]: the immutable `RoutingTable` behind one `ArcSwap`; plain
 //!   data plus counters, no sockets.
+//! - [`tls`]: HTTPS — the certificate store (SNI, atomic publishes), `--tls-dir`
+//!   files, ACME challenge answers, the rustls configuration.
 //! - [`net`]: opening HTTP connections to backends (proxy and prober share it).
 //! - [`probe`]: the active health checks, one task per backend that needs one.
 //! - [`provider`]: where backends come from, behind one seam — `docker`
 //!   (events + listings), `statics` (`--provider none`); the provider-neutral
 //!   publisher swaps the table.
+//! - [`reqid`], [`access`]: `X-Request-Id` and the access-log line.
 //! - [`proxy`]: the hyper service — route, pick, forward, retry what was never
 //!   delivered, stream the response back — and the upstream connections it owns.
 //! - [`listen`], [`server`] and [`admin`]: the public listener (one socket per
-//!   worker) and the status/metrics one.
+//!   worker) and the status/metrics one; [`metrics`] registers and encodes
+//!   every `/metrics` family.
 //! - [`app`]: wires it together and owns start-up and shutdown; [`check`]
 //!   is `wharf check`.
 //!
@@ -34,6 +39,7 @@
 //! and releases its in-flight slot when the response body ends.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod admin_access;
 pub mod app;
@@ -46,6 +52,7 @@ pub mod health;
 pub mod labels;
 pub mod limits;
 pub mod listen;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod probe;
@@ -53,7 +60,10 @@ pub mod probe;
 mod proptests;
 pub mod provider;
 pub mod proxy;
+pub mod reqid;
 pub mod retry;
 pub mod routing;
 pub mod server;
+pub mod stats;
 pub mod text;
+pub mod tls;

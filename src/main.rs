@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     match cli.command {
-        Some(Command::Check) => match rt.block_on(wharf::check::check(&cfg)) {
+        Some(Command::Check { json }) => match rt.block_on(wharf::check::check(&cfg, json)) {
             Ok((report, bad)) => {
                 print!("{report}");
                 ExitCode::from(u8::from(bad))

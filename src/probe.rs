@@ -44,6 +44,12 @@ async fn run(weak: Weak<BackendShared>, addr: SocketAddr, check: HealthCheck, po
         let Some(shared) = weak.upgrade() else { return };
         let result = probe_once(addr, &check).await;
         let flipped = shared.health.record_probe(result.is_ok());
+        let counter = if result.is_ok() {
+            &shared.probes_ok
+        } else {
+            &shared.probes_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         match (&result, flipped) {
             (Ok(()), Some(true)) => info!(pool, container, %addr, "health check passing: backend in rotation"),
             (Err(e), Some(false)) => {

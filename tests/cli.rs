@@ -155,6 +155,39 @@ fn check_lists_backends_and_bad_labels_and_exits_1() {
         "the reason does not name wharf.port: {bad_line}"
     );
 
+    // The same as JSON: the /api/state shape (docs/api-state.md), exit 1, "ok": false.
+    let (code, out) = wharf_check(&["--network", &net.name, "--json"], &[]);
+    assert_eq!(code, 1, "{out}");
+    let json = &out[out.find("{\n").unwrap_or_else(|| panic!("no JSON document:\n{out}"))..];
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    assert_eq!(doc["ok"], false, "{out}");
+    assert_eq!(doc["schema"], 1);
+    let backends = doc["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == pool.as_str());
+    let backends = backends.unwrap_or_else(|| panic!("pool {pool} not in {out}"))["backends"].clone();
+    assert!(
+        backends
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["container"] == good.name.as_str()
+                && b["address"] == good_addr.as_str()
+                && b["state"] == "ready"),
+        "{out}"
+    );
+    let skipped = doc["skipped"].as_array().unwrap();
+    let reason = skipped
+        .iter()
+        .find(|s| s["container"] == bad.name.as_str())
+        .map(|s| s["reason"].to_string());
+    assert!(
+        reason.as_ref().is_some_and(|r| r.contains("wharf.port")),
+        "{reason:?}\n{out}"
+    );
+
     // Only our namespace: the same verdict, and it is the bad container's fault…
     let (code, out) = wharf_check(&["--network", &net.name, "--label-prefix", &prefix], &[]);
     assert_eq!(code, 1, "{out}");

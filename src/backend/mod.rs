@@ -28,6 +28,10 @@ pub struct BackendShared {
     pub in_flight: AtomicU64,
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Times passive health ejected it; active probes passed and failed.
+    pub ejections: AtomicU64,
+    pub probes_ok: AtomicU64,
+    pub probes_failed: AtomicU64,
     /// Set while the backend drains: its connections are not reused.
     pub draining: AtomicBool,
     /// Passive and active health.
@@ -51,6 +55,9 @@ impl Default for BackendShared {
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            probes_ok: AtomicU64::new(0),
+            probes_failed: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             health: BackendHealth::default(),
             latency: Latency::default(),

@@ -121,6 +121,9 @@ fn enable_true_alone_gives_every_default() {
         slow_start: Duration::ZERO,
         retries: 2,
         max_conns: 0,
+        tls: None,
+        https_redirect: false,
+        hsts: None,
     };
     assert_eq!(pool_opts, PoolOptions::default());
     let expected = ServiceSpec {
@@ -179,6 +182,17 @@ fn every_label_accepts_its_valid_forms() {
         ("slow_start=1m30s", |s| s.pool_opts.slow_start = Duration::from_secs(90)),
         ("retries=0", |s| s.pool_opts.retries = 0),
         ("retries=10", |s| s.pool_opts.retries = 10),
+        ("tls=acme", |s| s.pool_opts.tls = Some(TlsMode::Acme)),
+        ("tls=file", |s| s.pool_opts.tls = Some(TlsMode::File)),
+        ("tls=off", |s| s.pool_opts.tls = Some(TlsMode::Off)),
+        ("https_redirect=true", |s| s.pool_opts.https_redirect = true),
+        ("hsts=31536000", |s| {
+            s.pool_opts.hsts = Some(Duration::from_secs(31_536_000))
+        }),
+        ("hsts=365d", |s| {
+            s.pool_opts.hsts = Some(Duration::from_secs(31_536_000))
+        }),
+        ("hsts=1h", |s| s.pool_opts.hsts = Some(Duration::from_secs(3600))),
     ];
     for &(labels, edit) in cases {
         let mut expected = spec("");
@@ -234,6 +248,13 @@ fn every_label_rejects_malformed_values_with_a_reason() {
         ("health.path=/up;health.fall=101", "not a whole number from 1 to 100"),
         ("slow_start=soon", "expected a number, like 5s"),
         ("retries=11", "not a whole number from 0 to 10"),
+        (
+            "tls=letsencrypt",
+            "unknown TLS mode \"letsencrypt\"; one of acme, file, off",
+        ),
+        ("https_redirect=always", "not a boolean"),
+        ("hsts=0", "max-age must be at least 1s"),
+        ("hsts=1y", "unknown unit \"y\""),
     ];
     for (labels, expected) in cases {
         let got = reason(labels);
@@ -440,9 +461,9 @@ fn differences_name_each_disagreeing_pool_wide_label() {
     assert!(differences(&base, &base.clone(), "wharf").is_empty());
     let other = spec(concat!(
         "host=a.com;path=/x;strip_prefix=1;balance=p2c;sticky=cookie;protocol=h2c;",
-        "health.path=/up;health.rise=5;slow_start=1s;retries=0"
+        "health.path=/up;health.rise=5;slow_start=1s;retries=0;tls=off;https_redirect=1;hsts=1d"
     ));
-    let keys = "host path strip_prefix balance sticky protocol health.rise slow_start retries";
+    let keys = "host path strip_prefix balance sticky protocol health.rise slow_start retries tls https_redirect hsts";
     let expected: Vec<String> = keys.split(' ').map(|k| format!("wharf.{k}")).collect();
     assert_eq!(differences(&base, &other.pool_opts, "wharf"), expected);
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::model::{Balance, HostPattern, Protocol, Sticky, DEFAULT_STICKY_COOKIE};
+use crate::model::{Balance, HostPattern, Protocol, Sticky, TlsMode, DEFAULT_STICKY_COOKIE};
 use crate::text::{parse_bool, parse_duration, pick};
 
 pub(super) fn balance(v: &str) -> Result<Balance, String> {
@@ -12,6 +12,27 @@ pub(super) fn balance(v: &str) -> Result<Balance, String> {
 
 pub(super) fn protocol(v: &str) -> Result<Protocol, String> {
     pick("protocol", Protocol::ALL, Protocol::as_str, v)
+}
+
+pub(super) fn tls_mode(v: &str) -> Result<TlsMode, String> {
+    pick("TLS mode", TlsMode::ALL, TlsMode::as_str, v)
+}
+
+/// HSTS max-age: whole seconds (`31536000`), days (`365d`) or a duration
+/// (`8760h`); at least one second (`0` would tell browsers to forget HSTS:
+/// leave the label off instead).
+pub(super) fn hsts_max_age(v: &str) -> Result<Duration, String> {
+    let d = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else if let Some(days) = v.strip_suffix('d').and_then(|d| d.trim().parse::<u64>().ok()) {
+        Duration::from_secs(days.saturating_mul(86_400))
+    } else {
+        parse_duration(v).map_err(|e| format!("{e}; or whole seconds (31536000) or days (365d)"))?
+    };
+    if d < Duration::from_secs(1) {
+        return Err("max-age must be at least 1s (remove the label to send no HSTS header)".into());
+    }
+    Ok(d)
 }
 
 pub(super) fn bool_value(v: &str) -> Result<bool, String> {

@@ -15,5 +15,5 @@ pub mod options;
 
 pub use desired::{BackendKey, BackendStatus, Desired, DesiredBackend, DesiredPool, Skipped, StaticPool};
 pub use options::{
-    Balance, HealthCheck, HostPattern, PoolOptions, Protocol, Sticky, DEFAULT_STICKY_COOKIE, MAX_RETRIES,
+    Balance, HealthCheck, HostPattern, PoolOptions, Protocol, Sticky, TlsMode, DEFAULT_STICKY_COOKIE, MAX_RETRIES,
 };

@@ -30,6 +30,12 @@ pub struct PoolOptions {
     pub retries: u32,
     /// Most requests in flight to one backend (`wharf.max_conns`); 0: no cap.
     pub max_conns: u32,
+    /// `wharf.tls`; `None`: the default ([`TlsMode::effective`]).
+    pub tls: Option<TlsMode>,
+    /// `wharf.https_redirect`: plain-HTTP requests get a 308 to `https://`.
+    pub https_redirect: bool,
+    /// `wharf.hsts`: `Strict-Transport-Security: max-age=…` on HTTPS responses.
+    pub hsts: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -45,6 +51,9 @@ impl Default for PoolOptions {
             slow_start: Duration::ZERO,
             retries: 2,
             max_conns: 0,
+            tls: None,
+            https_redirect: false,
+            hsts: None,
         }
     }
 }
@@ -124,6 +133,39 @@ impl Protocol {
         match self {
             Protocol::Http => "http",
             Protocol::H2c => "h2c",
+        }
+    }
+}
+
+/// Where a pool's hosts get their certificate (`wharf.tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsMode {
+    /// Obtained and renewed through ACME.
+    Acme,
+    /// From `--tls-dir` only.
+    File,
+    /// None sought; `wharf check` does not ask for one.
+    Off,
+}
+
+impl TlsMode {
+    pub const ALL: &[TlsMode] = &[TlsMode::Acme, TlsMode::File, TlsMode::Off];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Acme => "acme",
+            TlsMode::File => "file",
+            TlsMode::Off => "off",
+        }
+    }
+
+    /// The mode of a pool: its label, else `acme` for a pool with a host
+    /// when ACME is configured, else `file`.
+    pub fn effective(label: Option<TlsMode>, has_host: bool, acme_configured: bool) -> TlsMode {
+        match label {
+            Some(m) => m,
+            None if has_host && acme_configured => TlsMode::Acme,
+            None => TlsMode::File,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{debug, info, warn};
 
 use super::statics::add_static;
+use crate::metrics::control::Control;
 use crate::model::{Desired, Skipped, StaticPool};
 use crate::routing::Router;
 
@@ -21,6 +22,8 @@ use crate::routing::Router;
 pub struct Discovery {
     pub ready: AtomicBool,
     pub status: Mutex<Status>,
+    /// Events, swaps, event → swap times (`/metrics`, the dashboard).
+    pub control: Control,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -67,15 +70,24 @@ impl Publisher {
         }
     }
 
-    /// Route `d` (plus the static pools) from now on.
-    pub fn publish(&self, mut d: Desired) {
+    /// Route `d` (plus the static pools) from now on; returns whether the
+    /// table changed.
+    pub fn publish(&self, mut d: Desired) -> bool {
         add_static(&mut d, &self.statics);
         let old = self.router.load();
         log_changes(&old.desired, &d);
-        if self.router.update(d) {
+        let swapped = self.router.update(d);
+        if swapped {
             debug!("routing table swapped");
+            self.discovery.control.swapped();
             crate::probe::ensure_probes(&self.router.load());
         }
+        swapped
+    }
+
+    /// The control-plane metrics, for the provider to note its events.
+    pub fn control(&self) -> &Control {
+        &self.discovery.control
     }
 
     /// Change the discovery status.

@@ -69,7 +69,18 @@ impl ProxyError {
     }
 
     pub fn to_response(&self) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(Bytes::from(format!("wharf: {self}\n"))));
+        self.respond(format!("wharf: {self}\n"))
+    }
+
+    /// The response, its body naming the request id so a user's report can be
+    /// matched with the access log.
+    pub fn to_response_for(&self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
+        let id = request_id.to_str().unwrap_or_default();
+        self.respond(format!("wharf: {self} (request id {id})\n"))
+    }
+
+    fn respond(&self, body: String) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(
@@ -145,5 +156,9 @@ mod tests {
             assert_eq!(r.headers()["x-wharf-error"], code);
             assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
         }
+        let r = ProxyError::NoRoute.to_response_for(&HeaderValue::from_static("abc123"));
+        assert_eq!(r.headers()["x-wharf-error"], "no-route");
+        let body = format!("{:?}", r.body());
+        assert!(body.contains("(request id abc123)"), "{body}");
     }
 }

@@ -20,6 +20,7 @@ pub mod client_body;
 pub mod client_ip;
 pub mod error;
 pub mod headers;
+pub mod https;
 pub mod prepare;
 pub mod sanity;
 pub mod slots;
@@ -36,7 +37,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::backend::Backend;
 use crate::balance::{self, Context};
@@ -45,6 +46,8 @@ use crate::config::Timeouts;
 use crate::health;
 use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
+use crate::tls::challenge::{http01_token, Http01};
+use crate::{access, reqid, stats};
 use attempt::Attempted;
 use body::Tracked;
 pub use error::ProxyError;
@@ -68,6 +71,20 @@ pub struct Stats {
     pub client_errors: AtomicU64,
     /// Backend answers wharf refused to pass on (an unsolicited `101`).
     pub bad_responses: AtomicU64,
+    /// Open client connections by protocol: HTTP/1, HTTP/2 (a gauge).
+    pub connections: [AtomicU64; 2],
+}
+
+/// What [`Proxy::forward`] learnt about a request, for its statistics and
+/// its access-log line, whether it succeeded or not.
+#[derive(Debug, Default)]
+struct Trace {
+    pool: Option<Arc<Pool>>,
+    /// The last backend tried (the one that answered, on success), by index in the pool.
+    backend: Option<usize>,
+    attempts: u32,
+    /// Request sent → response head, for the answering attempt.
+    upstream: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -79,12 +96,18 @@ pub struct Proxy {
     /// Peers whose `X-Forwarded-*` headers are kept (`--trusted-proxies`).
     pub trusted_proxies: Vec<Cidr>,
     pub stats: Stats,
+    /// Pending ACME HTTP-01 answers, served on the plain listener before routing.
+    pub http01: Option<Arc<Http01>>,
+    /// The TLS listener's port, for `wharf.https_redirect`'s `Location`.
+    pub https_port: u16,
     /// One warning a second about hostile or broken clients, at most.
     pub client_log: sanity::LogLimit,
     /// Open client connections, shared by every worker (`--max-connections`).
     pub conn_limit: Arc<crate::limits::ConnLimit>,
     /// This worker's open upgraded connections.
     pub tunnels: Arc<tunnel::Tunnels>,
+    /// This worker's index: its slot in each pool's [`crate::stats::PoolStats`].
+    pub worker: usize,
 }
 
 impl Proxy {
@@ -96,19 +119,39 @@ impl Proxy {
             access_log,
             trusted_proxies,
             stats: Stats::default(),
+            http01: None,
+            https_port: 443,
             client_log: sanity::LogLimit::default(),
             conn_limit: Arc::default(),
             tunnels: Arc::default(),
+            worker: 0,
         }
     }
 
+    /// A request that came over plain HTTP.
     pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
+        self.handle_on(req, client, false).await
+    }
+
+    /// A request that came over plain HTTP (`secure` false) or TLS.
+    pub async fn handle_on(&self, mut req: Request<Incoming>, client: SocketAddr, secure: bool) -> Response<RespBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        // Kept for the log lines; cloning a `Uri` only bumps reference counts.
-        let (method, uri) = (req.method().clone(), req.uri().clone());
-        let (resp, backend) = match self.forward(req, client).await {
-            Ok(ok) => ok,
+        let method = stats::method_class(req.method());
+        let request_id = reqid::ensure(req.headers_mut());
+        let request_bytes = hyper::body::Body::size_hint(req.body()).exact();
+        // Only the access log needs these; cloning a `Uri` only bumps reference counts.
+        let logged = self.access_log.then(|| {
+            let host = headers::request_host(req.headers(), req.uri())
+                .unwrap_or_default()
+                .to_string();
+            (req.method().clone(), req.uri().clone(), req.version(), host)
+        });
+        // For the warning lines; cloning a `Uri` only bumps reference counts.
+        let (log_method, log_uri) = (req.method().clone(), req.uri().clone());
+        let mut trace = Trace::default();
+        let (mut resp, error) = match self.forward(req, client, secure, &mut trace).await {
+            Ok(resp) => (resp, None),
             Err(e) => {
                 let counter = match &e {
                     ProxyError::NoRoute => &self.stats.no_route,
@@ -121,29 +164,61 @@ impl Proxy {
                     ProxyError::BadResponse { .. } => &self.stats.bad_responses,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                let request_id_str = request_id.to_str().unwrap_or_default();
+                let pool = trace.pool.as_ref().map(|p| p.name.as_str());
                 if matches!(
                     e,
                     ProxyError::Unreachable { .. } | ProxyError::Timeout(_) | ProxyError::BadResponse { .. }
                 ) {
-                    warn!(%client, %method, path = uri.path(), error = %e, "request failed");
+                    warn!(%client, method = %log_method, path = log_uri.path(), pool, error = %e,
+                          request_id = request_id_str, "request failed");
                 } else if matches!(
                     e,
                     ProxyError::Client(_) | ProxyError::BadRequest(_) | ProxyError::MethodNotAllowed
                 ) {
                     // A client can send these as fast as it likes: rate-limited.
                     if let Some(suppressed) = self.client_log.allow(health::now_ms(), 1_000) {
-                        warn!(%client, %method, path = uri.path(), error = %e, suppressed, fault = "client",
+                        warn!(%client, method = %log_method, path = log_uri.path(), error = %e, suppressed,
+                              fault = "client", request_id = request_id_str,
                               "request refused (client's fault, no backend blamed)");
                     }
                 }
-                (e.to_response().map(Either::Right), None)
+                (e.to_response_for(&request_id).map(Either::Right), Some(e.code()))
             }
         };
-        if self.access_log {
-            info!(target: "wharf::access", %client, %method, path = uri.path(), status = resp.status().as_u16(),
-                  backend = backend.map(|a: SocketAddr| a.to_string()).unwrap_or_default(),
-                  ms = start.elapsed().as_secs_f64() * 1e3, "request");
+        let response_bytes = hyper::body::Body::size_hint(resp.body()).exact();
+        let total = start.elapsed();
+        if let Some(pool) = &trace.pool {
+            pool.stats.slot(self.worker).record(
+                method,
+                resp.status(),
+                total,
+                trace.upstream,
+                (request_bytes.unwrap_or(0), response_bytes.unwrap_or(0)),
+            );
         }
+        if let Some((method, uri, version, host)) = &logged {
+            let backend = trace.pool.as_ref().zip(trace.backend).map(|(p, i)| &p.backends[i]);
+            access::log(&access::Entry {
+                client,
+                method,
+                host,
+                path: uri.path(),
+                version: *version,
+                status: resp.status().as_u16(),
+                request_bytes,
+                response_bytes,
+                total,
+                upstream: trace.upstream,
+                pool: trace.pool.as_ref().map(|p| p.name.as_str()),
+                container: backend.map(|b| b.container.as_str()),
+                backend: backend.map(|b| b.addr),
+                attempts: trace.attempts,
+                request_id: request_id.to_str().unwrap_or_default(),
+                error,
+            });
+        }
+        resp.headers_mut().insert(reqid::HEADER.clone(), request_id);
         resp
     }
 
@@ -151,16 +226,33 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
-    ) -> Result<(Response<RespBody>, Option<SocketAddr>), ProxyError> {
+        secure: bool,
+        trace: &mut Trace,
+    ) -> Result<Response<RespBody>, ProxyError> {
         match sanity::check(req.method(), req.version(), req.uri(), req.headers()) {
             None => {}
             Some(sanity::Refusal::Method) => return Err(ProxyError::MethodNotAllowed),
             Some(sanity::Refusal::BadRequest(why)) => return Err(ProxyError::BadRequest(why)),
         }
+        // ACME HTTP-01, before routing and never redirected; a token wharf
+        // does not know goes on to the backend (it may run its own client).
+        let challenge = !secure && http01_token(req.uri().path()).is_some();
+        if challenge {
+            let answer = (self.http01.as_ref()).and_then(|h| h.answer(http01_token(req.uri().path())?));
+            if let Some(answer) = answer {
+                return Ok(https::http01_answer(answer).map(Either::Right));
+            }
+        }
         let table = self.router.load();
         let host = headers::request_host(req.headers(), req.uri()).unwrap_or_default();
         let m = table.route(&host, req.uri().path()).ok_or(ProxyError::NoRoute)?;
         let pool = Arc::clone(m.pool);
+        trace.pool = Some(Arc::clone(&pool));
+        if !secure && !challenge && pool.opts.https_redirect {
+            let location = https::redirect_location(&host, self.https_port, req.uri())
+                .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
+            return Ok(https::redirect(location).map(Either::Right));
+        }
         if !pool.has_ready() {
             return Err(ProxyError::NoBackend(pool.name.clone()));
         }
@@ -171,7 +263,15 @@ impl Proxy {
             h2,
             replay,
             fault,
-        } = prepare::prepare(req, &pool, m.prefix_len, client, trusted, self.timeouts.body_idle)?;
+        } = prepare::prepare(
+            req,
+            &pool,
+            m.prefix_len,
+            client,
+            trusted,
+            secure,
+            self.timeouts.body_idle,
+        )?;
 
         let sticky = pool.opts.sticky.as_ref();
         let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
@@ -185,13 +285,16 @@ impl Proxy {
         // Panic mode: every ready backend is ejected or failing its checks;
         // trying them all beats answering 503 to everyone.
         let panic = pool.in_panic(now);
+        let slot = pool.stats.slot(self.worker);
         if panic {
             self.stats.panics.fetch_add(1, Ordering::Relaxed);
+            slot.panics.fetch_add(1, Ordering::Relaxed);
         }
         // Backends tried so far: at most 1 + `wharf.retries` (≤ 10), on the stack.
         let mut tried_at = [0usize; 1 + retry::MAX_RETRIES as usize];
         let mut attempts = 0;
         let mut last_err = String::new();
+        let mut last_failure = Failure::NotSent;
         let max_attempts = 1 + pool.opts.retries.min(retry::MAX_RETRIES) as usize;
         let unreachable = |detail: String| ProxyError::Unreachable {
             pool: pool.name.clone(),
@@ -215,12 +318,16 @@ impl Proxy {
             };
             if !tried.is_empty() {
                 if !pool.retry_budget.try_withdraw() {
+                    slot.budget_exhausted.fetch_add(1, Ordering::Relaxed);
                     return Err(unreachable(format!("{last_err}; retry budget exhausted")));
                 }
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                slot.retries[usize::from(last_failure == Failure::Lost)].fetch_add(1, Ordering::Relaxed);
             }
             tried_at[attempts] = idx;
             attempts += 1;
+            trace.attempts = attempts as u32;
+            trace.backend = Some(idx);
             let backend = &pool.backends[idx];
             if !slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect).await {
                 return Err(ProxyError::BackendFull {
@@ -233,6 +340,7 @@ impl Proxy {
                 Attempted::Answered(mut resp, guard) => {
                     backend.shared.health.record_success();
                     let answered = Instant::now();
+                    trace.upstream = Some(answered.saturating_duration_since(sent_at));
                     backend
                         .shared
                         .latency
@@ -259,12 +367,16 @@ impl Proxy {
                             tokio::spawn(tunnel::tunnel(on_client, on_backend, guard, watch));
                             let (p, _) = resp.into_parts();
                             let resp = Response::from_parts(p, Either::Right(Full::new(Bytes::new())));
-                            return Ok((resp, Some(backend.addr)));
+                            return Ok(resp);
                         }
                     }
                     headers::strip_hop_by_hop(resp.headers_mut(), false);
+                    if let (true, Some(max_age)) = (secure, pool.opts.hsts) {
+                        resp.headers_mut()
+                            .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));
+                    }
                     let resp = resp.map(|b| Either::Left(Tracked::new(b, guard)));
-                    return Ok((resp, Some(backend.addr)));
+                    return Ok(resp);
                 }
                 Attempted::NotSent(r, why) => {
                     debug!(backend = %backend.addr, %why, "not delivered, trying another backend");
@@ -285,6 +397,7 @@ impl Proxy {
                 record_failure(&pool, backend, now);
             }
             last_err = why;
+            last_failure = failure;
             req = match (retry::after(failure, replay.is_some(), attempts, max_attempts), back) {
                 (Next::Retry, Some(r)) => r,
                 (Next::Replay, _) => match &replay {
@@ -341,6 +454,7 @@ fn pick(pool: &Pool, ctx: &Context, tried: &[usize], now: u64, panic: bool, max_
 fn record_failure(pool: &Pool, backend: &Backend, now: u64) {
     backend.shared.errors.fetch_add(1, Ordering::Relaxed);
     if let Some(d) = backend.shared.health.record_failure(now, pool.may_eject(now)) {
+        backend.shared.ejections.fetch_add(1, Ordering::Relaxed);
         warn!(pool = %pool.name, container = %backend.container, addr = %backend.addr,
               ejected_for_ms = d.as_millis() as u64, "backend ejected after consecutive delivery failures");
     }

@@ -65,14 +65,16 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// `prefix_len`: how much of the path the route matched (stripped if the
 /// pool says so). `trusted`: the peer is a trusted proxy (its
-/// `X-Forwarded-*` are kept and extended). `body_idle`: the longest
-/// silence allowed inside the client's body.
+/// `X-Forwarded-*` are kept and extended). `secure`: the request came over
+/// TLS (`X-Forwarded-Proto: https`). `body_idle`: the longest silence allowed
+/// inside the client's body.
 pub fn prepare(
     mut req: Request<Incoming>,
     pool: &Pool,
     prefix_len: usize,
     client: SocketAddr,
     trusted: bool,
+    secure: bool,
     body_idle: Duration,
 ) -> Result<Prepared, ProxyError> {
     let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
@@ -91,7 +93,13 @@ pub fn prepare(
     let h2 = pool.opts.protocol == Protocol::H2c && !upgrade;
     // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
     let te_trailers = h2 && headers::te_trailers(&parts.headers);
+    let proto_kept = trusted && parts.headers.contains_key(headers::X_FORWARDED_PROTO);
     headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
+    if secure && !proto_kept {
+        parts
+            .headers
+            .insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    }
     if !trusted {
         super::client_ip::strip_untrusted(&mut parts.headers, client.ip());
     }

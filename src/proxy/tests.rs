@@ -12,6 +12,7 @@
 mod backends;
 mod client;
 mod fixture;
+mod https;
 mod raw;
 
 mod hostile;

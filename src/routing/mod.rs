@@ -15,6 +15,7 @@
 //! each swap.
 
 mod registry;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -28,7 +29,9 @@ use crate::balance::{self, Balancer};
 use crate::health;
 use crate::model::{BackendStatus, Desired, HostPattern, PoolOptions};
 use crate::retry::RetryBudget;
+use crate::stats::PoolStats;
 pub use registry::Registry;
+pub use tls::HostTls;
 
 #[derive(Debug)]
 pub struct Pool {
@@ -37,6 +40,8 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     pub balancer: Box<dyn Balancer>,
     pub retry_budget: RetryBudget,
+    /// Request statistics, per worker; survive swaps (see [`crate::stats`]).
+    pub stats: Arc<PoolStats>,
 }
 
 impl Pool {
@@ -155,6 +160,7 @@ impl RoutingTable {
                 backends,
                 balancer,
                 retry_budget: RetryBudget::default(),
+                stats: registry.pool_stats(name),
             }));
         }
         let mut problems = Vec::new();

@@ -18,6 +18,7 @@
 //! task ends, which is how the drain knows all are done.
 
 pub mod detect;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -159,6 +160,7 @@ impl Connection {
                 return;
             }
         };
+        let _open = OpenConnection::new(&self.proxy, protocol);
         let proxy = Arc::clone(&self.proxy);
         let svc = service_fn(move |req| {
             let proxy = Arc::clone(&proxy);
@@ -177,6 +179,29 @@ impl Connection {
                 drive(conn, self.stop, |c| c.graceful_shutdown()).await
             }
         }
+    }
+}
+
+/// Counts a client connection as open (by protocol) while it lives.
+struct OpenConnection {
+    proxy: Arc<Proxy>,
+    index: usize,
+}
+
+impl OpenConnection {
+    fn new(proxy: &Arc<Proxy>, protocol: Protocol) -> OpenConnection {
+        let index = usize::from(protocol == Protocol::H2);
+        proxy.stats.connections[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection {
+            proxy: Arc::clone(proxy),
+            index,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.proxy.stats.connections[self.index].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

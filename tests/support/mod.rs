@@ -127,6 +127,7 @@ pub mod docker;
 pub mod events;
 pub mod http;
 pub mod load;
+pub mod pebble;
 pub mod rawhttp;
 pub mod sockproxy;
 pub mod state;
@@ -142,6 +143,7 @@ pub use self::docker::{container_ip, docker, docker_logs, docker_ok, docker_try,
 pub use self::events::{container_events, first_event_ns, health_passed_ns, Event};
 pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
 pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
+pub use self::pebble::{served_serial, Pebble, H2};
 pub use self::rawhttp::{raw_get, read_head, Head, RawEnd};
 pub use self::sockproxy::{Call, Filter, SocketProxy};
 pub use self::state::{

@@ -113,6 +113,23 @@ impl Wharf {
     pub fn start_in(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Wharf {
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Wharf::start_on_in(wrapper, listen, admin, args, envs)
+    }
+
+    /// Starts wharf on the given listen and admin addresses (for tests that
+    /// must name wharf's ports to another program before it starts, such as
+    /// pebble's challenge ports), without waiting for readiness.
+    pub fn start_on(listen: SocketAddr, admin: SocketAddr, args: &[&str], envs: &[(&str, &str)]) -> Wharf {
+        Wharf::start_on_in(&[], listen, admin, args, envs)
+    }
+
+    fn start_on_in(
+        wrapper: &[&str],
+        listen: SocketAddr,
+        admin: SocketAddr,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Wharf {
         let (log_path, log) = log_file("wharf");
         let (listen_arg, admin_arg) = (listen.to_string(), admin.to_string());
         let mut full = vec!["--listen", &listen_arg, "--admin-listen", &admin_arg];

@@ -77,6 +77,13 @@ impl DockerClient {
         })
     }
 
+    /// The daemon's engine version and the API version in use, for the
+    /// start-up line (`None` for the engine if the daemon does not say).
+    pub async fn versions(&self) -> (Option<String>, String) {
+        let engine = self.docker.version().await.ok().and_then(|v| v.version);
+        (engine, self.docker.client_version().to_string())
+    }
+
     /// wharf's own container id, when it runs in one.
     pub async fn find_self(&self) -> Option<String> {
         find_self(&self.docker).await

@@ -30,7 +30,15 @@ impl DockerProvider {
     /// rather than serve nothing silently) and find wharf's own container.
     pub async fn connect(mut settings: Settings) -> Result<DockerProvider, DockerError> {
         let client = DockerClient::connect().await?;
-        client.list_checked().await?;
+        let listed = client.list_checked().await?;
+        let (engine, api) = client.versions().await;
+        info!(
+            host = %client::docker_host(),
+            engine = engine.as_deref().unwrap_or("unknown"),
+            api = %api,
+            containers = listed.len(),
+            "connected to Docker"
+        );
         settings.self_id = client.find_self().await;
         if let Some(id) = &settings.self_id {
             info!(container = %&id[..12.min(id.len())], "running in a container; its networks are used to reach backends");

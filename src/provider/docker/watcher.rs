@@ -94,9 +94,11 @@ impl<S: Source> Watcher<S> {
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => {
                         self.out.status(|s| s.events += 1);
+                        self.out.control().event(&ev.action);
                         if !hints::matters(&ev, candidates, &self.settings) {
                             continue;
                         }
+                        self.out.control().pending(&ev.action, &ev.name, ev.time_nano);
                         if hints.apply(&ev) {
                             self.out.publish(hints.derive(containers, &self.settings));
                             log_applied(&ev);
@@ -118,7 +120,9 @@ impl<S: Source> Watcher<S> {
                             *containers = list;
                             *candidates = hints::candidates(containers, &self.settings);
                             hints.forget_missing(containers);
-                            self.out.publish(hints.derive(containers, &self.settings));
+                            if !self.out.publish(hints.derive(containers, &self.settings)) {
+                                self.out.control().unchanged();
+                            }
                             self.out.status(|s| {
                                 s.connected = true;
                                 s.syncs += 1;

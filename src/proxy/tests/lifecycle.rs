@@ -131,7 +131,11 @@ async fn app_run_serves_on_listeners_bound_by_the_caller_with_two_workers_and_re
     let (stop, stopped) = oneshot::channel::<()>();
     let running = tokio::spawn(app::run(
         cfg,
-        Listeners { public, admin },
+        Listeners {
+            public,
+            admin,
+            tls: Vec::new(),
+        },
         Box::new(Given(given)),
         async move {
             let _ = stopped.await;

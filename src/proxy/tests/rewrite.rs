@@ -148,7 +148,13 @@ async fn no_route_answers_404_and_a_pool_without_a_ready_backend_503_each_naming
     let r = get("b.test").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.wharf_error(), Some("no-route"));
-    assert_eq!(r.body, "wharf: no route for this host and path\n");
+    let id = r.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 20, "a request id is generated");
+    assert_eq!(
+        r.body,
+        format!("wharf: no route for this host and path (request id {id})\n"),
+        "the error names the request id"
+    );
     assert_eq!(
         r.headers.get("content-type").map(|v| v.as_bytes()),
         Some(&b"text/plain; charset=utf-8"[..])
@@ -161,7 +167,11 @@ async fn no_route_answers_404_and_a_pool_without_a_ready_backend_503_each_naming
         let r = get(host).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{host}");
         assert_eq!(r.wharf_error(), Some("no-backend"), "{host}");
-        assert_eq!(r.body, format!("wharf: pool {pool} has no ready backend\n"));
+        let id = r.headers["x-request-id"].to_str().unwrap();
+        assert_eq!(
+            r.body,
+            format!("wharf: pool {pool} has no ready backend (request id {id})\n")
+        );
     }
     let stats = &wharf.proxy.stats;
     assert_eq!((stats.no_route.load(SeqCst), stats.no_backend.load(SeqCst)), (1, 3));

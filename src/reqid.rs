@@ -1,0 +1,111 @@
+//! Request ids: `X-Request-Id`, so one request can be followed from the
+//! client's log through wharf's access log to the backend's.
+//!
+//! An incoming id is kept when it is sane — 1 to [`MAX_LEN`] bytes of visible
+//! ASCII (`!` … `~`, no spaces, no control characters: safe to log and to
+//! pass on) — and replaced otherwise. A new id is 20 lowercase hex digits:
+//! the first 8 are random per thread (drawn once), the last 12 a per-thread
+//! counter, so generating one costs an increment and a few shifts, with no
+//! lock and no shared state between workers. Ids are unique within a thread
+//! for 2^48 requests, and across threads and restarts with high probability.
+
+use std::cell::Cell;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest incoming id kept.
+pub const MAX_LEN: usize = 128;
+
+/// Is an incoming id kept as it is?
+pub fn is_sane(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= MAX_LEN && v.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+thread_local! {
+    /// (random prefix, counter) of this thread.
+    static NEXT: Cell<(u32, u64)> = Cell::new((rand::random::<u32>(), 0));
+}
+
+/// A new id (see the module docs).
+pub fn generate() -> HeaderValue {
+    let (prefix, n) = NEXT.with(|c| {
+        let (p, n) = c.get();
+        c.set((p, n.wrapping_add(1)));
+        (p, n)
+    });
+    HeaderValue::from_bytes(&format_id(prefix, n)).expect("hex digits are a valid header value")
+}
+
+/// `prefix` as 8 hex digits, then the low 48 bits of `n` as 12.
+fn format_id(prefix: u32, n: u64) -> [u8; 20] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 20];
+    for (i, o) in out[..8].iter_mut().enumerate() {
+        *o = HEX[(prefix >> (28 - 4 * i)) as usize & 0xf];
+    }
+    for (i, o) in out[8..].iter_mut().enumerate() {
+        *o = HEX[(n >> (44 - 4 * i)) as usize & 0xf];
+    }
+    out
+}
+
+/// The request's id: the client's if sane, else a new one written into `headers`.
+pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&HEADER) {
+        if is_sane(v.as_bytes()) && headers.get_all(&HEADER).iter().nth(1).is_none() {
+            return v.clone();
+        }
+    }
+    let id = generate();
+    headers.insert(HEADER.clone(), id.clone());
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sane_incoming_id_is_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(&HEADER, HeaderValue::from_static("abc-123_XYZ.9"));
+        assert_eq!(ensure(&mut h), "abc-123_XYZ.9");
+        assert_eq!(h[&HEADER], "abc-123_XYZ.9");
+    }
+
+    #[test]
+    fn an_id_with_spaces_or_too_long_or_repeated_is_replaced() {
+        for bad in ["has space", "", &"x".repeat(MAX_LEN + 1)] {
+            let mut h = HeaderMap::new();
+            h.insert(&HEADER, HeaderValue::from_str(bad).unwrap());
+            let id = ensure(&mut h);
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 20);
+            assert_eq!(h[&HEADER], id);
+        }
+        let mut h = HeaderMap::new();
+        h.append(&HEADER, HeaderValue::from_static("one"));
+        h.append(&HEADER, HeaderValue::from_static("two"));
+        let id = ensure(&mut h);
+        assert_eq!(id.len(), 20);
+        assert_eq!(h.get_all(&HEADER).iter().count(), 1, "one id goes on");
+        assert!(is_sane(&[b'~'; MAX_LEN]));
+        assert!(!is_sane(b"caf\xc3\xa9"));
+    }
+
+    #[test]
+    fn generated_ids_are_hex_and_distinct_within_and_across_threads() {
+        assert_eq!(&format_id(0xdeadbeef, 0x1_0000_0000_0001), b"deadbeef000000000001");
+        let mine: Vec<HeaderValue> = (0..1000).map(|_| generate()).collect();
+        let theirs: Vec<HeaderValue> = std::thread::spawn(|| (0..1000).map(|_| generate()).collect())
+            .join()
+            .unwrap();
+        let all: std::collections::HashSet<_> = mine.iter().chain(&theirs).collect();
+        assert_eq!(all.len(), 2000);
+        assert!(mine
+            .iter()
+            .all(|v| v.len() == 20 && v.as_bytes().iter().all(u8::is_ascii_hexdigit)));
+    }
+}

@@ -1,0 +1,132 @@
+//! The TLS listener: the same proxy behind rustls.
+//!
+//! Each accepted connection gets [`handshake_timeout`](serve) to finish its
+//! handshake — a client that opens TCP and stalls, or trickles its
+//! ClientHello, is dropped like a slowloris — then ALPN decides: `h2` →
+//! hyper's HTTP/2 server, `http/1.1` or nothing → HTTP/1.1, `acme-tls/1` →
+//! closed at once (RFC 8737 §3: the handshake itself is the answer to the
+//! CA; nothing is ever proxied on it). Requests are handled by
+//! [`Proxy::handle_on`] with `secure` set (`X-Forwarded-Proto: https`, HSTS).
+//!
+//! Accepting and draining are as in the plain listener ([`super::serve`]):
+//! the listener is dropped at shutdown, open connections finish gracefully
+//! within the drain timeout; a connection still handshaking is dropped.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::{drive, Builders};
+use crate::config::Timeouts;
+use crate::proxy::Proxy;
+use crate::tls::ACME_TLS_ALPN;
+
+/// Serve TLS connections on `listener` until `shutdown`, then drain.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    config: Arc<rustls::ServerConfig>,
+    timeouts: Timeouts,
+    handshake_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let builders = Arc::new(Builders::new(&timeouts));
+    let acceptor = TlsAcceptor::from(config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "TLS accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = TlsConnection {
+                    proxy: Arc::clone(&proxy),
+                    builders: Arc::clone(&builders),
+                    acceptor: acceptor.clone(),
+                    stop: stop_rx.clone(),
+                    _live: live_tx.clone(),
+                };
+                tokio::spawn(conn.serve(stream, peer, handshake_timeout));
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    info!(
+        timeout_ms = timeouts.drain.as_millis() as u64,
+        "TLS listener closed, draining connections"
+    );
+    let _ = stop_tx.send(true);
+    drop(live_tx);
+    tokio::select! {
+        _ = live_rx.recv() => info!("all TLS connections drained"),
+        _ = tokio::time::sleep(timeouts.drain) => warn!("drain timeout reached; closing remaining TLS connections"),
+    }
+}
+
+struct TlsConnection {
+    proxy: Arc<Proxy>,
+    builders: Arc<Builders>,
+    acceptor: TlsAcceptor,
+    stop: watch::Receiver<bool>,
+    /// Dropped when the task ends (the drain waits for all of them).
+    _live: mpsc::Sender<()>,
+}
+
+impl TlsConnection {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, handshake_timeout: Duration) {
+        let handshake = tokio::time::timeout(handshake_timeout, self.acceptor.accept(stream));
+        let tls = tokio::select! {
+            r = handshake => r,
+            _ = self.stop.wait_for(|v| *v) => return,
+        };
+        let mut tls = match tls {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, timeout_ms = handshake_timeout.as_millis() as u64, "TLS handshake not completed in time; dropped");
+                return;
+            }
+        };
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        if alpn.as_deref() == Some(ACME_TLS_ALPN) {
+            debug!(%peer, "acme-tls/1 challenge handshake done; closing");
+            let _ = tls.shutdown().await;
+            return;
+        }
+        let proxy = Arc::clone(&self.proxy);
+        let svc = service_fn(move |req| {
+            let proxy = Arc::clone(&proxy);
+            async move { Ok::<_, Infallible>(proxy.handle_on(req, peer, true).await) }
+        });
+        let io = TokioIo::new(tls);
+        if alpn.as_deref() == Some(b"h2") {
+            let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
+            drive(conn, self.stop, |c| c.graceful_shutdown()).await
+        } else {
+            let conn = Box::pin(self.builders.h1.serve_connection(io, svc).with_upgrades());
+            drive(conn, self.stop, |c| c.graceful_shutdown()).await
+        }
+    }
+}
