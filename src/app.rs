@@ -125,11 +125,6 @@ pub async fn provider(cfg: &Config) -> Result<Box<dyn Provider>, StartError> {
 
 /// What the binary does: bind, connect, [`run`] until `shutdown`.
 pub async fn start(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    match crate::limits::raise_nofile() {
-        Ok((before, after)) if after > before => info!(before, after, "raised the file descriptor limit"),
-        Ok((n, _)) => info!(limit = n, "file descriptor limit (already at its maximum)"),
-        Err((n, e)) => tracing::warn!(limit = n, error = %e, "cannot raise the file descriptor limit"),
-    }
     let listeners = Listeners::bind(&cfg).await?;
     let provider = provider(&cfg).await?;
     run(cfg, listeners, provider, shutdown).await
@@ -212,6 +207,12 @@ pub async fn run(
     let mut tls_sockets = listeners.tls.into_iter();
     let mut proxies = Vec::new();
     let mut workers = Vec::new();
+    // Here, after binding and connecting: a start-up error stays one line.
+    match crate::limits::raise_nofile() {
+        Ok((before, after)) if after > before => info!(before, after, "raised the file descriptor limit"),
+        Ok((n, _)) => info!(limit = n, "file descriptor limit (already at its maximum)"),
+        Err((n, e)) => tracing::warn!(limit = n, error = %e, "cannot raise the file descriptor limit"),
+    }
     let max_connections = match cfg.max_connections {
         0 => {
             let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;

@@ -60,6 +60,8 @@ pub mod model;
 pub mod net;
 pub mod policy;
 pub mod probe;
+#[cfg(test)]
+mod proptests;
 pub mod provider;
 pub mod proxy;
 pub mod reqid;

@@ -40,8 +40,13 @@ async fn connections_over_max_connections_are_closed_at_once_and_the_others_kept
     for _ in 0..5 {
         kept.push(TcpStream::connect(wharf.listen).await.expect("connect"));
     }
-    // Give the accept loops time to take the five (they send nothing, so
-    // nothing else tells us they were accepted): poll on the refusal itself.
+    // The five hold their slots before any other connection is tried (two
+    // workers accept independently: a probe could otherwise take a slot).
+    poll("the five connections are accepted", secs(20), || async {
+        let open = wharf.metric("wharf_connections_open").await;
+        (open == 5).then_some(()).ok_or(format!("{open} open"))
+    })
+    .await;
     let (_, took) = poll("a sixth connection is closed at once", secs(20), || async {
         let mut extra = TcpStream::connect(wharf.listen).await.ok()?;
         closed_within(&mut extra, secs(2)).await.then_some(())
@@ -147,4 +152,41 @@ async fn the_admin_listener_answers_only_its_hosts_and_wants_the_token_for_api_a
     assert_eq!(admin_status(&wharf, "/healthz", "rebound.example", None).await, 200);
     assert_eq!(admin_status(&wharf, "/readyz", "rebound.example", None).await, 200);
     assert!(!wharf.log().contains("s3cret"), "the token is never logged");
+}
+
+#[tokio::test]
+async fn wharf_discovers_through_a_read_only_filtering_socket_proxy_and_is_refused_nothing() {
+    require_docker();
+    let net = Network::create("lp");
+    let sock = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.sock", unique("lp")));
+    // GET/HEAD on the endpoints wharf needs; anything else is answered 403 and recorded.
+    let proxy = SocketProxy::filtering(&sock, Filter::wharf_reads());
+    let docker_host = format!("unix://{}", sock.display());
+    let (pool, host) = (unique("pool"), format!("{}.test", unique("lp")));
+    let name = unique("web");
+    let labels = [format!("wharf.pool={pool}"), format!("wharf.host={host}")];
+    let web = named_demo(&net.name, &name, &[labels[0].as_str(), labels[1].as_str()]);
+    let wharf = Wharf::spawn(&["--network", &net.name], &[("DOCKER_HOST", &docker_host)]).await;
+    // Discovery at start (listing), routing, then events: a stop leaves the pool.
+    let (_, took) = poll("the labelled container is served", secs(30), || async {
+        let r = wharf.get(&host, "/").await?;
+        (r.status == 200 && r.header("x-demo-name") == Some(name.as_str()))
+            .then_some(())
+            .ok_or(format!("{} {:?}", r.status, r.header("x-demo-name")))
+    })
+    .await;
+    println!("served {took:?} after start through the filtering proxy");
+    web.stop(1);
+    poll("the stopped container leaves the pool", secs(30), || async {
+        let r = wharf.get(&host, "/").await?;
+        (r.status == 503 || r.status == 404)
+            .then_some(())
+            .ok_or(format!("{}", r.status))
+    })
+    .await;
+    let calls = proxy.calls();
+    let refused: Vec<_> = calls.iter().filter(|c| c.refused.is_some()).collect();
+    println!("{} Docker API calls, {} refused", calls.len(), refused.len());
+    assert!(!calls.is_empty(), "wharf never went through the proxy");
+    assert!(refused.is_empty(), "refused calls: {refused:#?}");
 }

@@ -40,6 +40,11 @@ pub struct BackendShared {
     pub latency: Latency,
     /// When the backend last became ready, for `wharf.slow_start`.
     pub ready_since: ReadySince,
+    /// Woken when an in-flight slot is released: requests queued on a
+    /// backend at its `wharf.max_conns` wait on it.
+    pub slot_freed: tokio::sync::Notify,
+    /// Requests waiting for a slot (bounded by `wharf.max_conns`).
+    pub queued: AtomicU64,
 }
 
 impl Default for BackendShared {
@@ -57,6 +62,8 @@ impl Default for BackendShared {
             health: BackendHealth::default(),
             latency: Latency::default(),
             ready_since: ReadySince::default(),
+            slot_freed: tokio::sync::Notify::new(),
+            queued: AtomicU64::new(0),
         }
     }
 }

@@ -31,7 +31,7 @@ pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
 pub const KNOWN_LABELS: &[&str] = &[
     "enable", "pool", "port", "weight", "network", "host", "path", "strip_prefix", "balance",
     "sticky", "protocol", "health.path", "health.interval", "health.timeout", "health.rise",
-    "health.fall", "slow_start", "retries", "tls", "https_redirect", "hsts",
+    "health.fall", "slow_start", "retries", "max_conns", "tls", "https_redirect", "hsts",
 ];
 /// Unknown `<prefix>.*` labels named one by one per container; the rest are counted.
 const MAX_UNKNOWN_NAMED: usize = 5;
@@ -229,6 +229,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     };
     let slow_start = r.get("slow_start", parse_duration).unwrap_or_default();
     let retries = r.get("retries", |v| int_in(v, 0, MAX_RETRIES)).unwrap_or(2);
+    let max_conns = r.get("max_conns", |v| int_in(v, 1, 1_000_000)).unwrap_or(0);
     let tls = r.get("tls", tls_mode);
     let https_redirect = r.get("https_redirect", bool_value).unwrap_or(false);
     let hsts = r.get("hsts", hsts_max_age);
@@ -249,6 +250,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
                 health,
                 slow_start,
                 retries,
+                max_conns,
                 tls,
                 https_redirect,
                 hsts,
@@ -313,6 +315,7 @@ pub fn differences(a: &PoolOptions, b: &PoolOptions, prefix: &str) -> Vec<String
     }
     check(a.slow_start != b.slow_start, "slow_start");
     check(a.retries != b.retries, "retries");
+    check(a.max_conns != b.max_conns, "max_conns");
     check(a.tls != b.tls, "tls");
     check(a.https_redirect != b.https_redirect, "https_redirect");
     check(a.hsts != b.hsts, "hsts");

@@ -120,6 +120,7 @@ fn enable_true_alone_gives_every_default() {
         health: None,
         slow_start: Duration::ZERO,
         retries: 2,
+        max_conns: 0,
         tls: None,
         https_redirect: false,
         hsts: None,

@@ -28,6 +28,8 @@ pub struct PoolOptions {
     pub slow_start: Duration,
     /// Further backends tried when one can't be reached, 0..=[`MAX_RETRIES`].
     pub retries: u32,
+    /// Most requests in flight to one backend (`wharf.max_conns`); 0: no cap.
+    pub max_conns: u32,
     /// `wharf.tls`; `None`: the default ([`TlsMode::effective`]).
     pub tls: Option<TlsMode>,
     /// `wharf.https_redirect`: plain-HTTP requests get a 308 to `https://`.
@@ -50,6 +52,7 @@ impl Default for PoolOptions {
             health: None,
             slow_start: Duration::ZERO,
             retries: 2,
+            max_conns: 0,
             tls: None,
             https_redirect: false,
             hsts: None,

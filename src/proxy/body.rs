@@ -55,6 +55,8 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // Cheap when nobody waits (one atomic): only `wharf.max_conns` queues do.
+        self.shared.slot_freed.notify_waiters();
     }
 }
 

@@ -26,6 +26,9 @@ pub enum ProxyError {
     Client(ClientFault),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Every backend at its `wharf.max_conns` and the queue full or too slow.
+    #[error("every backend of pool {pool} is at its limit of {max} connections (wharf.max_conns)")]
+    BackendFull { pool: String, max: u32 },
     /// The backend answered something wharf must not pass on.
     #[error("bad response from {pool}: {detail}")]
     BadResponse { pool: String, detail: &'static str },
@@ -47,6 +50,7 @@ impl ProxyError {
             // nginx's 499: nobody reads it, but the access log says whose fault it was.
             ProxyError::Client(ClientFault::Gone) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BackendFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Refused(Refusal::Forbidden) => StatusCode::FORBIDDEN,
             ProxyError::Refused(Refusal::Unauthorized { .. }) => StatusCode::UNAUTHORIZED,
@@ -66,6 +70,7 @@ impl ProxyError {
             ProxyError::Client(ClientFault::Timeout(_)) => "body-timeout",
             ProxyError::Client(ClientFault::Gone) => "client-gone",
             ProxyError::MethodNotAllowed => "method-not-allowed",
+            ProxyError::BackendFull { .. } => "backend-full",
             ProxyError::BadResponse { .. } => "bad-response",
             ProxyError::Refused(Refusal::Forbidden) => "forbidden",
             ProxyError::Refused(Refusal::Unauthorized { .. }) => "unauthorized",
@@ -148,6 +153,14 @@ mod tests {
             ),
             (ProxyError::Client(ClientFault::Gone), 499, "client-gone"),
             (ProxyError::MethodNotAllowed, 405, "method-not-allowed"),
+            (
+                ProxyError::BackendFull {
+                    pool: "web".into(),
+                    max: 4,
+                },
+                503,
+                "backend-full",
+            ),
             (
                 ProxyError::BadResponse {
                     pool: "web".into(),

@@ -23,6 +23,7 @@ pub mod headers;
 pub mod https;
 pub mod prepare;
 pub mod sanity;
+pub mod slots;
 pub mod tunnel;
 pub mod upstream;
 
@@ -158,7 +159,7 @@ impl Proxy {
             Err(e) => {
                 let counter = match &e {
                     ProxyError::NoRoute => &self.stats.no_route,
-                    ProxyError::NoBackend(_) => &self.stats.no_backend,
+                    ProxyError::NoBackend(_) | ProxyError::BackendFull { .. } => &self.stats.no_backend,
                     ProxyError::Unreachable { .. } => &self.stats.unreachable,
                     ProxyError::Timeout(_) => &self.stats.timeouts,
                     ProxyError::BadRequest(_) | ProxyError::Client(_) | ProxyError::MethodNotAllowed => {
@@ -315,7 +316,14 @@ impl Proxy {
         };
         loop {
             let tried = &tried_at[..attempts];
-            let Some(idx) = pick(&pool, &ctx, tried, now, panic) else {
+            let max_conns = pool.opts.max_conns;
+            // A backend with room first; if all are full, queue on one.
+            let picked = pick(&pool, &ctx, tried, now, panic, max_conns).or_else(|| {
+                (max_conns > 0)
+                    .then(|| pick(&pool, &ctx, tried, now, panic, 0))
+                    .flatten()
+            });
+            let Some(idx) = picked else {
                 return Err(if tried.is_empty() {
                     ProxyError::NoBackend(pool.name.clone())
                 } else {
@@ -335,6 +343,12 @@ impl Proxy {
             trace.attempts = attempts as u32;
             trace.backend = Some(idx);
             let backend = &pool.backends[idx];
+            if !slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect).await {
+                return Err(ProxyError::BackendFull {
+                    pool: pool.name.clone(),
+                    max: max_conns,
+                });
+            }
             let sent_at = Instant::now();
             let (failure, why, back) = match self.attempt(backend, req, upgrade.is_some(), h2).await {
                 Attempted::Answered(mut resp, guard) => {
@@ -442,10 +456,13 @@ impl Proxy {
 
 /// Ask the pool's balancer for a backend not yet tried by this request:
 /// an available one, or in panic mode any ready one.
-fn pick(pool: &Pool, ctx: &Context, tried: &[usize], now: u64, panic: bool) -> Option<usize> {
+/// With `max_conns`, only backends with room under it.
+fn pick(pool: &Pool, ctx: &Context, tried: &[usize], now: u64, panic: bool, max_conns: u32) -> Option<usize> {
     let eligible = |i: usize| {
         let b = &pool.backends[i];
-        (if panic { b.is_ready() } else { b.is_available(now) }) && !tried.contains(&i)
+        (if panic { b.is_ready() } else { b.is_available(now) })
+            && !tried.contains(&i)
+            && slots::has_room(&b.shared, max_conns)
     };
     pool.balancer.select(&pool.backends, ctx, &eligible)
 }

@@ -267,3 +267,56 @@ async fn at_shutdown_open_tunnels_keep_working_for_the_drain_time_then_close() {
         .expect("the server finished after the drain")
         .unwrap();
 }
+
+#[tokio::test]
+async fn with_max_conns_an_h2_client_with_many_streams_opens_at_most_the_cap_of_upstream_connections() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let slow = backends::delayed("slow", Duration::from_millis(300)).await;
+    let wharf = Wharf::start().await;
+    let opts = PoolOptions {
+        max_conns: 4,
+        ..PoolOptions::default()
+    };
+    wharf.serve(opts, &[slow.addr]);
+    let stream = TcpStream::connect(wharf.addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let streams: Vec<_> = (0..40)
+        .map(|i| {
+            let mut s = sender.clone();
+            tokio::spawn(async move {
+                let req = http::Request::get(format!("http://app.test/{i}")).body(Full::<bytes::Bytes>::default());
+                let resp = s.send_request(req.unwrap()).await.expect("a response");
+                let status = resp.status().as_u16();
+                let code = resp
+                    .headers()
+                    .get("x-wharf-error")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let _ = resp.into_body().collect().await;
+                (status, code)
+            })
+        })
+        .collect();
+    let (mut ok, mut full) = (0, 0);
+    for s in streams {
+        match s.await.unwrap() {
+            (200, _) => ok += 1,
+            (503, Some(code)) if code == "backend-full" => full += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    println!(
+        "{ok} served, {full} refused backend-full; upstream connections: {}",
+        slow.log.accepted()
+    );
+    assert!(
+        slow.log.accepted() <= 4,
+        "opened {} upstream connections",
+        slow.log.accepted()
+    );
+    assert!(ok >= 8, "the 4 in flight and the 4 queued are served: {ok}");
+    assert_eq!(ok + full, 40);
+}
