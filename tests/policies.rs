@@ -488,7 +488,7 @@ fn text_body() -> Vec<u8> {
     while out.len() < 200_000 {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         out.push_str(words[(x >> 16) as usize % words.len()]);
-        out.push(if x % 7 == 0 { '\n' } else { ' ' });
+        out.push(if x.is_multiple_of(7) { '\n' } else { ' ' });
         out.push_str(&(x % 1000).to_string());
     }
     out.into_bytes()

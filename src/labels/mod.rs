@@ -238,7 +238,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
                 health,
                 slow_start,
                 retries,
-                policies,
+                policies: Box::new(policies),
             };
             Parsed::Member(ServiceSpec {
                 pool,

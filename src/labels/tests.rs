@@ -120,7 +120,7 @@ fn enable_true_alone_gives_every_default() {
         health: None,
         slow_start: Duration::ZERO,
         retries: 2,
-        policies: Policies::default(),
+        policies: Box::default(),
     };
     assert_eq!(pool_opts, PoolOptions::default());
     let expected = ServiceSpec {

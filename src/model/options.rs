@@ -29,7 +29,8 @@ pub struct PoolOptions {
     /// Further backends tried when one can't be reached, 0..=[`MAX_RETRIES`].
     pub retries: u32,
     /// `wharf.allow`, `wharf.auth.*`, `wharf.ratelimit*`, `wharf.compress`, `wharf.headers.*`.
-    pub policies: super::Policies,
+    /// Boxed: most pools have none, and options travel inside label outcomes.
+    pub policies: Box<super::Policies>,
 }
 
 impl Default for PoolOptions {
@@ -44,7 +45,7 @@ impl Default for PoolOptions {
             health: None,
             slow_start: Duration::ZERO,
             retries: 2,
-            policies: super::Policies::default(),
+            policies: Box::default(),
         }
     }
 }
