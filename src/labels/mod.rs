@@ -254,7 +254,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
                 tls,
                 https_redirect,
                 hsts,
-                policies,
+                policies: Box::new(policies),
             };
             Parsed::Member(ServiceSpec {
                 pool,

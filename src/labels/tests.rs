@@ -124,7 +124,7 @@ fn enable_true_alone_gives_every_default() {
         tls: None,
         https_redirect: false,
         hsts: None,
-        policies: Policies::default(),
+        policies: Box::default(),
     };
     assert_eq!(pool_opts, PoolOptions::default());
     let expected = ServiceSpec {

@@ -37,7 +37,8 @@ pub struct PoolOptions {
     /// `wharf.hsts`: `Strict-Transport-Security: max-age=…` on HTTPS responses.
     pub hsts: Option<Duration>,
     /// `wharf.allow`, `wharf.auth.*`, `wharf.ratelimit*`, `wharf.compress`, `wharf.headers.*`.
-    pub policies: super::Policies,
+    /// Boxed: most pools have none, and options travel inside label outcomes.
+    pub policies: Box<super::Policies>,
 }
 
 impl Default for PoolOptions {
@@ -56,7 +57,7 @@ impl Default for PoolOptions {
             tls: None,
             https_redirect: false,
             hsts: None,
-            policies: super::Policies::default(),
+            policies: Box::default(),
         }
     }
 }

@@ -26,7 +26,7 @@ fn outcome(pairs: &[(&str, &str)]) -> (Parsed, Vec<String>) {
 
 fn policies(pairs: &[(&str, &str)]) -> Policies {
     match outcome(pairs).0 {
-        Parsed::Member(spec) => spec.pool_opts.policies,
+        Parsed::Member(spec) => *spec.pool_opts.policies,
         other => panic!("{pairs:?}: {other:?}"),
     }
 }
@@ -187,7 +187,7 @@ fn members_that_disagree_on_a_policy_are_reported_by_label() {
     let a = policies(&[("allow", "10.0.0.0/8"), ("compress", "true")]);
     let b = policies(&[("allow", "10.0.0.0/16"), ("compress", "true")]);
     let opts = |policies| crate::model::PoolOptions {
-        policies,
+        policies: Box::new(policies),
         ..Default::default()
     };
     assert_eq!(
