@@ -19,6 +19,7 @@
 //! seconds in `/metrics`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -170,6 +171,49 @@ impl Slot {
         if bytes.1 > 0 {
             self.response_bytes.fetch_add(bytes.1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The bytes of a body whose length was not declared (chunked, HTTP/2
+/// without `content-length`), counted as its frames pass and added to the
+/// pool's slot when the body is dropped: at its end, or when either side
+/// gave up. Declared lengths are counted at the head instead (cheaper).
+#[derive(Debug)]
+pub struct StreamedBytes {
+    stats: Arc<PoolStats>,
+    worker: usize,
+    response: bool,
+    n: u64,
+}
+
+impl StreamedBytes {
+    /// Counts into `stats`' slot of `worker`, as response or request bytes.
+    pub fn new(stats: Arc<PoolStats>, worker: usize, response: bool) -> StreamedBytes {
+        StreamedBytes {
+            stats,
+            worker,
+            response,
+            n: 0,
+        }
+    }
+
+    pub fn add(&mut self, n: usize) {
+        self.n += n as u64;
+    }
+}
+
+impl Drop for StreamedBytes {
+    fn drop(&mut self) {
+        if self.n == 0 {
+            return;
+        }
+        let slot = self.stats.slot(self.worker);
+        let total = if self.response {
+            &slot.response_bytes
+        } else {
+            &slot.request_bytes
+        };
+        total.fetch_add(self.n, Ordering::Relaxed);
     }
 }
 

@@ -275,13 +275,13 @@ impl prometheus_client::collector::Collector for Requests {
         counter(
             e,
             "wharf_pool_request_bytes",
-            "Request body bytes (declared Content-Length) routed to a pool.",
+            "Request body bytes routed to a pool (declared lengths at the head; chunked bodies as they stream).",
             totals.iter().map(|(pool, t)| (vec![("pool", *pool)], t.request_bytes)),
         )?;
         counter(
             e,
             "wharf_pool_response_bytes",
-            "Response body bytes (declared Content-Length) sent from a pool.",
+            "Response body bytes sent from a pool (declared lengths at the head; chunked bodies as they stream).",
             totals.iter().map(|(pool, t)| (vec![("pool", *pool)], t.response_bytes)),
         )?;
         counter(

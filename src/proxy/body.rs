@@ -18,6 +18,7 @@ use pin_project_lite::pin_project;
 
 use super::upstream::{Sender, Upstreams};
 use crate::backend::BackendShared;
+use crate::stats::StreamedBytes;
 
 /// Holds one in-flight slot of a backend, and the connection to give back.
 #[derive(Debug)]
@@ -67,6 +68,8 @@ pin_project! {
         #[pin]
         inner: Incoming,
         guard: Option<Guard>,
+        // Only for a body of undeclared length (see `counting`).
+        bytes: Option<StreamedBytes>,
     }
 }
 
@@ -76,12 +79,23 @@ impl Tracked {
         // Content-Length: 0): release now or the connection would be lost.
         if inner.is_end_stream() {
             guard.complete();
-            return Tracked { inner, guard: None };
+            return Tracked {
+                inner,
+                guard: None,
+                bytes: None,
+            };
         }
         Tracked {
             inner,
             guard: Some(guard),
+            bytes: None,
         }
+    }
+
+    /// Count the body's bytes as they pass (its length was not declared).
+    pub fn counting(mut self, bytes: StreamedBytes) -> Tracked {
+        self.bytes = Some(bytes);
+        self
     }
 }
 
@@ -92,6 +106,9 @@ impl Body for Tracked {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
         let res = this.inner.as_mut().poll_frame(cx);
+        if let (Some(bytes), Poll::Ready(Some(Ok(frame)))) = (this.bytes.as_mut(), &res) {
+            bytes.add(frame.data_ref().map_or(0, |d| d.len()));
+        }
         match &res {
             Poll::Ready(None) => {
                 if let Some(g) = this.guard.take() {

@@ -24,6 +24,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Sleep;
 
+use crate::stats::StreamedBytes;
+
 /// What went wrong with a client's request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ClientFault {
@@ -105,6 +107,8 @@ pin_project_lite::pin_project! {
         // reads slowly never makes the client look idle.
         timer: Option<Pin<Box<Sleep>>>,
         fault: Arc<Fault>,
+        // Only for a body of undeclared length (see `counting`).
+        bytes: Option<StreamedBytes>,
     }
 }
 
@@ -115,7 +119,13 @@ impl ClientBody {
             idle,
             timer: None,
             fault,
+            bytes: None,
         }
+    }
+
+    /// Count the body's bytes as they pass (its length was not declared).
+    pub fn counting(&mut self, bytes: StreamedBytes) {
+        self.bytes = Some(bytes);
     }
 }
 
@@ -128,6 +138,9 @@ impl Body for ClientBody {
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 *this.timer = None;
+                if let Some(bytes) = this.bytes.as_mut() {
+                    bytes.add(f.data_ref().map_or(0, |d| d.len()));
+                }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(None) => {

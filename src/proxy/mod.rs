@@ -47,6 +47,7 @@ use crate::health;
 use crate::policy::Compressed;
 use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
+use crate::stats::StreamedBytes;
 use crate::tls::challenge::{http01_token, Http01};
 use crate::{access, reqid, stats};
 use attempt::Attempted;
@@ -286,6 +287,11 @@ impl Proxy {
             secure,
             self.timeouts.body_idle,
         )?;
+        if let Either::Left(body) = req.body_mut() {
+            if hyper::body::Body::size_hint(body).exact().is_none() {
+                body.counting(StreamedBytes::new(Arc::clone(&pool.stats), self.worker, false));
+            }
+        }
 
         let sticky = pool.opts.sticky.as_ref();
         let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
@@ -389,7 +395,15 @@ impl Proxy {
                         resp.headers_mut()
                             .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));
                     }
-                    let resp = resp.map(|b| Tracked::new(b, guard));
+                    // A length not declared at the head is counted as it streams.
+                    let streamed = hyper::body::Body::size_hint(resp.body()).exact().is_none();
+                    let resp = resp.map(|b| {
+                        let body = Tracked::new(b, guard);
+                        match streamed {
+                            true => body.counting(StreamedBytes::new(Arc::clone(&pool.stats), self.worker, true)),
+                            false => body,
+                        }
+                    });
                     let resp = match (&pool.policy, shape) {
                         (Some(policy), Some(shape)) => policy.shape(resp, shape).map(Either::Left),
                         _ => resp.map(|b| Either::Left(Either::Left(b))),

@@ -10,6 +10,7 @@
 //! `retries`, `in_flight`, `pooling`, `rewrite`, `protocols`, `lifecycle`.
 
 mod backends;
+mod body_bytes;
 mod client;
 mod fixture;
 mod https;
