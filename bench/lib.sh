@@ -120,14 +120,17 @@ bench_port_free() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# bench_wait_http URL [HOST] [TENTHS]: wait for a 200 from URL.
+# bench_wait_http URL [HOST] [TENTHS]: wait for a 200 from URL (sending
+# WRK_HEADER too when set, so a pool behind basic auth answers 200).
 bench_wait_http() {
     local url=$1 host=${2:-} n=${3:-100} code
+    local extra=()
+    [[ -n ${WRK_HEADER:-} ]] && extra=(-H "$WRK_HEADER")
     while ((n-- > 0)); do
         if [[ -n $host ]]; then
-            code=$(curl -s -o /dev/null -m 1 -H "Host: $host" -w '%{http_code}' "$url" || true)
+            code=$(curl -s -o /dev/null -m 1 -H "Host: $host" "${extra[@]}" -w '%{http_code}' "$url" || true)
         else
-            code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" || true)
+            code=$(curl -s -o /dev/null -m 1 "${extra[@]}" -w '%{http_code}' "$url" || true)
         fi
         [[ $code == 200 ]] && return 0
         sleep 0.1
