@@ -26,8 +26,9 @@ ENTRYPOINT ["/wharf-demo"]
 FROM scratch AS wharf
 COPY wharf /wharf
 ENV WHARF_LISTEN=0.0.0.0:80 \
+    WHARF_TLS_LISTEN=0.0.0.0:443 \
     WHARF_ADMIN_LISTEN=0.0.0.0:8081
-EXPOSE 80 8081
+EXPOSE 80 443 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["/wharf", "healthcheck"]
 ENTRYPOINT ["/wharf"]
 DOCKERFILE
