@@ -59,6 +59,8 @@ count() {
         --static "web=$BACKEND" --listen "$LISTEN" --admin-listen 127.0.0.1:18292 \
         "${workers[@]}" >"$WORK/wharf.log" 2>&1 &
     pid=$!
+    # Stopped however the script ends (a failed start used to leave it running).
+    BENCH_CLEANUPS+=("kill $pid 2>/dev/null || true")
     bench_wait_up "$pid" "http://$LISTEN/" "$WORK/wharf.log" wharf
     # Warm-up: connections, pools and allocator caches in their steady state.
     wrk -t1 -c"$CONNS" -d2s "${header[@]}" "http://$LISTEN/" >/dev/null

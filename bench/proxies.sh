@@ -20,11 +20,14 @@ bench_spawn() {
 }
 
 # bench_wait_up PID URL LOG NAME: wait (10 s) for a 200 from URL (https: the
-# certificate is not checked); on failure print LOG and stop the script.
+# certificate is not checked; WRK_HEADER is sent too, so a pool behind basic
+# auth answers 200); on failure print LOG and stop the script.
 bench_wait_up() {
     local pid=$1 url=$2 log=$3 name=$4 n=100 code
+    local extra=()
+    [[ -n ${WRK_HEADER:-} ]] && extra=(-H "$WRK_HEADER")
     while ((n-- > 0)); do
-        code=$(curl -ks -o /dev/null -m 1 -w '%{http_code}' "$url" || true)
+        code=$(curl -ks -o /dev/null -m 1 "${extra[@]}" -w '%{http_code}' "$url" || true)
         [[ $code != 200 ]] || return 0
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
