@@ -380,31 +380,8 @@ impl Opts {
     }
 }
 
-/// `POOL=ADDR[,ADDR…]` → [`StaticPool`].
-pub fn parse_static(s: &str) -> Result<StaticPool, String> {
-    let (name, addrs) = s
-        .split_once('=')
-        .ok_or_else(|| format!("--static {s:?}: expected POOL=ADDR[,ADDR…], e.g. web=127.0.0.1:8080"))?;
-    let name = name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-        return Err(format!(
-            "--static {s:?}: pool name {name:?} must be letters, digits, '_', '.', '-'"
-        ));
-    }
-    let addrs = addrs
-        .split(',')
-        .map(|a| {
-            a.trim()
-                .parse::<SocketAddr>()
-                .map_err(|_| format!("--static {s:?}: {a:?} is not IP:PORT (e.g. 127.0.0.1:8080)"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(StaticPool {
-        name: name.to_string(),
-        addrs,
-        labels: Vec::new(),
-    })
-}
+/// `--static POOL=ADDR[,ADDR…]`, parsed where the static pool is defined.
+pub use crate::model::desired::parse_static;
 
 #[cfg(test)]
 mod tests {

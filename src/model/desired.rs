@@ -91,3 +91,29 @@ pub struct StaticPool {
     /// `--static-label POOL:KEY=VALUE`: (full label key, value), as a container would carry them.
     pub labels: Vec<(String, String)>,
 }
+
+/// `POOL=ADDR[,ADDR…]` → [`StaticPool`].
+pub fn parse_static(s: &str) -> Result<StaticPool, String> {
+    let (name, addrs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--static {s:?}: expected POOL=ADDR[,ADDR…], e.g. web=127.0.0.1:8080"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(format!(
+            "--static {s:?}: pool name {name:?} must be letters, digits, '_', '.', '-'"
+        ));
+    }
+    let addrs = addrs
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("--static {s:?}: {a:?} is not IP:PORT (e.g. 127.0.0.1:8080)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StaticPool {
+        name: name.to_string(),
+        addrs,
+        labels: Vec::new(),
+    })
+}

@@ -5,6 +5,7 @@
 //! hyper's `try_send_request` — goes on the next pooled or a fresh
 //! connection. A fresh connection is the last word on this backend.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::{Request, Response};
@@ -12,9 +13,11 @@ use hyper::body::Incoming;
 
 use super::body::Guard;
 use super::upstream::{Conn, UpBody};
-use super::Proxy;
+use super::{slots, Proxy};
 use crate::backend::Backend;
+use crate::balance::Context;
 use crate::net;
+use crate::routing::Pool;
 
 /// How an attempt ended.
 pub(super) enum Attempted {
@@ -93,5 +96,36 @@ impl Proxy {
                 },
             }
         }
+    }
+}
+
+/// Ask the pool's balancer for a backend not yet tried by this request:
+/// an available one, or in panic mode any ready one.
+/// With `max_conns`, only backends with room under it.
+pub(super) fn pick(
+    pool: &Pool,
+    ctx: &Context,
+    tried: &[usize],
+    now: u64,
+    panic: bool,
+    max_conns: u32,
+) -> Option<usize> {
+    let eligible = |i: usize| {
+        let b = &pool.backends[i];
+        (if panic { b.is_ready() } else { b.is_available(now) })
+            && !tried.contains(&i)
+            && slots::has_room(&b.shared, max_conns)
+    };
+    pool.balancer.select(&pool.backends, ctx, &eligible)
+}
+
+/// A delivery failure: count it, and eject the backend if it keeps failing
+/// and the pool can spare it.
+pub(super) fn record_failure(pool: &Pool, backend: &Backend, now: u64) {
+    backend.shared.errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(d) = backend.shared.health.record_failure(now, pool.may_eject(now)) {
+        backend.shared.ejections.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(pool = %pool.name, container = %backend.container, addr = %backend.addr,
+              ejected_for_ms = d.as_millis() as u64, "backend ejected after consecutive delivery failures");
     }
 }

@@ -12,6 +12,8 @@
 //! - [`body`]: the response body, releasing the in-flight slot at its end;
 //! - [`tunnel`]: upgraded connections spliced together;
 //! - [`headers`]: hop-by-hop and `X-Forwarded-*` rewriting (pure);
+//! - [`handle`](Proxy::handle_on): per request, around routing and
+//!   attempts: its statistics, request id, warning and access-log lines;
 //! - [`error`]: the one mapping from failure to status.
 
 mod attempt;
@@ -19,6 +21,7 @@ pub mod body;
 pub mod client_body;
 pub mod client_ip;
 pub mod error;
+mod handle;
 pub mod headers;
 pub mod https;
 pub mod prepare;
@@ -37,9 +40,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::backend::Backend;
 use crate::balance::{self, Context};
 use crate::cidr::{self, Cidr};
 use crate::config::Timeouts;
@@ -49,8 +51,7 @@ use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
 use crate::stats::StreamedBytes;
 use crate::tls::challenge::{http01_token, Http01};
-use crate::{access, reqid, stats};
-use attempt::Attempted;
+use attempt::{pick, record_failure, Attempted};
 use body::Tracked;
 pub use error::ProxyError;
 use upstream::Upstreams;
@@ -131,101 +132,6 @@ impl Proxy {
             tunnels: Arc::default(),
             worker: 0,
         }
-    }
-
-    /// A request that came over plain HTTP.
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
-        self.handle_on(req, client, false).await
-    }
-
-    /// A request that came over plain HTTP (`secure` false) or TLS.
-    pub async fn handle_on(&self, mut req: Request<Incoming>, client: SocketAddr, secure: bool) -> Response<RespBody> {
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let start = Instant::now();
-        let method = stats::method_class(req.method());
-        let request_id = reqid::ensure(req.headers_mut());
-        let request_bytes = hyper::body::Body::size_hint(req.body()).exact();
-        // Only the access log needs these; cloning a `Uri` only bumps reference counts.
-        let logged = self.access_log.then(|| {
-            let host = headers::request_host(req.headers(), req.uri())
-                .unwrap_or_default()
-                .to_string();
-            (req.method().clone(), req.uri().clone(), req.version(), host)
-        });
-        // For the warning lines; cloning a `Uri` only bumps reference counts.
-        let (log_method, log_uri) = (req.method().clone(), req.uri().clone());
-        let mut trace = Trace::default();
-        let (mut resp, error) = match self.forward(req, client, secure, &mut trace).await {
-            Ok(resp) => (resp, None),
-            Err(e) => {
-                let counter = match &e {
-                    ProxyError::NoRoute => &self.stats.no_route,
-                    ProxyError::NoBackend(_) | ProxyError::BackendFull { .. } => &self.stats.no_backend,
-                    ProxyError::Unreachable { .. } => &self.stats.unreachable,
-                    ProxyError::Timeout(_) => &self.stats.timeouts,
-                    ProxyError::BadRequest(_) | ProxyError::Client(_) | ProxyError::MethodNotAllowed => {
-                        &self.stats.client_errors
-                    }
-                    ProxyError::BadResponse { .. } => &self.stats.bad_responses,
-                    ProxyError::Refused(_) => &self.stats.refused,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                let request_id_str = request_id.to_str().unwrap_or_default();
-                let pool = trace.pool.as_ref().map(|p| p.name.as_str());
-                if matches!(
-                    e,
-                    ProxyError::Unreachable { .. } | ProxyError::Timeout(_) | ProxyError::BadResponse { .. }
-                ) {
-                    warn!(%client, method = %log_method, path = log_uri.path(), pool, error = %e,
-                          request_id = request_id_str, "request failed");
-                } else if matches!(
-                    e,
-                    ProxyError::Client(_) | ProxyError::BadRequest(_) | ProxyError::MethodNotAllowed
-                ) {
-                    // A client can send these as fast as it likes: rate-limited.
-                    if let Some(suppressed) = self.client_log.allow(health::now_ms(), 1_000) {
-                        warn!(%client, method = %log_method, path = log_uri.path(), error = %e, suppressed,
-                              fault = "client", request_id = request_id_str,
-                              "request refused (client's fault, no backend blamed)");
-                    }
-                }
-                (e.to_response_for(&request_id).map(Either::Right), Some(e.code()))
-            }
-        };
-        let response_bytes = hyper::body::Body::size_hint(resp.body()).exact();
-        let total = start.elapsed();
-        if let Some(pool) = &trace.pool {
-            pool.stats.slot(self.worker).record(
-                method,
-                resp.status(),
-                total,
-                trace.upstream,
-                (request_bytes.unwrap_or(0), response_bytes.unwrap_or(0)),
-            );
-        }
-        if let Some((method, uri, version, host)) = &logged {
-            let backend = trace.pool.as_ref().zip(trace.backend).map(|(p, i)| &p.backends[i]);
-            access::log(&access::Entry {
-                client,
-                method,
-                host,
-                path: uri.path(),
-                version: *version,
-                status: resp.status().as_u16(),
-                request_bytes,
-                response_bytes,
-                total,
-                upstream: trace.upstream,
-                pool: trace.pool.as_ref().map(|p| p.name.as_str()),
-                container: backend.map(|b| b.container.as_str()),
-                backend: backend.map(|b| b.addr),
-                attempts: trace.attempts,
-                request_id: request_id.to_str().unwrap_or_default(),
-                error,
-            });
-        }
-        resp.headers_mut().insert(reqid::HEADER.clone(), request_id);
-        resp
     }
 
     async fn forward(
@@ -465,30 +371,6 @@ impl Proxy {
                 .collect();
             self.upstreams.retain(&keep, max_idle);
         }
-    }
-}
-
-/// Ask the pool's balancer for a backend not yet tried by this request:
-/// an available one, or in panic mode any ready one.
-/// With `max_conns`, only backends with room under it.
-fn pick(pool: &Pool, ctx: &Context, tried: &[usize], now: u64, panic: bool, max_conns: u32) -> Option<usize> {
-    let eligible = |i: usize| {
-        let b = &pool.backends[i];
-        (if panic { b.is_ready() } else { b.is_available(now) })
-            && !tried.contains(&i)
-            && slots::has_room(&b.shared, max_conns)
-    };
-    pool.balancer.select(&pool.backends, ctx, &eligible)
-}
-
-/// A delivery failure: count it, and eject the backend if it keeps failing
-/// and the pool can spare it.
-fn record_failure(pool: &Pool, backend: &Backend, now: u64) {
-    backend.shared.errors.fetch_add(1, Ordering::Relaxed);
-    if let Some(d) = backend.shared.health.record_failure(now, pool.may_eject(now)) {
-        backend.shared.ejections.fetch_add(1, Ordering::Relaxed);
-        warn!(pool = %pool.name, container = %backend.container, addr = %backend.addr,
-              ejected_for_ms = d.as_millis() as u64, "backend ejected after consecutive delivery failures");
     }
 }
 

@@ -1,0 +1,112 @@
+//! Per request, around [`Proxy::forward`]: the request id, the pool's
+//! statistics, the warning line for a failure (rate-limited when it is the
+//! client's fault) and the access-log line.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use tracing::warn;
+
+use super::{headers, Proxy, ProxyError, RespBody, Trace};
+use crate::{access, health, reqid, stats};
+
+impl Proxy {
+    /// A request that came over plain HTTP.
+    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<RespBody> {
+        self.handle_on(req, client, false).await
+    }
+
+    /// A request that came over plain HTTP (`secure` false) or TLS.
+    pub async fn handle_on(&self, mut req: Request<Incoming>, client: SocketAddr, secure: bool) -> Response<RespBody> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let method = stats::method_class(req.method());
+        let request_id = reqid::ensure(req.headers_mut());
+        let request_bytes = hyper::body::Body::size_hint(req.body()).exact();
+        // Only the access log needs these; cloning a `Uri` only bumps reference counts.
+        let logged = self.access_log.then(|| {
+            let host = headers::request_host(req.headers(), req.uri())
+                .unwrap_or_default()
+                .to_string();
+            (req.method().clone(), req.uri().clone(), req.version(), host)
+        });
+        // For the warning lines; cloning a `Uri` only bumps reference counts.
+        let (log_method, log_uri) = (req.method().clone(), req.uri().clone());
+        let mut trace = Trace::default();
+        let (mut resp, error) = match self.forward(req, client, secure, &mut trace).await {
+            Ok(resp) => (resp, None),
+            Err(e) => {
+                let counter = match &e {
+                    ProxyError::NoRoute => &self.stats.no_route,
+                    ProxyError::NoBackend(_) | ProxyError::BackendFull { .. } => &self.stats.no_backend,
+                    ProxyError::Unreachable { .. } => &self.stats.unreachable,
+                    ProxyError::Timeout(_) => &self.stats.timeouts,
+                    ProxyError::BadRequest(_) | ProxyError::Client(_) | ProxyError::MethodNotAllowed => {
+                        &self.stats.client_errors
+                    }
+                    ProxyError::BadResponse { .. } => &self.stats.bad_responses,
+                    ProxyError::Refused(_) => &self.stats.refused,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let request_id_str = request_id.to_str().unwrap_or_default();
+                let pool = trace.pool.as_ref().map(|p| p.name.as_str());
+                if matches!(
+                    e,
+                    ProxyError::Unreachable { .. } | ProxyError::Timeout(_) | ProxyError::BadResponse { .. }
+                ) {
+                    warn!(%client, method = %log_method, path = log_uri.path(), pool, error = %e,
+                          request_id = request_id_str, "request failed");
+                } else if matches!(
+                    e,
+                    ProxyError::Client(_) | ProxyError::BadRequest(_) | ProxyError::MethodNotAllowed
+                ) {
+                    // A client can send these as fast as it likes: rate-limited.
+                    if let Some(suppressed) = self.client_log.allow(health::now_ms(), 1_000) {
+                        warn!(%client, method = %log_method, path = log_uri.path(), error = %e, suppressed,
+                              fault = "client", request_id = request_id_str,
+                              "request refused (client's fault, no backend blamed)");
+                    }
+                }
+                (e.to_response_for(&request_id).map(Either::Right), Some(e.code()))
+            }
+        };
+        let response_bytes = hyper::body::Body::size_hint(resp.body()).exact();
+        let total = start.elapsed();
+        if let Some(pool) = &trace.pool {
+            pool.stats.slot(self.worker).record(
+                method,
+                resp.status(),
+                total,
+                trace.upstream,
+                (request_bytes.unwrap_or(0), response_bytes.unwrap_or(0)),
+            );
+        }
+        if let Some((method, uri, version, host)) = &logged {
+            let backend = trace.pool.as_ref().zip(trace.backend).map(|(p, i)| &p.backends[i]);
+            access::log(&access::Entry {
+                client,
+                method,
+                host,
+                path: uri.path(),
+                version: *version,
+                status: resp.status().as_u16(),
+                request_bytes,
+                response_bytes,
+                total,
+                upstream: trace.upstream,
+                pool: trace.pool.as_ref().map(|p| p.name.as_str()),
+                container: backend.map(|b| b.container.as_str()),
+                backend: backend.map(|b| b.addr),
+                attempts: trace.attempts,
+                request_id: request_id.to_str().unwrap_or_default(),
+                error,
+            });
+        }
+        resp.headers_mut().insert(reqid::HEADER.clone(), request_id);
+        resp
+    }
+}
