@@ -76,25 +76,9 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                // At --max-connections: closed at once, before it costs
-                // more than its descriptor for a moment.
-                let Some(permit) = proxy.conn_limit.try_acquire() else {
-                    drop(stream);
-                    if let Some(suppressed) = proxy.client_log.allow(crate::health::now_ms(), 1_000) {
-                        warn!(%peer, max = proxy.conn_limit.max(), suppressed, "connection refused: --max-connections reached");
-                    }
+                let Some((stream, peer, permit)) = admit(accepted, &proxy, "accept failed").await else {
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let conn = Connection {
                     _permit: permit,
                     proxy: Arc::clone(&proxy),
@@ -134,6 +118,34 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
         }
         proxy.tunnels.close_all();
     }
+}
+
+/// An accepted connection under `--max-connections` (shared by every
+/// listener: plain and TLS alike), or `None`: the accept failed (EMFILE and
+/// friends: back off instead of spinning), or the cap is reached and the
+/// connection is closed at once, before it costs more than its descriptor.
+async fn admit(
+    accepted: std::io::Result<(TcpStream, SocketAddr)>,
+    proxy: &Proxy,
+    what: &'static str,
+) -> Option<(TcpStream, SocketAddr, crate::limits::ConnPermit)> {
+    let (stream, peer) = match accepted {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return None;
+        }
+    };
+    let Some(permit) = proxy.conn_limit.try_acquire() else {
+        drop(stream);
+        if let Some(suppressed) = proxy.client_log.allow(crate::health::now_ms(), 1_000) {
+            warn!(%peer, max = proxy.conn_limit.max(), suppressed, "connection refused: --max-connections reached");
+        }
+        return None;
+    };
+    let _ = stream.set_nodelay(true);
+    Some((stream, peer, permit))
 }
 
 /// One client connection's task.

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use super::{drive, Builders};
+use super::{admit, drive, Builders};
 use crate::config::Timeouts;
 use crate::proxy::Proxy;
 use crate::tls::ACME_TLS_ALPN;
@@ -48,16 +48,11 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!(error = %e, "TLS accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
+                let Some((stream, peer, permit)) = admit(accepted, &proxy, "TLS accept failed").await else {
+                    continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let conn = TlsConnection {
+                    _permit: permit,
                     proxy: Arc::clone(&proxy),
                     builders: Arc::clone(&builders),
                     acceptor: acceptor.clone(),
@@ -83,6 +78,8 @@ pub async fn serve(
 }
 
 struct TlsConnection {
+    /// Its place under `--max-connections`, like a plain connection's.
+    _permit: crate::limits::ConnPermit,
     proxy: Arc<Proxy>,
     builders: Arc<Builders>,
     acceptor: TlsAcceptor,

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 use super::backends;
-use super::client::{self, request_to, Reply};
+use super::client::{self, eventually, request_to, Reply};
 use super::fixture::{desired, pool, timeouts, AbortOnDrop};
 use crate::model::{HostPattern, PoolOptions};
 use crate::proxy::Proxy;
@@ -37,6 +37,11 @@ struct Edge {
 
 impl Edge {
     async fn start(ca: &TestCa, names: &[&str], handshake_timeout: Duration) -> Edge {
+        Edge::start_capped(ca, names, handshake_timeout, usize::MAX).await
+    }
+
+    /// [`Edge::start`] with `--max-connections max_connections`.
+    async fn start_capped(ca: &TestCa, names: &[&str], handshake_timeout: Duration, max_connections: usize) -> Edge {
         let tls = Tls::new();
         let leaf = ca.leaf(names);
         let cert = certificate_from_pem(leaf.chain.as_bytes(), leaf.key.as_bytes()).unwrap();
@@ -47,6 +52,7 @@ impl Edge {
         let mut proxy = Proxy::new(Arc::new(Router::default()), timeouts(), false, Vec::new());
         proxy.http01 = Some(Arc::clone(&tls.http01));
         proxy.https_port = tls_addr.port();
+        proxy.conn_limit = Arc::new(crate::limits::ConnLimit::new(max_connections));
         let proxy = Arc::new(proxy);
         let never = std::future::pending::<()>;
         let t1 = tokio::spawn(server::serve(plain, Arc::clone(&proxy), timeouts(), never()));
@@ -260,6 +266,30 @@ async fn a_client_that_stalls_in_the_handshake_is_dropped_at_the_timeout() {
             "closed before the timeout: {took:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn tls_connections_count_against_max_connections_and_one_over_is_closed_at_once() {
+    let ca = TestCa::new("test CA");
+    let edge = Edge::start_capped(&ca, &["shop.test"], Duration::from_secs(10), 1).await;
+    // The one allowed connection: a plain one, holding its slot.
+    let _held = TcpStream::connect(edge.plain).await.unwrap();
+    eventually("the plain connection holds the only slot", || {
+        edge.proxy.conn_limit.open() == 1
+    })
+    .await;
+    // A TLS client over the cap is closed before any handshake.
+    let mut s = TcpStream::connect(edge.tls_addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("a TLS connection over --max-connections was kept open")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert_eq!(
+        edge.proxy.conn_limit.refused.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[tokio::test]
