@@ -14,7 +14,7 @@ RUN set -eux; \
     target="$(uname -m)-unknown-linux-gnu"; \
     RUSTFLAGS='-C target-feature=+crt-static' \
       cargo build --release --locked --target "$target" -p wharf -p wharf-demo; \
-    mkdir /out; \
+    mkdir -p /out/acme; \
     cp "target/$target/release/wharf" "target/$target/release/wharf-demo" /out/
 
 # The demo backend (like traefik/whoami): echoes who answered and the request.
@@ -24,12 +24,21 @@ EXPOSE 80
 HEALTHCHECK --interval=10s --timeout=3s CMD ["/wharf-demo", "probe", "http://127.0.0.1:80/health"]
 ENTRYPOINT ["/wharf-demo"]
 
-# wharf itself. It runs as root by default because reading /var/run/docker.sock
-# needs root or the socket's group; to run unprivileged, add
-#   --user 65534 --group-add "$(stat -c %g /var/run/docker.sock)"
-# or point DOCKER_HOST at a read-only socket proxy.
+# wharf itself, as nobody (uid/gid 65534), not root. It needs no capability:
+# - ports 80/443: Docker >= 20.10 sets net.ipv4.ip_unprivileged_port_start=0
+#   in every container's network namespace, so any user binds them (older
+#   daemons: --sysctl net.ipv4.ip_unprivileged_port_start=0; with
+#   --network host: listen on a port >= 1024, or --user 0).
+# - the Docker socket (root:docker, mode 660 on Linux): add its group,
+#   --group-add "$(stat -c %g /var/run/docker.sock)", or point DOCKER_HOST
+#   at a read-only socket proxy (compose-examples/socket-proxy); --user 0
+#   is the fallback where the socket's group cannot be given.
+# - /acme (the ACME storage directory) is owned by 65534, so a new named
+#   volume mounted there is writable.
 FROM scratch AS wharf
 COPY --from=build /out/wharf /wharf
+COPY --from=build --chown=65534:65534 /out/acme /acme
+USER 65534:65534
 ENV WHARF_LISTEN=0.0.0.0:80 \
     WHARF_TLS_LISTEN=0.0.0.0:443 \
     WHARF_ADMIN_LISTEN=0.0.0.0:8081

@@ -68,11 +68,16 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
     wait_listening(demo1.addr(&front, 80), "demo1").await;
 
     let started = Instant::now();
+    // As README command 1 runs it: the image's unprivileged user, given the
+    // socket's group.
+    let gid = docker_gid();
     let wharf = Container::run(
         "wharf",
         &[
             "--network",
             &front.name,
+            "--group-add",
+            &gid,
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock:ro",
             "-p",
@@ -92,6 +97,13 @@ async fn wharf_in_a_container_finds_its_networks_on_its_own() {
         "served-after-start (wharf in a container): {} ms after `docker run`",
         started.elapsed().as_millis()
     );
+
+    let me = Privileges::of_container(&wharf.id);
+    assert!(
+        me.uids.iter().all(|&u| u == WHARF_UID) && me.cap_eff == 0,
+        "the image's process is not unprivileged: {me:?}"
+    );
+    eprintln!("wharf container runs as uid {:?}, groups {:?}", me.uids, me.groups);
 
     let st = state_at(admin).await.unwrap();
     assert_eq!(
@@ -223,11 +235,16 @@ fn up_basic_example() -> (Compose, SocketAddr, SocketAddr) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compose_example_scaled_1_3_1_routes_to_exactly_its_replicas_at_each_step() {
+async fn compose_example_runs_unprivileged_and_scaled_1_3_1_routes_to_exactly_its_replicas() {
     let _serial = COMPOSE_EXAMPLE.lock().await;
     let (compose, listen, admin) = up_basic_example();
     let wharf_ids = compose.ps_ids("wharf");
     assert_eq!(wharf_ids.len(), 1, "{wharf_ids:?}");
+    // As the example asks: uid 65534, no capability (it binds :80 all the
+    // same), no privilege gain, read-only; the demo keeps one capability.
+    eprintln!("{}", Privileges::of_container(&wharf_ids[0]).assert_least("compose wharf"));
+    let web = Privileges::of_container(&compose.ps_ids("web")[0]);
+    assert!(web.no_new_privs && web.read_only_root && web.cap_eff == 1 << 10, "{web:?}");
     let published = docker(&["port", &wharf_ids[0], "80/tcp"]);
     assert!(
         published.lines().all(|l| l.starts_with("127.0.0.1:")),

@@ -358,7 +358,7 @@ async fn a_host_whose_challenge_fails_is_retried_with_back_off_and_shown_while_o
     );
 }
 
-/// `compose-examples/https` as a user runs it, with the test images, ports
+/// `compose-examples/https` as a user runs it (unprivileged, read-only), with the test images, ports
 /// on loopback, and pebble as the CA: pebble listens on the compose
 /// network's gateway (the only host address the wharf container can reach;
 /// a network this test created) and validates through wharf's published
@@ -419,6 +419,10 @@ async fn compose_https_example_gets_a_certificate_from_pebble() {
     assert!(!body.is_empty());
     let state = state_at(ports.admin).await.unwrap();
     assert_eq!(acme_cert(&state, &host).unwrap()["state"], "valid", "{state:#}");
+    // All of it as the example asks: uid 65534 storing into the `acme`
+    // volume, no capability (yet bound :80 and :443), read-only otherwise.
+    let wharf = compose.ps_ids("wharf");
+    eprintln!("{}", Privileges::of_container(&wharf[0]).assert_least("compose https wharf"));
 }
 
 /// Prints the compose project's wharf logs when the test fails.

@@ -33,8 +33,12 @@ fn checkout_tag(repo: &str) -> &'static str {
     Box::leak(format!("{repo}:test-{:08x}", h.finish() as u32).into_boxed_str())
 }
 
+/// The runtime stage of the Dockerfile and of scripts/build-image.sh: an
+/// unprivileged user (65534) owning an empty `/acme` for the ACME volume.
 const WHARF_DOCKERFILE: &str = r#"FROM scratch
 COPY wharf /wharf
+COPY --chown=65534:65534 acme /acme
+USER 65534:65534
 ENV WHARF_LISTEN=0.0.0.0:80 WHARF_ADMIN_LISTEN=0.0.0.0:8081
 EXPOSE 80 8081
 HEALTHCHECK --interval=5s --timeout=3s CMD ["/wharf","healthcheck"]
@@ -168,7 +172,7 @@ pub fn wharf_image() -> &'static str {
     static IMAGE: OnceLock<Result<(), String>> = OnceLock::new();
     let tag = checkout_tag(WHARF_IMAGE);
     built_once(&IMAGE, tag, || {
-        build_image(tag, &binaries().wharf, "wharf", WHARF_DOCKERFILE)
+        build_image(tag, &binaries().wharf, "wharf", WHARF_DOCKERFILE, &["acme"])
     })
 }
 
@@ -178,7 +182,7 @@ pub fn demo_image() -> &'static str {
     static IMAGE: OnceLock<Result<(), String>> = OnceLock::new();
     let tag = checkout_tag(DEMO_IMAGE);
     built_once(&IMAGE, tag, || {
-        build_image(tag, &binaries().demo, "wharf-demo", DEMO_DOCKERFILE)
+        build_image(tag, &binaries().demo, "wharf-demo", DEMO_DOCKERFILE, &[])
     })
 }
 
@@ -195,14 +199,14 @@ fn built_once(
     }
 }
 
-/// Builds `tag` from an in-memory context holding `binary` (as `name`) and
-/// `dockerfile`, via the Docker API. Runs on its own thread and runtime so it
+/// Builds `tag` from an in-memory context holding `binary` (as `name`),
+/// `dockerfile` and the empty directories `dirs`, via the Docker API. Runs on its own thread and runtime so it
 /// can be called from sync code and from inside `#[tokio::test]` alike.
-fn build_image(tag: &str, binary: &Path, name: &str, dockerfile: &str) -> Result<(), String> {
+fn build_image(tag: &str, binary: &Path, name: &str, dockerfile: &str, dirs: &[&str]) -> Result<(), String> {
     require_docker();
     eprintln!("building image {tag}…");
     let started = Instant::now();
-    let context = tar_context(binary, name, dockerfile)?;
+    let context = tar_context(binary, name, dockerfile, dirs)?;
     let old_id = image_id(tag);
     let tag_owned = tag.to_string();
     let result = std::thread::spawn(move || {
@@ -241,7 +245,7 @@ fn image_id(tag: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn tar_context(binary: &Path, name: &str, dockerfile: &str) -> Result<Vec<u8>, String> {
+fn tar_context(binary: &Path, name: &str, dockerfile: &str, dirs: &[&str]) -> Result<Vec<u8>, String> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.mode(tar::HeaderMode::Deterministic);
     // Docker's tar reader rejects GNU sparse entries (header type 'S'), which
@@ -253,6 +257,15 @@ fn tar_context(binary: &Path, name: &str, dockerfile: &str) -> Result<Vec<u8>, S
     header.set_cksum();
     tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
         .map_err(|e| format!("tar Dockerfile: {e}"))?;
+    for dir in dirs {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        header.set_mode(0o755);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("{dir}/"), std::io::empty())
+            .map_err(|e| format!("tar {dir}/: {e}"))?;
+    }
     let mut file = std::fs::File::open(binary).map_err(|e| format!("open {}: {e}", binary.display()))?;
     tar.append_file(name, &mut file)
         .map_err(|e| format!("tar {}: {e}", binary.display()))?;

@@ -79,6 +79,13 @@
 //!   and [`Wharf::wait_backend_state`] wait for a pool or a backend to be as
 //!   wanted; [`metric_at()`] / [`Wharf::metric`] read `/metrics`.
 //!
+//! # Privileges ([`privilege`])
+//!
+//! * [`Privileges::of_container`] reads a container's process identity,
+//!   capabilities and `no_new_privs` from `/proc`; [`Privileges::assert_least`]
+//!   checks wharf's least-privilege deployment (uid [`WHARF_UID`], nothing more).
+//! * [`docker_gid()`] — the Docker socket's group (`--group-add`, `DOCKER_GID`).
+//!
 //! # Load ([`load`])
 //!
 //! * [`Load::start`] runs paced keep-alive workers (GETs and POSTs, or steady
@@ -129,6 +136,7 @@ pub mod events;
 pub mod http;
 pub mod load;
 pub mod pebble;
+pub mod privilege;
 pub mod rawhttp;
 pub mod sockproxy;
 pub mod state;
@@ -146,6 +154,7 @@ pub use self::events::{container_events, first_event_ns, health_passed_ns, Event
 pub use self::http::{get, poll, poll_sync, request, stays, Client, Resp};
 pub use self::load::{Load, LoadOpts, Outcome, Progress, Report};
 pub use self::pebble::{served_serial, Pebble, H2};
+pub use self::privilege::{docker_gid, Privileges, WHARF_UID};
 pub use self::rawhttp::{raw_get, read_head, Head, RawEnd};
 pub use self::sockproxy::{Call, Filter, SocketProxy};
 pub use self::state::{

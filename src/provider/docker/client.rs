@@ -26,8 +26,25 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The Unix socket refused wharf's user (EACCES): names the group to add.
+    #[error("{0}")]
+    Denied(super::denied::Denied),
     #[error("Docker API: {0}")]
     Api(#[from] bollard::errors::Error),
+}
+
+impl DockerError {
+    /// The start-up error for a failure to reach `host`: [`DockerError::Denied`]
+    /// for a permission error on a Unix socket, else `Unreachable`.
+    fn unreachable(host: &str, source: bollard::errors::Error) -> DockerError {
+        match super::denied::diagnose(host, &source) {
+            Some(denied) => DockerError::Denied(denied),
+            None => DockerError::Unreachable {
+                host: host.to_string(),
+                source,
+            },
+        }
+    }
 }
 
 /// Where `connect` will go, for messages: `DOCKER_HOST` or the default socket.
@@ -47,10 +64,7 @@ impl DockerClient {
     /// the daemon may be older than the API version bollard speaks by default.
     pub async fn connect() -> Result<DockerClient, DockerError> {
         let host = docker_host();
-        let unreachable = |source| DockerError::Unreachable {
-            host: host.clone(),
-            source,
-        };
+        let unreachable = |source| DockerError::unreachable(&host, source);
         // A hung daemon should not stall the watcher for bollard's default 2 min
         // (the timeout covers response headers, not the long-lived events body).
         let docker = Docker::connect_with_defaults()
@@ -69,10 +83,7 @@ impl DockerClient {
     /// (the start-up check).
     pub async fn list_checked(&self) -> Result<Vec<ContainerInfo>, DockerError> {
         self.list().await.map_err(|e| match e {
-            DockerError::Api(source) => DockerError::Unreachable {
-                host: docker_host(),
-                source,
-            },
+            DockerError::Api(source) => DockerError::unreachable(&docker_host(), source),
             other => other,
         })
     }

@@ -3,10 +3,12 @@
 //! [`client`] is the only bollard user (GET endpoints only) and converts
 //! Docker's types into plain ones; [`containers`] turns a listing into the
 //! desired state (pure); [`hints`] is what the events stream says ahead of
-//! the next listing (pure); [`watcher`] is the loop that keeps it current.
+//! the next listing (pure); [`watcher`] is the loop that keeps it current;
+//! [`denied`] explains a socket that refuses wharf's (unprivileged) user.
 
 pub mod client;
 pub mod containers;
+pub mod denied;
 pub mod hints;
 pub mod watcher;
 

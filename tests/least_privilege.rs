@@ -1,0 +1,169 @@
+//! Least privilege, proven on the real image: wharf runs as uid 65534 with
+//! no capability, no privilege gain and a read-only root filesystem, and
+//! still binds :80 and reads Docker.
+//!
+//! * `compose-examples/socket-proxy`, brought up by docker-compose with its
+//!   hardening as written: wharf has no Docker socket, reads the API through
+//!   a filtering proxy (the suite's own, standing in for the example's proxy
+//!   image, which needs a registry), splits requests over the scaled
+//!   replicas, follows a scale-down, and is refused no call.
+//! * Without the socket's group, the image's unprivileged user cannot open
+//!   the socket: wharf exits 2 with one line naming the group to add.
+//!
+//! The basic and https examples are run hardened by
+//! `tests/deployment.rs` and `tests/https_acme.rs` (same checks, via
+//! [`Privileges::assert_least`]).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use support::*;
+use tokio::task::block_in_place;
+
+/// A file removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Prints the project's wharf logs when the test fails.
+struct LogsOnPanic<'a>(&'a Compose);
+
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.0.try_run(&["logs", "--no-color", "wharf"]).unwrap_or_else(|e| e);
+            eprintln!("--- compose wharf logs ---\n{}", support::docker::tail(&logs, 60));
+        }
+    }
+}
+
+/// Where wharf finds the (proxied) Docker API inside its container.
+const PROXY_IN_CONTAINER: &str = "/sockproxy/docker.sock";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_socket_proxy_example_runs_wharf_unprivileged_without_the_socket_and_is_refused_nothing() {
+    let file = workspace_root().join("compose-examples/socket-proxy/compose.yaml");
+    let (port, admin_port) = (free_port(), free_port());
+    let compose = Compose::new("sockproxy", &file)
+        .env("WHARF_IMAGE", wharf_image())
+        .env("DEMO_IMAGE", demo_image())
+        .env("WHARF_BIND", "127.0.0.1")
+        .env("WHARF_PORT", &port.to_string())
+        .env("WHARF_ADMIN_PORT", &admin_port.to_string());
+    // `-p` does not set it for interpolation; the example names its network by it.
+    let project = compose.project.clone();
+    let compose = compose.env("COMPOSE_PROJECT_NAME", &project);
+    let web_net = format!("{project}_web");
+
+    // The example's proxy service pulls an image; the suite's filtering proxy
+    // takes its place (GET/HEAD on wharf's endpoints, the rest refused and
+    // recorded), reached over a socket of its own: the Docker socket is
+    // never mounted into wharf.
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let sock = tmp.join(format!("{project}.sock"));
+    let proxy = SocketProxy::filtering(&sock, Filter::wharf_reads());
+    // wharf's user (65534) must be able to connect (write) to it.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let over = TempFile(tmp.join(format!("{project}.override.yaml")));
+    std::fs::write(
+        &over.0,
+        format!(
+            "version: \"3.7\"\nservices:\n  wharf:\n    environment:\n      DOCKER_HOST: unix://{PROXY_IN_CONTAINER}\n    \
+             volumes:\n      - {}:{PROXY_IN_CONTAINER}\n",
+            sock.display()
+        ),
+    )
+    .expect("write compose override");
+    let over_path = over.0.to_str().expect("utf-8 path").to_string();
+    // `--no-deps`: the example's proxy service stays down (no registry here).
+    let up = |scale: &str| {
+        let started = Instant::now();
+        block_in_place(|| {
+            compose.run(&[
+                "-f",
+                &over_path,
+                "up",
+                "-d",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+                scale,
+                "wharf",
+                "web",
+            ])
+        });
+        eprintln!("docker-compose up --scale {scale}: took {} ms", started.elapsed().as_millis());
+    };
+    up("web=2");
+    let _logs = LogsOnPanic(&compose);
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+
+    let wharf_id = compose.ps_ids("wharf").pop().expect("a wharf container");
+    eprintln!("{}", Privileges::of_container(&wharf_id).assert_least("socket-proxy wharf"));
+    let mounts = docker(&["inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}", &wharf_id]);
+    assert_eq!(
+        mounts.split_whitespace().collect::<Vec<_>>(),
+        vec![sock.to_str().unwrap()],
+        "wharf mounts something besides the proxy's socket"
+    );
+
+    // Requests split over both replicas, each answering on the example's `web` network.
+    for n in [2usize, 1] {
+        if n == 1 {
+            up("web=1");
+        }
+        let ids = compose.ps_ids("web");
+        assert_eq!(ids.len(), n, "{ids:?}");
+        let addrs: Vec<SocketAddr> = ids.iter().map(|id| (container_ip(id, &web_net), 80).into()).collect();
+        let (_, took) = wait_pool(admin, "web", &addrs, secs(60), &format!("pool web: the {n} replicas")).await;
+        eprintln!("web={n}: pool in step after {} ms", took.as_millis());
+        let want: BTreeSet<String> = ids
+            .iter()
+            .map(|id| docker(&["inspect", "--format", "{{.Config.Hostname}}", id]))
+            .collect();
+        let mut seen = BTreeSet::new();
+        for i in 0..6 * n {
+            let r = get(listen, "sockproxy.test", &format!("/{n}/{i}")).await.unwrap();
+            assert_eq!(r.status, 200, "request {i} at web={n}: {r:?}");
+            seen.insert(r.header("x-demo-hostname").unwrap_or("?").to_string());
+        }
+        assert_eq!(seen, want, "replicas answering through wharf at web={n}");
+    }
+
+    let calls = proxy.calls();
+    let refused: Vec<_> = calls.iter().filter(|c| c.refused.is_some()).collect();
+    eprintln!("{} Docker API calls through the proxy, {} refused", calls.len(), refused.len());
+    assert!(calls.iter().any(|c| c.target.contains("/events")), "no events stream: {calls:#?}");
+    assert!(refused.is_empty(), "refused calls: {refused:#?}");
+}
+
+#[test]
+fn image_without_the_sockets_group_exits_2_naming_the_group_to_add() {
+    let gid = docker_gid();
+    let wharf = Container::run(
+        "denied",
+        &["-v", "/var/run/docker.sock:/var/run/docker.sock:ro", wharf_image()],
+    );
+    let (_, took) = poll_sync("wharf exits", secs(30), || match wharf.status().as_str() {
+        "exited" => Ok(()),
+        other => Err(format!("status {other}")),
+    });
+    eprintln!("exited {} ms after `docker run`", took.as_millis());
+    let logs = wharf.logs();
+    assert_eq!(wharf.exit_code(), 2, "{logs}");
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("wharf: error:")).collect();
+    assert_eq!(errors.len(), 1, "not one error line:\n{logs}");
+    for want in ["permission denied", "uid 65534", &format!("--group-add {gid}"), "DOCKER_HOST", "--user 0"] {
+        assert!(errors[0].contains(want), "{want:?} missing from: {}", errors[0]);
+    }
+}
