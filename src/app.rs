@@ -31,7 +31,7 @@ use crate::tls::Tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr} ({what}): {source}; is another process using it? choose another {flag}")]
+    #[error("cannot listen on {addr} ({what}): {source}; {}", crate::listen::bind_hint(.source, *.addr, .flag))]
     Bind {
         addr: SocketAddr,
         what: &'static str,

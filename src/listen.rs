@@ -37,9 +37,36 @@ fn socket(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(s.into())
 }
 
+/// What to do about a failed bind of `addr` (set by `flag`): a port below
+/// 1024 refused to an unprivileged user (the image runs as uid 65534) needs
+/// the low-port sysctl or a higher port, not another process stopped.
+pub fn bind_hint(err: &io::Error, addr: SocketAddr, flag: &str) -> String {
+    if err.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        format!(
+            "ports below 1024 need root or net.ipv4.ip_unprivileged_port_start=0 \
+             (docker run --sysctl net.ipv4.ip_unprivileged_port_start=0, Docker's default since 20.10, \
+             not with --network host); or choose a port >= 1024 with {flag}"
+        )
+    } else {
+        format!("is another process using it? choose another {flag}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_low_port_points_at_the_sysctl_not_at_another_process() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let low = bind_hint(&denied, "0.0.0.0:80".parse().unwrap(), "--listen");
+        assert!(low.contains("ip_unprivileged_port_start=0") && low.contains("--listen"), "{low}");
+        let taken = io::Error::from(io::ErrorKind::AddrInUse);
+        let other = bind_hint(&taken, "0.0.0.0:80".parse().unwrap(), "--listen");
+        assert_eq!(other, "is another process using it? choose another --listen");
+        let high = bind_hint(&denied, "0.0.0.0:8080".parse().unwrap(), "--admin-listen");
+        assert!(high.contains("another --admin-listen"), "{high}");
+    }
 
     #[test]
     fn n_sockets_share_one_port_and_a_plainly_bound_port_is_refused() {
