@@ -163,6 +163,7 @@ fn image_without_the_sockets_group_exits_2_naming_the_group_to_add() {
     assert_eq!(wharf.exit_code(), 2, "{logs}");
     let errors: Vec<&str> = logs.lines().filter(|l| l.contains("wharf: error:")).collect();
     assert_eq!(errors.len(), 1, "not one error line:\n{logs}");
+    eprintln!("{}", errors[0]);
     for want in ["permission denied", "uid 65534", &format!("--group-add {gid}"), "DOCKER_HOST", "--user 0"] {
         assert!(errors[0].contains(want), "{want:?} missing from: {}", errors[0]);
     }
