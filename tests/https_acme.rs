@@ -423,6 +423,18 @@ async fn compose_https_example_gets_a_certificate_from_pebble() {
     // volume, no capability (yet bound :80 and :443), read-only otherwise.
     let wharf = compose.ps_ids("wharf");
     eprintln!("{}", Privileges::of_container(&wharf[0]).assert_least("compose https wharf"));
+    let volume = docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        &format!("{}_acme", compose.project),
+    ]);
+    let stored = PathBuf::from(volume.trim()).join("certs").join(format!("{host}.pem"));
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display())),
+    );
+    assert_eq!(owner, WHARF_UID, "{} written by uid {owner}", stored.display());
 }
 
 /// Prints the compose project's wharf logs when the test fails.
