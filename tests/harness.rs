@@ -64,6 +64,7 @@ fn images_are_built_with_the_expected_config() {
     let cfg = docker(&["image", "inspect", "--format", "{{json .Config}}", wharf_image()]);
     let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
     assert_eq!(cfg["Entrypoint"], serde_json::json!(["/wharf"]), "{cfg}");
+    assert_eq!(cfg["User"], "65534:65534", "the image runs unprivileged: {cfg}");
     assert_eq!(
         cfg["Healthcheck"]["Test"],
         serde_json::json!(["CMD", "/wharf", "healthcheck"]),

@@ -7,6 +7,10 @@
 //!   a filtering proxy (the suite's own, standing in for the example's proxy
 //!   image, which needs a registry), splits requests over the scaled
 //!   replicas, follows a scale-down, and is refused no call.
+//! * `scripts/build-image.sh` (README command 1) makes that image: run with
+//!   `--read-only --cap-drop ALL --security-opt no-new-privileges` and only
+//!   the socket's group added, it serves a labelled container on :80 and
+//!   turns healthy.
 //! * Without the socket's group, the image's unprivileged user cannot open
 //!   the socket: wharf exits 2 with one line naming the group to add.
 //!
@@ -167,4 +171,107 @@ fn image_without_the_sockets_group_exits_2_naming_the_group_to_add() {
     for want in ["permission denied", "uid 65534", &format!("--group-add {gid}"), "DOCKER_HOST", "--user 0"] {
         assert!(errors[0].contains(want), "{want:?} missing from: {}", errors[0]);
     }
+}
+
+/// Image tags removed on drop.
+struct Images(Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for tag in &self.0 {
+            let _ = docker_try(&["image", "rm", "-f", tag]);
+        }
+    }
+}
+
+/// README command 1: `scripts/build-image.sh` (no registry), then the image
+/// run with every privilege dropped but the socket's group: it binds :80,
+/// discovers a labelled container and serves it, and its health check passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing_else() {
+    // The script builds what `binaries()` built (same flags, same target
+    // dir, debug profile): nothing to recompile.
+    binaries();
+    let root = workspace_root();
+    let suffix = unique("script").to_lowercase();
+    let (wharf_tag, demo_tag) = (format!("wharf-it/script:{suffix}"), format!("wharf-it/script-demo:{suffix}"));
+    let _images = Images(vec![wharf_tag.clone(), demo_tag.clone()]);
+    let started = Instant::now();
+    let out = block_in_place(|| {
+        std::process::Command::new(root.join("scripts/build-image.sh"))
+            .env("WHARF_TAG", &wharf_tag)
+            .env("DEMO_TAG", &demo_tag)
+            .env("PROFILE", "debug")
+            .env("CARGO_TARGET_DIR", root.join("target").join("static"))
+            .env("CARGO_INCREMENTAL", "0")
+            .output()
+            .expect("run scripts/build-image.sh")
+    });
+    assert!(
+        out.status.success(),
+        "scripts/build-image.sh failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("scripts/build-image.sh: took {} ms", started.elapsed().as_millis());
+    assert_eq!(docker(&["image", "inspect", "--format", "{{.Config.User}}", &wharf_tag]), "65534:65534");
+
+    let net = Network::create("script");
+    let (name, host) = (unique("web"), format!("{}.test", unique("script")));
+    let web = Container::run(
+        "script-web",
+        &[
+            "--network",
+            &net.name,
+            "--label",
+            "wharf.enable=true",
+            "--label",
+            &format!("wharf.host={host}"),
+            "-e",
+            &format!("DEMO_NAME={name}"),
+            &demo_tag,
+        ],
+    );
+    let gid = docker_gid();
+    let wharf = Container::run(
+        "script-wharf",
+        &[
+            "--network",
+            &net.name,
+            "--group-add",
+            &gid,
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock:ro",
+            "-p",
+            "127.0.0.1::80",
+            &wharf_tag,
+            "--network",
+            &net.name,
+        ],
+    );
+    let port = docker(&["port", &wharf.id, "80/tcp"]);
+    let listen: SocketAddr = port
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("port 80 not published: {port:?}"));
+    // The script's demo image has a HEALTHCHECK (every 10 s): wharf routes
+    // to it once it is healthy.
+    poll("the labelled container is served on the published :80", secs(45), || async {
+        let r = get(listen, &host, "/").await?;
+        (r.status == 200 && r.header("x-demo-name") == Some(name.as_str()))
+            .then_some(())
+            .ok_or(format!("{} {:?}", r.status, r.header("x-demo-name")))
+    })
+    .await;
+    eprintln!("{}", Privileges::of_container(&wharf.id).assert_least("build-image.sh wharf"));
+    poll_sync("the image's health check passes", secs(60), || match wharf.health().as_str() {
+        "healthy" => Ok(()),
+        other => Err(format!("health {other:?}")),
+    });
+    drop(web);
 }
