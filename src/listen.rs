@@ -60,7 +60,10 @@ mod tests {
     fn a_refused_low_port_points_at_the_sysctl_not_at_another_process() {
         let denied = io::Error::from(io::ErrorKind::PermissionDenied);
         let low = bind_hint(&denied, "0.0.0.0:80".parse().unwrap(), "--listen");
-        assert!(low.contains("ip_unprivileged_port_start=0") && low.contains("--listen"), "{low}");
+        assert!(
+            low.contains("ip_unprivileged_port_start=0") && low.contains("--listen"),
+            "{low}"
+        );
         let taken = io::Error::from(io::ErrorKind::AddrInUse);
         let other = bind_hint(&taken, "0.0.0.0:80".parse().unwrap(), "--listen");
         assert_eq!(other, "is another process using it? choose another --listen");

@@ -242,9 +242,15 @@ async fn compose_example_runs_unprivileged_and_scaled_1_3_1_routes_to_exactly_it
     assert_eq!(wharf_ids.len(), 1, "{wharf_ids:?}");
     // As the example asks: uid 65534, no capability (it binds :80 all the
     // same), no privilege gain, read-only; the demo keeps one capability.
-    eprintln!("{}", Privileges::of_container(&wharf_ids[0]).assert_least("compose wharf"));
+    eprintln!(
+        "{}",
+        Privileges::of_container(&wharf_ids[0]).assert_least("compose wharf")
+    );
     let web = Privileges::of_container(&compose.ps_ids("web")[0]);
-    assert!(web.no_new_privs && web.read_only_root && web.cap_eff == 1 << 10, "{web:?}");
+    assert!(
+        web.no_new_privs && web.read_only_root && web.cap_eff == 1 << 10,
+        "{web:?}"
+    );
     let published = docker(&["port", &wharf_ids[0], "80/tcp"]);
     assert!(
         published.lines().all(|l| l.starts_with("127.0.0.1:")),

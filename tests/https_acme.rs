@@ -422,7 +422,10 @@ async fn compose_https_example_gets_a_certificate_from_pebble() {
     // All of it as the example asks: uid 65534 storing into the `acme`
     // volume, no capability (yet bound :80 and :443), read-only otherwise.
     let wharf = compose.ps_ids("wharf");
-    eprintln!("{}", Privileges::of_container(&wharf[0]).assert_least("compose https wharf"));
+    eprintln!(
+        "{}",
+        Privileges::of_container(&wharf[0]).assert_least("compose https wharf")
+    );
     let volume = docker(&[
         "volume",
         "inspect",

@@ -105,7 +105,10 @@ async fn compose_socket_proxy_example_runs_wharf_unprivileged_without_the_socket
                 "web",
             ])
         });
-        eprintln!("docker-compose up --scale {scale}: took {} ms", started.elapsed().as_millis());
+        eprintln!(
+            "docker-compose up --scale {scale}: took {} ms",
+            started.elapsed().as_millis()
+        );
     };
     up("web=2");
     let _logs = LogsOnPanic(&compose);
@@ -113,7 +116,10 @@ async fn compose_socket_proxy_example_runs_wharf_unprivileged_without_the_socket
     let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
 
     let wharf_id = compose.ps_ids("wharf").pop().expect("a wharf container");
-    eprintln!("{}", Privileges::of_container(&wharf_id).assert_least("socket-proxy wharf"));
+    eprintln!(
+        "{}",
+        Privileges::of_container(&wharf_id).assert_least("socket-proxy wharf")
+    );
     let mounts = docker(&["inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}", &wharf_id]);
     assert_eq!(
         mounts.split_whitespace().collect::<Vec<_>>(),
@@ -146,8 +152,15 @@ async fn compose_socket_proxy_example_runs_wharf_unprivileged_without_the_socket
 
     let calls = proxy.calls();
     let refused: Vec<_> = calls.iter().filter(|c| c.refused.is_some()).collect();
-    eprintln!("{} Docker API calls through the proxy, {} refused", calls.len(), refused.len());
-    assert!(calls.iter().any(|c| c.target.contains("/events")), "no events stream: {calls:#?}");
+    eprintln!(
+        "{} Docker API calls through the proxy, {} refused",
+        calls.len(),
+        refused.len()
+    );
+    assert!(
+        calls.iter().any(|c| c.target.contains("/events")),
+        "no events stream: {calls:#?}"
+    );
     assert!(refused.is_empty(), "refused calls: {refused:#?}");
 }
 
@@ -168,7 +181,13 @@ fn image_without_the_sockets_group_exits_2_naming_the_group_to_add() {
     let errors: Vec<&str> = logs.lines().filter(|l| l.contains("wharf: error:")).collect();
     assert_eq!(errors.len(), 1, "not one error line:\n{logs}");
     eprintln!("{}", errors[0]);
-    for want in ["permission denied", "uid 65534", &format!("--group-add {gid}"), "DOCKER_HOST", "--user 0"] {
+    for want in [
+        "permission denied",
+        "uid 65534",
+        &format!("--group-add {gid}"),
+        "DOCKER_HOST",
+        "--user 0",
+    ] {
         assert!(errors[0].contains(want), "{want:?} missing from: {}", errors[0]);
     }
 }
@@ -194,7 +213,10 @@ async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing
     binaries();
     let root = workspace_root();
     let suffix = unique("script").to_lowercase();
-    let (wharf_tag, demo_tag) = (format!("wharf-it/script:{suffix}"), format!("wharf-it/script-demo:{suffix}"));
+    let (wharf_tag, demo_tag) = (
+        format!("wharf-it/script:{suffix}"),
+        format!("wharf-it/script-demo:{suffix}"),
+    );
     let _images = Images(vec![wharf_tag.clone(), demo_tag.clone()]);
     let started = Instant::now();
     let out = block_in_place(|| {
@@ -214,7 +236,10 @@ async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("scripts/build-image.sh: took {} ms", started.elapsed().as_millis());
-    assert_eq!(docker(&["image", "inspect", "--format", "{{.Config.User}}", &wharf_tag]), "65534:65534");
+    assert_eq!(
+        docker(&["image", "inspect", "--format", "{{.Config.User}}", &wharf_tag]),
+        "65534:65534"
+    );
 
     let net = Network::create("script");
     let (name, host) = (unique("web"), format!("{}.test", unique("script")));
@@ -261,17 +286,26 @@ async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing
         .unwrap_or_else(|| panic!("port 80 not published: {port:?}"));
     // The script's demo image has a HEALTHCHECK (every 10 s): wharf routes
     // to it once it is healthy.
-    poll("the labelled container is served on the published :80", secs(45), || async {
-        let r = get(listen, &host, "/").await?;
-        (r.status == 200 && r.header("x-demo-name") == Some(name.as_str()))
-            .then_some(())
-            .ok_or(format!("{} {:?}", r.status, r.header("x-demo-name")))
-    })
+    poll(
+        "the labelled container is served on the published :80",
+        secs(45),
+        || async {
+            let r = get(listen, &host, "/").await?;
+            (r.status == 200 && r.header("x-demo-name") == Some(name.as_str()))
+                .then_some(())
+                .ok_or(format!("{} {:?}", r.status, r.header("x-demo-name")))
+        },
+    )
     .await;
-    eprintln!("{}", Privileges::of_container(&wharf.id).assert_least("build-image.sh wharf"));
-    poll_sync("the image's health check passes", secs(60), || match wharf.health().as_str() {
-        "healthy" => Ok(()),
-        other => Err(format!("health {other:?}")),
+    eprintln!(
+        "{}",
+        Privileges::of_container(&wharf.id).assert_least("build-image.sh wharf")
+    );
+    poll_sync("the image's health check passes", secs(60), || {
+        match wharf.health().as_str() {
+            "healthy" => Ok(()),
+            other => Err(format!("health {other:?}")),
+        }
     });
     drop(web);
 }

@@ -37,7 +37,10 @@ async fn soft_descriptor_limit_256_is_raised_to_the_hard_limit_4096_at_start() {
         .lines()
         .find(|l| l.contains("raised the file descriptor limit"))
         .unwrap_or_else(|| panic!("the raise is not logged:\n{log}"));
-    assert!(raised.contains("before=256") && raised.contains("after=4096"), "{raised}");
+    assert!(
+        raised.contains("before=256") && raised.contains("after=4096"),
+        "{raised}"
+    );
     assert!(
         log.contains("max_connections=2016"),
         "auto --max-connections from the raised limit: (4096 - 64) / 2 = 2016:\n{log}"
