@@ -211,6 +211,10 @@ pub struct Opts {
 
     #[command(flatten)]
     pub acme: crate::tls::acme::config::AcmeOpts,
+
+    /// `--user`: applied by `main` before anything else, not part of [`Config`].
+    #[command(flatten)]
+    pub privilege: crate::privilege::UserOpts,
 }
 
 /// Idle upstream connections are closed after at most this long: below the

@@ -7,6 +7,8 @@
 //!   desired state, pool options. Imports nothing of ours.
 //! - [`text`]: small pure helpers (durations, suggestions); networks are
 //!   [`model::cidr`].
+//! - [`privilege`]: `--user` — dropping root at start, keeping the Docker
+//!   socket's group (before any thread exists).
 //! - [`config`]: flags and `WHARF_*` variables → a validated `Config`.
 //! - [`labels`]: one container's labels → its service spec or the reasons
 //!   it was skipped (pure).
@@ -59,6 +61,7 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod policy;
+pub mod privilege;
 pub mod probe;
 #[cfg(test)]
 mod proptests;

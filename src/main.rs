@@ -16,12 +16,17 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // First of all, while this is the only thread: drop root for --user
+    // (WHARF_USER; the image sets 65534:65534). No runtime, no thread, no
+    // file opened yet, so everything after runs as that user.
+    let privilege = wharf::privilege::drop_to(cli.opts.privilege.user);
     let cfg = match cli.opts.into_config() {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
     init_tracing(cfg.log_format);
     if let Some(Command::Healthcheck) = cli.command {
+        // Quiet: its output lands in the container's health log every few seconds.
         return match wharf::check::healthcheck(cfg.admin_listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -29,6 +34,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         };
+    }
+    if let Err(e) = privilege.log() {
+        return fail(&e);
     }
     // The control plane (discovery, admin, health probes); requests are
     // served by worker threads of their own (see `app::run`).
