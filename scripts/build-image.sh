@@ -16,8 +16,8 @@ RUSTFLAGS='-C target-feature=+crt-static' cargo build $flag --locked --target "$
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 cp "$dir/$target/$profile/wharf" "$dir/$target/$profile/wharf-demo" "$ctx/"
-# An empty /acme owned by wharf's user: a new named volume mounted there
-# starts with that owner, so the unprivileged process can store certificates.
+# An empty /acme owned by wharf's user (WHARF_USER): a new named volume
+# mounted there starts with that owner, so wharf can store certificates.
 mkdir "$ctx/acme"
 cat > "$ctx/Dockerfile" <<'DOCKERFILE'
 FROM scratch AS demo
@@ -26,13 +26,13 @@ EXPOSE 80
 HEALTHCHECK --interval=10s --timeout=3s CMD ["/wharf-demo", "probe", "http://127.0.0.1:80/health"]
 ENTRYPOINT ["/wharf-demo"]
 
-# wharf runs as nobody (uid/gid 65534): see the Dockerfile for binding :80
-# and reading the Docker socket without root.
+# wharf starts as root and switches to nobody (WHARF_USER, uid/gid 65534)
+# at once, keeping the Docker socket's group: see the Dockerfile.
 FROM scratch AS wharf
 COPY wharf /wharf
 COPY --chown=65534:65534 acme /acme
-USER 65534:65534
-ENV WHARF_LISTEN=0.0.0.0:80 \
+ENV WHARF_USER=65534:65534 \
+    WHARF_LISTEN=0.0.0.0:80 \
     WHARF_TLS_LISTEN=0.0.0.0:443 \
     WHARF_ADMIN_LISTEN=0.0.0.0:8081
 EXPOSE 80 443 8081

@@ -38,12 +38,12 @@ fn socket(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// What to do about a failed bind of `addr` (set by `flag`): a port below
-/// 1024 refused to an unprivileged user (the image runs as uid 65534) needs
+/// 1024 refused to an unprivileged user (the image switches to uid 65534) needs
 /// the low-port sysctl or a higher port, not another process stopped.
 pub fn bind_hint(err: &io::Error, addr: SocketAddr, flag: &str) -> String {
     if err.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
         format!(
-            "ports below 1024 need root or net.ipv4.ip_unprivileged_port_start=0 \
+            "ports below 1024 need root (--user 0 / WHARF_USER=0 keeps it) or net.ipv4.ip_unprivileged_port_start=0 \
              (docker run --sysctl net.ipv4.ip_unprivileged_port_start=0, Docker's default since 20.10, \
              not with --network host); or choose a port >= 1024 with {flag}"
         )

@@ -38,7 +38,7 @@ pub fn parse_user(s: &str) -> Result<Target, String> {
         match v.trim().parse::<u32>() {
             Ok(n) if n != u32::MAX => Ok(n),
             _ => Err(format!(
-                "{v:?} is not a numeric id: expected UID[:GID], e.g. 65534:65534 (names are not looked up)"
+                "{v:?} is not a numeric id: expected UID[:GID], e.g. 65534:65534 (names are not looked up; 0 keeps root)"
             )),
         }
     };
@@ -202,7 +202,7 @@ impl fmt::Display for Outcome {
                 "staying root: cannot switch to uid {} gid {} ({step}: operation not permitted, \
                  CAP_SETUID/CAP_SETGID were dropped). Fix: add them (docker run --cap-add SETUID --cap-add SETGID; \
                  compose: cap_add: [SETUID, SETGID]; they are gone once wharf has switched), \
-                 or start it unprivileged (--user {}:{} --group-add <the socket's group>)",
+                 or start the container unprivileged (docker run --user {}:{} --group-add <the socket's group>)",
                 target.uid, target.gid, target.uid, target.gid
             ),
             Outcome::Refused { target, step, errno } => write!(

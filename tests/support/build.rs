@@ -33,13 +33,13 @@ fn checkout_tag(repo: &str) -> &'static str {
     Box::leak(format!("{repo}:test-{:08x}", h.finish() as u32).into_boxed_str())
 }
 
-/// The runtime stage of the Dockerfile and of scripts/build-image.sh: an
-/// unprivileged user (65534) owning an empty `/acme` for the ACME volume.
+/// The runtime stage of the Dockerfile and of scripts/build-image.sh: starts
+/// as root, switches to `WHARF_USER` (65534), which owns an empty `/acme`
+/// for the ACME volume.
 const WHARF_DOCKERFILE: &str = r#"FROM scratch
 COPY wharf /wharf
 COPY --chown=65534:65534 acme /acme
-USER 65534:65534
-ENV WHARF_LISTEN=0.0.0.0:80 WHARF_ADMIN_LISTEN=0.0.0.0:8081
+ENV WHARF_USER=65534:65534 WHARF_LISTEN=0.0.0.0:80 WHARF_ADMIN_LISTEN=0.0.0.0:8081
 EXPOSE 80 8081
 HEALTHCHECK --interval=5s --timeout=3s CMD ["/wharf","healthcheck"]
 ENTRYPOINT ["/wharf"]

@@ -1,12 +1,15 @@
 //! "Permission denied" on the Docker socket, explained.
 //!
-//! The image runs as an unprivileged user (65534), and the socket on a Linux
-//! host is `root:docker`, mode 660: a `docker run -v
-//! /var/run/docker.sock:…` without `--group-add` fails to connect with
-//! EACCES. The bare OS error says nothing about the fix, so the start-up
-//! error names the socket's group and the three ways out (add that group,
-//! a socket proxy, root). The decisions are plain functions over an error
-//! chain and numbers; [`diagnose`] does the two system calls.
+//! Started as root, the image switches to 65534 keeping the socket's group
+//! ([`crate::privilege`]), so this is for a process started unprivileged:
+//! `docker run --user 65534 -v /var/run/docker.sock:…` without
+//! `--group-add`, or a host user outside the `docker` group, on a socket
+//! that is `root:docker`, mode 660, fails to connect with EACCES. The bare
+//! OS error says nothing about the fix, so the start-up error names the
+//! socket's group and the three ways out (add that group, a socket proxy,
+//! starting as root and letting wharf switch). The decisions are plain
+//! functions over an error chain and numbers; [`diagnose`] does the two
+//! system calls.
 
 use std::error::Error;
 use std::os::unix::fs::MetadataExt;
@@ -39,7 +42,8 @@ impl std::fmt::Display for Denied {
         }
         write!(
             f,
-            ", or point DOCKER_HOST at a read-only socket proxy, or run as root (--user 0)"
+            ", or point DOCKER_HOST at a read-only socket proxy, or start it as root (no docker run --user): \
+             wharf then switches to WHARF_USER itself, keeping the socket's group"
         )
     }
 }
@@ -120,7 +124,7 @@ mod tests {
         assert!(m.contains("uid 65534"), "{m}");
         assert!(m.contains("group 105, mode 660"), "{m}");
         assert!(m.contains("--group-add 105"), "{m}");
-        assert!(m.contains("DOCKER_HOST") && m.contains("--user 0"), "{m}");
+        assert!(m.contains("DOCKER_HOST") && m.contains("start it as root"), "{m}");
         let unknown = Denied { socket: None, ..d };
         assert!(unknown.to_string().contains("stat -c %g /var/run/docker.sock"));
     }
