@@ -64,7 +64,12 @@ fn images_are_built_with_the_expected_config() {
     let cfg = docker(&["image", "inspect", "--format", "{{json .Config}}", wharf_image()]);
     let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
     assert_eq!(cfg["Entrypoint"], serde_json::json!(["/wharf"]), "{cfg}");
-    assert_eq!(cfg["User"], "65534:65534", "the image runs unprivileged: {cfg}");
+    // Starts as root (to read the socket without --group-add) and switches to WHARF_USER.
+    assert_eq!(cfg["User"], "", "the image starts as root: {cfg}");
+    assert!(
+        cfg["Env"].as_array().is_some_and(|e| e.iter().any(|v| v == "WHARF_USER=65534:65534")),
+        "the image switches to 65534: {cfg}"
+    );
     assert_eq!(
         cfg["Healthcheck"]["Test"],
         serde_json::json!(["CMD", "/wharf", "healthcheck"]),

@@ -419,13 +419,13 @@ async fn compose_https_example_gets_a_certificate_from_pebble() {
     assert!(!body.is_empty());
     let state = state_at(ports.admin).await.unwrap();
     assert_eq!(acme_cert(&state, &host).unwrap()["state"], "valid", "{state:#}");
-    // All of it as the example asks: uid 65534 storing into the `acme`
-    // volume, no capability (yet bound :80 and :443), read-only otherwise.
+    // All of it as the example asks: switched to uid 65534 (keeping the
+    // socket's group), storing into the `acme` volume, no capability (yet
+    // bound :80 and :443), read-only otherwise.
     let wharf = compose.ps_ids("wharf");
-    eprintln!(
-        "{}",
-        Privileges::of_container(&wharf[0]).assert_least("compose https wharf")
-    );
+    let me = Privileges::of_container(&wharf[0]);
+    eprintln!("{}", me.assert_least("compose https wharf"));
+    me.assert_socket_group(&docker_gid(), "compose https wharf");
     let volume = docker(&[
         "volume",
         "inspect",

@@ -1,18 +1,26 @@
-//! Least privilege, proven on the real image: wharf runs as uid 65534 with
-//! no capability, no privilege gain and a read-only root filesystem, and
-//! still binds :80 and reads Docker.
+//! Least privilege, proven on the real image: it starts as root only to
+//! switch at once to uid 65534 (`WHARF_USER`), keeping the Docker socket's
+//! group; the kernel then clears every capability. wharf still binds :80
+//! and reads Docker.
 //!
+//! * The SPEC's plain `docker run` (socket mounted, no `--group-add`, no
+//!   `--user`): serves a labelled container, and its process (every thread)
+//!   is uid 65534 with the socket's group and no capability.
+//! * `--cap-drop ALL` without SETUID/SETGID: the switch is refused; wharf
+//!   says how to fix it in one warning and serves as root all the same.
 //! * `compose-examples/socket-proxy`, brought up by docker-compose with its
-//!   hardening as written: wharf has no Docker socket, reads the API through
-//!   a filtering proxy (the suite's own, standing in for the example's proxy
-//!   image, which needs a registry), splits requests over the scaled
-//!   replicas, follows a scale-down, and is refused no call.
+//!   hardening as written: wharf, started unprivileged, has no Docker
+//!   socket, reads the API through a filtering proxy (the suite's own,
+//!   standing in for the example's proxy image, which needs a registry),
+//!   splits requests over the scaled replicas, follows a scale-down, and is
+//!   refused no call.
 //! * `scripts/build-image.sh` (README command 1) makes that image: run with
-//!   `--read-only --cap-drop ALL --security-opt no-new-privileges` and only
-//!   the socket's group added, it serves a labelled container on :80 and
-//!   turns healthy.
-//! * Without the socket's group, the image's unprivileged user cannot open
-//!   the socket: wharf exits 2 with one line naming the group to add.
+//!   `--read-only --cap-drop ALL --cap-add SETUID --cap-add SETGID
+//!   --security-opt no-new-privileges`, it serves a labelled container on
+//!   :80 as uid 65534 and turns healthy.
+//! * Started unprivileged (`docker run --user 65534`) without the socket's
+//!   group, wharf cannot open the socket: it exits 2 with one line naming
+//!   the group to add.
 //!
 //! The basic and https examples are run hardened by
 //! `tests/deployment.rs` and `tests/https_acme.rs` (same checks, via
@@ -164,12 +172,139 @@ async fn compose_socket_proxy_example_runs_wharf_unprivileged_without_the_socket
     assert!(refused.is_empty(), "refused calls: {refused:#?}");
 }
 
+/// The published loopback address of container port `port`.
+fn published(c: &Container, port: u16) -> SocketAddr {
+    let out = docker(&["port", &c.id, &format!("{port}/tcp")]);
+    out.lines()
+        .find_map(|l| l.trim().parse::<SocketAddr>().ok().filter(|a| a.ip().is_loopback()))
+        .unwrap_or_else(|| panic!("port {port} of {} is not published on loopback: {out:?}", c.name))
+}
+
+/// A labelled demo on `net` and its host name: what wharf must find and serve.
+fn labelled_demo(net: &Network, tag: &str) -> (Container, String, String) {
+    let (name, host) = (unique(tag), format!("{}.test", unique(tag)));
+    let labels = ["wharf.enable=true".to_string(), format!("wharf.host={host}")];
+    let demo = named_demo(&net.name, &name, &[labels[0].as_str(), labels[1].as_str()]);
+    (demo, name, host)
+}
+
+/// Polls until `host` at `listen` is answered by the demo `name`; the time it took.
+async fn wait_served(listen: SocketAddr, host: &str, name: &str, what: &str) -> std::time::Duration {
+    let (_, took) = poll(what, secs(45), || async {
+        let r = get(listen, host, "/").await?;
+        (r.status == 200 && r.header("x-demo-name") == Some(name))
+            .then_some(())
+            .ok_or(format!("{} {:?}", r.status, r.header("x-demo-name")))
+    })
+    .await;
+    took
+}
+
+/// The lines of `logs` that contain `needle`.
+fn lines_with<'a>(logs: &'a str, needle: &str) -> Vec<&'a str> {
+    logs.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// SPEC "How people run it": `docker run -d --name wharf --network web -p
+/// 80:80 -p 127.0.0.1:8081:8081 -v /var/run/docker.sock:…:ro wharf`, nothing
+/// more (ports published on loopback here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_run_command_serves_a_labelled_container_as_uid_65534_with_the_sockets_group_and_no_capability() {
+    let net = Network::create("spec");
+    let (_demo, name, host) = labelled_demo(&net, "spec-web");
+    let started = Instant::now();
+    let wharf = Container::run(
+        "spec-wharf",
+        &[
+            "--network",
+            &net.name,
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "127.0.0.1::8081",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock:ro",
+            wharf_image(),
+        ],
+    );
+    let (listen, admin) = (published(&wharf, 80), published(&wharf, 8081));
+    let took = wait_served(listen, &host, &name, "the labelled container is served on :80").await;
+    eprintln!(
+        "served {} ms after `docker run` (poll {} ms)",
+        started.elapsed().as_millis(),
+        took.as_millis()
+    );
+    let st = state_at(admin).await.unwrap();
+    assert_eq!(st["discovery"]["connected"], true, "{}", st["discovery"]);
+
+    let gid = docker_gid();
+    let me = Privileges::of_container(&wharf.id);
+    eprintln!("SPEC docker run: {me:?}");
+    assert!(me.uids.iter().all(|&u| u == WHARF_UID), "uids {:?}", me.uids);
+    assert!(me.gids.iter().all(|&g| g == WHARF_UID), "gids {:?}", me.gids);
+    me.assert_socket_group(&gid, "SPEC docker run");
+    assert_eq!(
+        (me.cap_eff, me.cap_prm, me.cap_amb),
+        (0, 0, 0),
+        "capabilities left after the switch: {me:?}"
+    );
+    let logs = wharf.logs();
+    let said = lines_with(&logs, "running as uid");
+    assert_eq!(said.len(), 1, "not one 'running as' line:\n{logs}");
+    let want = format!("running as uid 65534 gid 65534 (groups: {gid}, the Docker socket's)");
+    assert!(said[0].contains(&want), "{want:?} not in: {}", said[0]);
+    assert!(lines_with(&logs, "WARN").is_empty(), "warnings:\n{logs}");
+}
+
+/// `--cap-drop ALL` alone takes CAP_SETUID/CAP_SETGID: the switch is refused,
+/// wharf warns once with the fix and serves as root rather than not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_capability_dropped_warns_with_the_fix_and_serves_as_root() {
+    let net = Network::create("nocaps");
+    let (_demo, name, host) = labelled_demo(&net, "nocaps-web");
+    let wharf = Container::run(
+        "nocaps-wharf",
+        &[
+            "--network",
+            &net.name,
+            "--cap-drop",
+            "ALL",
+            "-p",
+            "127.0.0.1::80",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock:ro",
+            wharf_image(),
+        ],
+    );
+    let listen = published(&wharf, 80);
+    let took = wait_served(listen, &host, &name, "served as root").await;
+    eprintln!("served after {} ms", took.as_millis());
+    let me = Privileges::of_container(&wharf.id);
+    assert!(me.uids.iter().all(|&u| u == 0), "{me:?}");
+    let logs = wharf.logs();
+    let warned = lines_with(&logs, "staying root");
+    assert_eq!(warned.len(), 1, "not one warning:\n{logs}");
+    eprintln!("{}", warned[0]);
+    for want in ["WARN", "uid 65534", "operation not permitted", "cap_add: [SETUID, SETGID]"] {
+        assert!(warned[0].contains(want), "{want:?} missing from: {}", warned[0]);
+    }
+}
+
+/// Started unprivileged by `docker run --user 65534` (explicit non-root),
+/// without the socket's group: nothing to switch, the socket refuses, and
+/// wharf exits 2 with one line naming the group to add.
 #[test]
-fn image_without_the_sockets_group_exits_2_naming_the_group_to_add() {
+fn started_as_user_65534_without_the_sockets_group_exits_2_naming_the_group_to_add() {
     let gid = docker_gid();
     let wharf = Container::run(
         "denied",
-        &["-v", "/var/run/docker.sock:/var/run/docker.sock:ro", wharf_image()],
+        &[
+            "--user",
+            "65534",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock:ro",
+            wharf_image(),
+        ],
     );
     let (_, took) = poll_sync("wharf exits", secs(30), || match wharf.status().as_str() {
         "exited" => Ok(()),
@@ -178,7 +313,7 @@ fn image_without_the_sockets_group_exits_2_naming_the_group_to_add() {
     eprintln!("exited {} ms after `docker run`", took.as_millis());
     let logs = wharf.logs();
     assert_eq!(wharf.exit_code(), 2, "{logs}");
-    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("wharf: error:")).collect();
+    let errors = lines_with(&logs, "wharf: error:");
     assert_eq!(errors.len(), 1, "not one error line:\n{logs}");
     eprintln!("{}", errors[0]);
     for want in [
@@ -186,7 +321,7 @@ fn image_without_the_sockets_group_exits_2_naming_the_group_to_add() {
         "uid 65534",
         &format!("--group-add {gid}"),
         "DOCKER_HOST",
-        "--user 0",
+        "start it as root",
     ] {
         assert!(errors[0].contains(want), "{want:?} missing from: {}", errors[0]);
     }
@@ -204,8 +339,9 @@ impl Drop for Images {
 }
 
 /// README command 1: `scripts/build-image.sh` (no registry), then the image
-/// run with every privilege dropped but the socket's group: it binds :80,
-/// discovers a labelled container and serves it, and its health check passes.
+/// run with every privilege dropped but SETUID/SETGID (to switch to 65534,
+/// after which it holds none), and no `--group-add`: it binds :80, discovers
+/// a labelled container and serves it, and its health check passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing_else() {
     // The script builds what `binaries()` built (same flags, same target
@@ -238,9 +374,12 @@ async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("scripts/build-image.sh: took {} ms", started.elapsed().as_millis());
+    // Starts as root (no USER), switches to WHARF_USER.
     assert_eq!(
-        docker(&["image", "inspect", "--format", "{{.Config.User}}", &wharf_tag]),
-        "65534:65534"
+        docker(&["image", "inspect", "--format", "{{.Config.User}}|{{json .Config.Env}}", &wharf_tag])
+            .split_once('|')
+            .map(|(user, env)| (user.to_string(), env.contains("\"WHARF_USER=65534:65534\""))),
+        Some((String::new(), true))
     );
 
     let net = Network::create("script");
@@ -259,17 +398,18 @@ async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing
             &demo_tag,
         ],
     );
-    let gid = docker_gid();
     let wharf = Container::run(
         "script-wharf",
         &[
             "--network",
             &net.name,
-            "--group-add",
-            &gid,
             "--read-only",
             "--cap-drop",
             "ALL",
+            "--cap-add",
+            "SETUID",
+            "--cap-add",
+            "SETGID",
             "--security-opt",
             "no-new-privileges",
             "-v",
@@ -299,10 +439,9 @@ async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing
         },
     )
     .await;
-    eprintln!(
-        "{}",
-        Privileges::of_container(&wharf.id).assert_least("build-image.sh wharf")
-    );
+    let me = Privileges::of_container(&wharf.id);
+    eprintln!("{}", me.assert_least("build-image.sh wharf"));
+    me.assert_socket_group(&docker_gid(), "build-image.sh wharf");
     poll_sync("the image's health check passes", secs(60), || {
         match wharf.health().as_str() {
             "healthy" => Ok(()),

@@ -20,9 +20,7 @@ pub struct Compose {
 
 impl Compose {
     /// A project `unique(tag)` for `file`; a relative `file` is taken relative
-    /// to `tests/fixtures/`. Nothing runs until [`Compose::up`]. `DOCKER_GID`
-    /// is set to the Docker socket's group, as the compose examples ask
-    /// (wharf's unprivileged user reads the socket through that group).
+    /// to `tests/fixtures/`. Nothing runs until [`Compose::up`].
     pub fn new(tag: &str, file: impl AsRef<Path>) -> Compose {
         require_docker();
         let file = workspace_root().join("tests").join("fixtures").join(file.as_ref());
@@ -33,7 +31,7 @@ impl Compose {
             project: unique(tag).to_lowercase(),
             dir,
             file,
-            env: vec![("DOCKER_GID".to_string(), super::privilege::docker_gid())],
+            env: Vec::new(),
         }
     }
 

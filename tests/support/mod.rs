@@ -83,8 +83,9 @@
 //!
 //! * [`Privileges::of_container`] reads a container's process identity,
 //!   capabilities and `no_new_privs` from `/proc`; [`Privileges::assert_least`]
-//!   checks wharf's least-privilege deployment (uid [`WHARF_UID`], nothing more).
-//! * [`docker_gid()`] — the Docker socket's group (`--group-add`, `DOCKER_GID`).
+//!   checks wharf's least-privilege deployment (uid [`WHARF_UID`], nothing more),
+//!   [`Privileges::assert_socket_group`] that it kept the socket's group.
+//! * [`docker_gid()`] — the Docker socket's group (`--group-add`).
 //!
 //! # Load ([`load`])
 //!

@@ -9,11 +9,10 @@ use std::os::unix::fs::MetadataExt;
 use super::docker::docker;
 use super::sockproxy::DOCKER_SOCK;
 
-/// The user the wharf image runs as (the Dockerfile's `USER`).
+/// The user the wharf image switches to (the Dockerfile's `WHARF_USER`).
 pub const WHARF_UID: u32 = 65534;
 
-/// The group of the Docker socket, as a string for `--group-add` and the
-/// compose examples' `DOCKER_GID`.
+/// The group of the Docker socket, as a string for `--group-add`.
 pub fn docker_gid() -> String {
     std::fs::metadata(DOCKER_SOCK)
         .unwrap_or_else(|e| panic!("stat {DOCKER_SOCK}: {e}"))
@@ -40,12 +39,38 @@ pub struct Privileges {
 
 impl Privileges {
     /// Of the main process of container `id` (which must be running).
+    /// Panics unless every thread of it has the same identity and
+    /// capabilities (wharf switches user with per-thread syscalls, before
+    /// any other thread exists: all of them must show it).
     pub fn of_container(id: &str) -> Privileges {
         let pid = docker(&["inspect", "--format", "{{.State.Pid}}", id]);
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
-            .unwrap_or_else(|e| panic!("/proc/{}/status of container {id}: {e}", pid.trim()));
+        let pid = pid.trim();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status of container {id}: {e}"));
         let ro = docker(&["inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", id]);
-        Privileges::parse(&status, ro.trim() == "true")
+        let main = Privileges::parse(&status, ro.trim() == "true");
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/task of container {id}: {e}"));
+        let mut threads = 0;
+        for task in tasks.flatten() {
+            // A thread may end between the listing and the read.
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
+            let thread = Privileges::parse(&status, main.read_only_root);
+            assert_eq!(thread, main, "thread {:?} of container {id} differs", task.file_name());
+            threads += 1;
+        }
+        assert!(threads >= 1, "no thread of container {id} read");
+        main
+    }
+
+    /// Panics unless the socket's group (`gid`) is among the process's
+    /// groups (the one wharf keeps when it switches user).
+    pub fn assert_socket_group(&self, gid: &str, what: &str) {
+        let gid: u32 = gid.parse().unwrap_or_else(|e| panic!("gid {gid:?}: {e}"));
+        assert!(
+            self.groups.contains(&gid) || self.gids.iter().all(|&g| g == gid),
+            "{what}: lost the Docker socket's group {gid}: {self:?}"
+        );
     }
 
     /// From the text of `/proc/<pid>/status`.
