@@ -212,6 +212,7 @@ fn lines_with<'a>(logs: &'a str, needle: &str) -> Vec<&'a str> {
 async fn spec_run_command_serves_a_labelled_container_as_uid_65534_with_the_sockets_group_and_no_capability() {
     let net = Network::create("spec");
     let (_demo, name, host) = labelled_demo(&net, "spec-web");
+    let image = wharf_image();
     let started = Instant::now();
     let wharf = Container::run(
         "spec-wharf",
@@ -224,7 +225,7 @@ async fn spec_run_command_serves_a_labelled_container_as_uid_65534_with_the_sock
             "127.0.0.1::8081",
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock:ro",
-            wharf_image(),
+            image,
         ],
     );
     let (listen, admin) = (published(&wharf, 80), published(&wharf, 8081));
@@ -253,7 +254,9 @@ async fn spec_run_command_serves_a_labelled_container_as_uid_65534_with_the_sock
     assert_eq!(said.len(), 1, "not one 'running as' line:\n{logs}");
     let want = format!("running as uid 65534 gid 65534 (groups: {gid}, the Docker socket's)");
     assert!(said[0].contains(&want), "{want:?} not in: {}", said[0]);
-    assert!(lines_with(&logs, "WARN").is_empty(), "warnings:\n{logs}");
+    // (Other tests' containers on this daemon may draw skip warnings: only
+    // the privilege warning is ruled out.)
+    assert!(lines_with(&logs, "staying root").is_empty(), "{logs}");
 }
 
 /// `--cap-drop ALL` alone takes CAP_SETUID/CAP_SETGID: the switch is refused,
