@@ -114,14 +114,8 @@ pub fn plan(euid: u32, user: Option<Target>, socket: Option<Socket>) -> Plan {
     }
     let groups: Vec<u32> = socket.iter().map(|s| s.gid).filter(|&g| g != target.gid).collect();
     match socket {
-        Some(s) if !can_connect(target.uid, target.gid, &groups, &s) => {
-            Plan::SocketWouldRefuse { target, socket: s }
-        }
-        socket => Plan::Drop {
-            target,
-            groups,
-            socket,
-        },
+        Some(s) if !can_connect(target.uid, target.gid, &groups, &s) => Plan::SocketWouldRefuse { target, socket: s },
+        socket => Plan::Drop { target, groups, socket },
     }
 }
 
@@ -149,17 +143,34 @@ pub enum Outcome {
     /// Nothing asked (`--user` unset or 0).
     Kept,
     /// Started as `uid`/`gid` with `groups`, not root: `--user` not applied.
-    NotRoot { uid: u32, gid: u32, groups: Vec<u32> },
-    SocketWouldRefuse { target: Target, socket: Socket },
+    NotRoot {
+        uid: u32,
+        gid: u32,
+        groups: Vec<u32>,
+    },
+    SocketWouldRefuse {
+        target: Target,
+        socket: Socket,
+    },
     Dropped {
         target: Target,
         groups: Vec<u32>,
         socket: Option<Socket>,
     },
     /// A syscall was refused: still uid 0. `errno` is its raw error number.
-    Refused { target: Target, step: Step, errno: i32 },
+    Refused {
+        target: Target,
+        step: Step,
+        errno: i32,
+    },
     /// The calls succeeded but the ids read back differ: do not serve.
-    Mismatch { target: Target, uid: u32, euid: u32, gid: u32, egid: u32 },
+    Mismatch {
+        target: Target,
+        uid: u32,
+        euid: u32,
+        gid: u32,
+        egid: u32,
+    },
 }
 
 const EPERM: i32 = 1;
@@ -182,7 +193,11 @@ impl fmt::Display for Outcome {
             Outcome::Dropped { target, groups, socket } => {
                 write!(f, "running as uid {} gid {}", target.uid, target.gid)?;
                 match (groups.as_slice(), socket) {
-                    ([], Some(s)) => write!(f, " (no supplementary group; the Docker socket {} is group {})", s.path, s.gid),
+                    ([], Some(s)) => write!(
+                        f,
+                        " (no supplementary group; the Docker socket {} is group {})",
+                        s.path, s.gid
+                    ),
                     ([], None) => f.write_str(" (no supplementary group)"),
                     (g, _) => write!(f, " (groups: {}, the Docker socket's)", list(g)),
                 }
@@ -212,7 +227,13 @@ impl fmt::Display for Outcome {
                 target.gid,
                 std::io::Error::from_raw_os_error(*errno)
             ),
-            Outcome::Mismatch { target, uid, euid, gid, egid } => write!(
+            Outcome::Mismatch {
+                target,
+                uid,
+                euid,
+                gid,
+                egid,
+            } => write!(
                 f,
                 "switching to uid {} gid {} left uid {uid}/{euid} gid {gid}/{egid} (real/effective); not serving",
                 target.uid, target.gid
@@ -294,7 +315,12 @@ pub fn drop_to(user: Option<Target>) -> Outcome {
     if let Err(e) = set_thread_res_uid(uid, uid, uid) {
         return refused(Step::SetUid, e);
     }
-    let now = (getuid().as_raw(), geteuid().as_raw(), getgid().as_raw(), getegid().as_raw());
+    let now = (
+        getuid().as_raw(),
+        geteuid().as_raw(),
+        getgid().as_raw(),
+        getegid().as_raw(),
+    );
     if now != (target.uid, target.uid, target.gid, target.gid) {
         return Outcome::Mismatch {
             target,
@@ -337,7 +363,10 @@ mod tests {
     #[test]
     fn the_socket_is_docker_hosts_unix_path_or_the_default_and_none_over_tcp() {
         assert_eq!(socket_path(None), Some("/var/run/docker.sock"));
-        assert_eq!(socket_path(Some("unix:///run/user/1000/docker.sock")), Some("/run/user/1000/docker.sock"));
+        assert_eq!(
+            socket_path(Some("unix:///run/user/1000/docker.sock")),
+            Some("/run/user/1000/docker.sock")
+        );
         assert_eq!(socket_path(Some("tcp://socket-proxy:2375")), None);
         assert_eq!(socket_path(Some("unix://")), None);
     }
@@ -393,7 +422,10 @@ mod tests {
         let s = docker_sock(0, 0, 0o600);
         assert_eq!(
             plan(0, Some(NOBODY), Some(s.clone())),
-            Plan::SocketWouldRefuse { target: NOBODY, socket: s }
+            Plan::SocketWouldRefuse {
+                target: NOBODY,
+                socket: s
+            }
         );
     }
 
@@ -415,7 +447,13 @@ mod tests {
             errno: EPERM,
         }
         .to_string();
-        for want in ["staying root", "setgroups", "cap_add: [SETUID, SETGID]", "--cap-add SETUID", "--group-add"] {
+        for want in [
+            "staying root",
+            "setgroups",
+            "cap_add: [SETUID, SETGID]",
+            "--cap-add SETUID",
+            "--group-add",
+        ] {
             assert!(eperm.contains(want), "{want:?} missing: {eperm}");
         }
         let not_root = Outcome::NotRoot {
@@ -423,7 +461,9 @@ mod tests {
             gid: 65534,
             groups: vec![],
         };
-        assert!(not_root.to_string().starts_with("running as uid 65534 gid 65534, as started"));
+        assert!(not_root
+            .to_string()
+            .starts_with("running as uid 65534 gid 65534, as started"));
         assert!(not_root.log().is_ok());
         let mismatch = Outcome::Mismatch {
             target: NOBODY,

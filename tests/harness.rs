@@ -70,7 +70,9 @@ fn images_are_built_with_the_expected_config() {
         "the image starts as root: {cfg}"
     );
     assert!(
-        cfg["Env"].as_array().is_some_and(|e| e.iter().any(|v| v == "WHARF_USER=65534:65534")),
+        cfg["Env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v == "WHARF_USER=65534:65534")),
         "the image switches to 65534: {cfg}"
     );
     assert_eq!(

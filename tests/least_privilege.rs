@@ -288,7 +288,12 @@ async fn every_capability_dropped_warns_with_the_fix_and_serves_as_root() {
     let warned = lines_with(&logs, "staying root");
     assert_eq!(warned.len(), 1, "not one warning:\n{logs}");
     eprintln!("{}", warned[0]);
-    for want in ["WARN", "uid 65534", "operation not permitted", "cap_add: [SETUID, SETGID]"] {
+    for want in [
+        "WARN",
+        "uid 65534",
+        "operation not permitted",
+        "cap_add: [SETUID, SETGID]",
+    ] {
         assert!(warned[0].contains(want), "{want:?} missing from: {}", warned[0]);
     }
 }
@@ -379,9 +384,15 @@ async fn build_image_script_makes_an_image_that_serves_as_uid_65534_with_nothing
     eprintln!("scripts/build-image.sh: took {} ms", started.elapsed().as_millis());
     // Starts as root (no USER), switches to WHARF_USER.
     assert_eq!(
-        docker(&["image", "inspect", "--format", "{{.Config.User}}|{{json .Config.Env}}", &wharf_tag])
-            .split_once('|')
-            .map(|(user, env)| (user.to_string(), env.contains("\"WHARF_USER=65534:65534\""))),
+        docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}}|{{json .Config.Env}}",
+            &wharf_tag
+        ])
+        .split_once('|')
+        .map(|(user, env)| (user.to_string(), env.contains("\"WHARF_USER=65534:65534\""))),
         Some((String::new(), true))
     );
 

@@ -54,7 +54,9 @@ impl Privileges {
         let mut threads = 0;
         for task in tasks.flatten() {
             // A thread may end between the listing and the read.
-            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
             let thread = Privileges::parse(&status, main.read_only_root);
             assert_eq!(thread, main, "thread {:?} of container {id} differs", task.file_name());
             threads += 1;
