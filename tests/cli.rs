@@ -34,7 +34,15 @@ fn assert_startup_error(code: i32, out: &str) -> String {
 fn help_exits_0_and_documents_flags_and_environment() {
     let (code, out) = wharf_run(&["--help"], &[]);
     assert_eq!(code, 0, "{out}");
-    for needle in ["--listen", "--network", "--admin-listen", "WHARF_", "check"] {
+    for needle in [
+        "--listen",
+        "--network",
+        "--admin-listen",
+        "WHARF_",
+        "check",
+        "--user",
+        "WHARF_USER",
+    ] {
         assert!(out.contains(needle), "--help does not mention {needle:?}:\n{out}");
     }
 }
@@ -69,6 +77,13 @@ fn bad_flag_is_one_error_line_and_exit_2() {
         errors[0].contains("--listen") && errors[0].contains("nonsense"),
         "{out}"
     );
+
+    // --user takes numbers only (the image has no /etc/passwd) and says so.
+    let (code, out) = wharf_run(&["--user", "nobody", "--provider", "none"], &[]);
+    assert_eq!(code, 2, "{out}");
+    let errors: Vec<&str> = lines(&out).into_iter().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(errors[0].contains("--user") && errors[0].contains("UID[:GID]"), "{out}");
 }
 
 #[test]
