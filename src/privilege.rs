@@ -103,8 +103,10 @@ pub enum Plan {
     },
 }
 
-/// The decision, from the effective uid, `--user` and the socket (if it exists).
-pub fn plan(euid: u32, user: Option<Target>, socket: Option<Socket>) -> Plan {
+/// The decision, from the effective uid, `--user`, the socket (if it
+/// exists) and the supplementary groups wharf was started with (`docker run
+/// --group-add`, e.g. for certificate files: kept, except root's group 0).
+pub fn plan(euid: u32, user: Option<Target>, socket: Option<Socket>, started_with: &[u32]) -> Plan {
     let Some(target) = user else { return Plan::Keep };
     if euid != 0 {
         return Plan::NotRoot;
@@ -112,7 +114,14 @@ pub fn plan(euid: u32, user: Option<Target>, socket: Option<Socket>) -> Plan {
     if target.uid == 0 {
         return Plan::Keep;
     }
-    let groups: Vec<u32> = socket.iter().map(|s| s.gid).filter(|&g| g != target.gid).collect();
+    // The socket's group even if it is 0: better uid 65534 in group root
+    // than staying root to reach a root:root socket.
+    let mut groups: Vec<u32> = socket.iter().map(|s| s.gid).filter(|&g| g != target.gid).collect();
+    for &g in started_with {
+        if g != 0 && g != target.gid && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
     match socket {
         Some(s) if !can_connect(target.uid, target.gid, &groups, &s) => Plan::SocketWouldRefuse { target, socket: s },
         socket => Plan::Drop { target, groups, socket },
@@ -192,15 +201,15 @@ impl fmt::Display for Outcome {
             }
             Outcome::Dropped { target, groups, socket } => {
                 write!(f, "running as uid {} gid {}", target.uid, target.gid)?;
-                match (groups.as_slice(), socket) {
-                    ([], Some(s)) => write!(
-                        f,
-                        " (no supplementary group; the Docker socket {} is group {})",
-                        s.path, s.gid
-                    ),
-                    ([], None) => f.write_str(" (no supplementary group)"),
-                    (g, _) => write!(f, " (groups: {}, the Docker socket's)", list(g)),
+                let theirs = socket.as_ref().map(|s| s.gid).filter(|g| groups.contains(g));
+                let given: Vec<u32> = groups.iter().copied().filter(|&g| Some(g) != theirs).collect();
+                match (theirs, given.as_slice()) {
+                    (None, []) => f.write_str(" (no supplementary group")?,
+                    (Some(g), []) => write!(f, " (groups: {g}, the Docker socket's")?,
+                    (None, given) => write!(f, " (groups: {}, as started", list(given))?,
+                    (Some(g), given) => write!(f, " (groups: {g}, the Docker socket's; {}, as started", list(given))?,
                 }
+                f.write_str(")")
             }
             Outcome::SocketWouldRefuse { target, socket } => write!(
                 f,
@@ -284,7 +293,8 @@ pub fn drop_to(user: Option<Target>) -> Outcome {
 
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let socket = socket_path(docker_host.as_deref()).and_then(stat_socket);
-    let (target, groups, socket) = match plan(geteuid().as_raw(), user, socket) {
+    let started_with: Vec<u32> = getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect();
+    let (target, groups, socket) = match plan(geteuid().as_raw(), user, socket, &started_with) {
         Plan::Keep => return Outcome::Kept,
         Plan::NotRoot => {
             return Outcome::NotRoot {
@@ -388,7 +398,7 @@ mod tests {
     fn root_with_a_user_drops_to_it_keeping_the_sockets_group() {
         let s = docker_sock(0, 105, 0o660);
         assert_eq!(
-            plan(0, Some(NOBODY), Some(s.clone())),
+            plan(0, Some(NOBODY), Some(s.clone()), &[]),
             Plan::Drop {
                 target: NOBODY,
                 groups: vec![105],
@@ -397,7 +407,7 @@ mod tests {
         );
         // No socket (tcp:// or not mounted): no supplementary group at all.
         assert_eq!(
-            plan(0, Some(NOBODY), None),
+            plan(0, Some(NOBODY), None, &[]),
             Plan::Drop {
                 target: NOBODY,
                 groups: vec![],
@@ -406,22 +416,54 @@ mod tests {
         );
         // The socket's group is already the target's group: not repeated.
         let own = docker_sock(0, 65534, 0o660);
-        assert!(matches!(plan(0, Some(NOBODY), Some(own)), Plan::Drop { groups, .. } if groups.is_empty()));
+        assert!(matches!(plan(0, Some(NOBODY), Some(own), &[]), Plan::Drop { groups, .. } if groups.is_empty()));
+    }
+
+    #[test]
+    fn groups_given_at_start_are_kept_but_roots_group_is_not() {
+        let s = docker_sock(0, 105, 0o660);
+        let kept = plan(0, Some(NOBODY), Some(s.clone()), &[0, 2000, 105, 65534]);
+        assert_eq!(
+            kept,
+            Plan::Drop {
+                target: NOBODY,
+                groups: vec![105, 2000],
+                socket: Some(s.clone())
+            }
+        );
+        let Plan::Drop { groups, socket, .. } = kept else {
+            unreachable!()
+        };
+        assert_eq!(
+            Outcome::Dropped {
+                target: NOBODY,
+                groups,
+                socket
+            }
+            .to_string(),
+            "running as uid 65534 gid 65534 (groups: 105, the Docker socket's; 2000, as started)"
+        );
+        // A root:root socket: its group 0 is kept (rather than staying root).
+        let rooted = docker_sock(0, 0, 0o660);
+        assert!(matches!(plan(0, Some(NOBODY), Some(rooted), &[0]), Plan::Drop { groups, .. } if groups == [0]));
     }
 
     #[test]
     fn nothing_to_do_without_a_user_as_root_user_or_when_not_root() {
         let s = docker_sock(0, 105, 0o660);
-        assert_eq!(plan(0, None, Some(s.clone())), Plan::Keep);
-        assert_eq!(plan(0, Some(Target { uid: 0, gid: 0 }), Some(s.clone())), Plan::Keep);
-        assert_eq!(plan(65534, Some(NOBODY), Some(s)), Plan::NotRoot);
+        assert_eq!(plan(0, None, Some(s.clone()), &[]), Plan::Keep);
+        assert_eq!(
+            plan(0, Some(Target { uid: 0, gid: 0 }), Some(s.clone()), &[]),
+            Plan::Keep
+        );
+        assert_eq!(plan(65534, Some(NOBODY), Some(s), &[]), Plan::NotRoot);
     }
 
     #[test]
     fn a_socket_only_root_may_open_keeps_root_rather_than_breaking_discovery() {
         let s = docker_sock(0, 0, 0o600);
         assert_eq!(
-            plan(0, Some(NOBODY), Some(s.clone())),
+            plan(0, Some(NOBODY), Some(s.clone()), &[]),
             Plan::SocketWouldRefuse {
                 target: NOBODY,
                 socket: s
