@@ -2,8 +2,8 @@
 //! plain `docker run -v /var/run/docker.sock:…:ro wharf` can open the
 //! `root:docker 660` socket without `--group-add`) and sets
 //! `WHARF_USER=65534:65534`; before anything else runs, wharf switches to
-//! that user, keeping the Docker socket's group as its one supplementary
-//! group so discovery still works. Once every uid is non-zero the kernel
+//! that user, keeping the Docker socket's group so discovery still works
+//! (and any supplementary group it was started with but root's). Once every uid is non-zero the kernel
 //! clears all capabilities: the process serves with none.
 //!
 //! [`plan`] decides (pure: who we are, what was asked, the socket's owner and
@@ -19,7 +19,7 @@ use std::fmt;
 pub struct UserOpts {
     /// When started as root, switch to this numeric user (and group; default:
     /// the same number) before anything else runs, keeping the Docker
-    /// socket's group so discovery still works. The image sets 65534:65534;
+    /// socket's group (so discovery still works) and those given at start. The image sets 65534:65534;
     /// 0 keeps root. Not root already: ignored.
     #[arg(long, env = "WHARF_USER", value_name = "UID[:GID]", value_parser = parse_user, global = true)]
     pub user: Option<Target>,
