@@ -3,8 +3,9 @@
 //! `root:docker 660` socket without `--group-add`) and sets
 //! `WHARF_USER=65534:65534`; before anything else runs, wharf switches to
 //! that user, keeping the Docker socket's group so discovery still works
-//! (and any supplementary group it was started with but root's). Once every uid is non-zero the kernel
-//! clears all capabilities: the process serves with none.
+//! (and any supplementary group it was started with but root's). Once every
+//! uid is non-zero the kernel clears all capabilities: the process serves
+//! with none.
 //!
 //! [`plan`] decides (pure: who we are, what was asked, the socket's owner and
 //! mode); [`drop_to`] does the stat and the syscalls; [`Outcome`] is what
