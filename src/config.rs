@@ -133,7 +133,9 @@ pub struct Opts {
     )]
     pub static_labels: Vec<String>,
 
-    /// Time allowed to open a TCP connection to a backend.
+    /// Time allowed to open a TCP connection to a backend; also how long a
+    /// lone backend that became ready under 2 s ago is waited for while it
+    /// refuses connections (cold start).
     #[arg(long, env = "WHARF_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration, global = true)]
     pub connect_timeout: Duration,
 

@@ -20,6 +20,7 @@ mod attempt;
 pub mod body;
 pub mod client_body;
 pub mod client_ip;
+pub mod cold;
 pub mod error;
 mod handle;
 pub mod headers;
@@ -51,7 +52,7 @@ use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
 use crate::stats::StreamedBytes;
 use crate::tls::challenge::{http01_token, Http01};
-use attempt::{pick, record_failure, Attempted};
+use attempt::{others_left, pick, record_failure, Attempted, Mode};
 use body::Tracked;
 pub use error::ProxyError;
 use upstream::Upstreams;
@@ -262,7 +263,12 @@ impl Proxy {
                 });
             }
             let sent_at = Instant::now();
-            let (failure, why, back) = match self.attempt(backend, req, upgrade.is_some(), h2).await {
+            let mode = Mode {
+                upgrade: upgrade.is_some(),
+                h2,
+                alone: !others_left(&pool, &tried_at[..attempts], now, panic),
+            };
+            let (failure, why, back) = match self.attempt(backend, req, mode).await {
                 Attempted::Answered(mut resp, guard) => {
                     backend.shared.health.record_success();
                     let answered = Instant::now();
