@@ -148,6 +148,10 @@ pub const STATE_SCHEMA: u32 = 1;
 /// `idle` counts a backend's idle upstream connections (by uid) over every worker.
 pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: &Discovery, ready: bool) -> Value {
     let now = health::now_ms();
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     let pools: Vec<Value> = table
         .pools
         .iter()
@@ -169,6 +173,8 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                         "errors": b.shared.errors.load(Ordering::Relaxed),
                         "idle_connections": idle(b.shared.uid),
                         "latency_ms": (b.shared.latency.estimate(std::time::Instant::now()) / 1e3).round() / 1e3,
+                        "refusing_since_unix_ms": b.shared.health.refusals.refusing(now)
+                            .map(|r| unix_ms.saturating_sub(r.for_.as_millis() as u64)),
                     })
                 })
                 .collect();
@@ -218,6 +224,13 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
 /// A backend's state for people: why it does or doesn't take requests.
 pub fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
     let h = &b.shared.health;
+    let refusing = h.refusals.refusing(now).map(|r| {
+        format!(
+            "refusing connections for {} s ({} connects refused in a row)",
+            r.for_.as_secs(),
+            r.in_a_row
+        )
+    });
     match &b.status {
         BackendStatus::Waiting(why) => ("unhealthy", Some(why.clone())),
         BackendStatus::Draining => ("draining", Some("received a stop signal".into())),
@@ -232,6 +245,7 @@ pub fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
                 )),
             )
         }
+        BackendStatus::Ready if refusing.is_some() => ("refusing", refusing),
         BackendStatus::Ready if h.is_ejected(now) => ("ejected", Some("consecutive delivery failures".into())),
         BackendStatus::Ready => ("ready", None),
     }

@@ -15,7 +15,15 @@ use crate::health;
 pub(super) struct Backends(pub(super) Sources);
 
 /// The states of `wharf_backend_state`.
-const STATES: [&str; 6] = ["ready", "slow_start", "draining", "unhealthy", "ejected", "waiting"];
+const STATES: [&str; 7] = [
+    "ready",
+    "slow_start",
+    "draining",
+    "unhealthy",
+    "refusing",
+    "ejected",
+    "waiting",
+];
 
 impl prometheus_client::collector::Collector for Backends {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
@@ -95,7 +103,7 @@ impl prometheus_client::collector::Collector for Backends {
         gauge(
             e,
             "wharf_backend_state",
-            "1 for the backend's current state (ready, slow_start, draining, unhealthy, ejected, waiting), 0 for the others.",
+            "1 for the backend's current state (ready, slow_start, draining, unhealthy, refusing, ejected, waiting), 0 for the others.",
             (0..rows.len()).flat_map(|i| {
                 STATES.iter().map(move |s| {
                     let mut l = labels(i);

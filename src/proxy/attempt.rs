@@ -21,8 +21,8 @@ use super::upstream::{Conn, UpBody};
 use super::{slots, Proxy};
 use crate::backend::Backend;
 use crate::balance::Context;
-use crate::net;
 use crate::routing::Pool;
+use crate::{health, net};
 
 /// How an attempt ended.
 pub(super) enum Attempted {
@@ -74,9 +74,16 @@ impl Proxy {
                             .await
                             .map(Conn::H1)
                     };
+                    let refusals = &backend.shared.health.refusals;
                     match connected {
-                        Ok(c) => c,
+                        Ok(c) => {
+                            refusals.record_connected();
+                            c
+                        }
                         Err(e) => {
+                            if e.is_refused() {
+                                refusals.record_refused(health::now_ms());
+                            }
                             let wait = e
                                 .is_refused()
                                 .then(|| cold.after_refusal(&backend.shared.ready_since, Instant::now()))
