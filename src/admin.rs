@@ -245,8 +245,15 @@ pub fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
                 )),
             )
         }
+        // Ejected first: that is what decides whether it gets requests.
+        BackendStatus::Ready if h.is_ejected(now) => (
+            "ejected",
+            Some(match refusing {
+                Some(r) => format!("consecutive delivery failures: {r}"),
+                None => "consecutive delivery failures".into(),
+            }),
+        ),
         BackendStatus::Ready if refusing.is_some() => ("refusing", refusing),
-        BackendStatus::Ready if h.is_ejected(now) => ("ejected", Some("consecutive delivery failures".into())),
         BackendStatus::Ready => ("ready", None),
     }
 }

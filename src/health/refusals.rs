@@ -8,7 +8,8 @@
 //! there is — the host answered and nothing listens on the port — so it gets
 //! its own counter: [`REFUSING_AFTER`] refusals in a row, with no connect
 //! that succeeded in between, mark the backend refusing until the next
-//! connect succeeds. Only fresh connects count (the proxy's, see
+//! connect succeeds. An ejected backend stays `ejected` (that decides
+//! whether it gets requests) with the refusals in its reason. Only fresh connects count (the proxy's, see
 //! `proxy::attempt`); a request served on a pooled connection says nothing
 //! about whether the port still listens.
 
