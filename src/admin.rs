@@ -193,6 +193,7 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                 "strip_prefix": p.opts.strip_prefix,
                 "retries": p.opts.retries,
                 "max_conns": p.opts.max_conns,
+                "connect": p.opts.connect,
                 "panic": p.in_panic(now),
                 "policies": p.policy.as_ref().map(|policy| policy.state()),
                 "backends": backends,

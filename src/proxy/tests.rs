@@ -17,6 +17,7 @@ mod https;
 mod raw;
 
 mod cold;
+mod connect;
 mod hostile;
 mod in_flight;
 mod lifecycle;

@@ -323,3 +323,36 @@ pub async fn upgrade_echo() -> Upstream {
     })
     .await
 }
+
+/// An egress-proxy-like backend: answers `CONNECT` with `200` and echoes
+/// every byte of the tunnel back until the other side closes; any other
+/// request gets `200 plain`.
+pub async fn connect_echo() -> Upstream {
+    spawn(|stream, log| async move {
+        let svc = service_fn(move |mut req: Request<Incoming>| {
+            let log = Arc::clone(&log);
+            async move {
+                log.record(Seen {
+                    method: req.method().clone(),
+                    uri: req.uri().clone(),
+                    version: req.version(),
+                    headers: req.headers().clone(),
+                    body: Bytes::new(),
+                });
+                if req.method() != Method::CONNECT {
+                    return Ok::<_, Infallible>(full(StatusCode::OK, "plain"));
+                }
+                let on = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    let Ok(upgraded) = on.await else { return };
+                    let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+                Ok(empty(StatusCode::OK))
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+        let _ = conn.with_upgrades().await;
+    })
+    .await
+}
