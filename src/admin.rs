@@ -172,6 +172,7 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                         "requests": b.shared.requests.load(Ordering::Relaxed),
                         "errors": b.shared.errors.load(Ordering::Relaxed),
                         "idle_connections": idle(b.shared.uid),
+                        "tunnels": b.shared.tunnels.load(Ordering::Relaxed),
                         "latency_ms": (b.shared.latency.estimate(std::time::Instant::now()) / 1e3).round() / 1e3,
                         "refusing_since_unix_ms": b.shared.health.refusals.refusing(now)
                             .map(|r| unix_ms.saturating_sub(r.for_.as_millis() as u64)),

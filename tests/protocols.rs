@@ -48,7 +48,7 @@ async fn an_h2c_pool_is_spoken_to_in_http2_keeping_te_trailers_and_the_host_and_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_until_it_closes() {
+async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_and_as_an_open_tunnel_until_it_closes() {
     let net = Network::create("ws");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let b = demo(&net, "ws", &["wharf.pool=ws"], &[]);
@@ -79,12 +79,32 @@ async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_until_it_clos
             .expect("read");
         assert_eq!(got, msg);
     }
-    // The tunnel counts as in flight until it closes.
-    let in_flight = wharf.backends("ws").await[0]["in_flight"].as_u64();
-    assert_eq!(in_flight, Some(1));
+    // The tunnel counts as in flight and as an open tunnel until it closes.
+    let backend = &wharf.backends("ws").await[0];
+    assert_eq!(backend["in_flight"].as_u64(), Some(1), "{backend}");
+    assert_eq!(backend["tunnels"].as_u64(), Some(1), "{backend}");
+    assert_eq!(backend_tunnels_metric(&wharf).await, 1);
     drop(s);
     poll("tunnel closed and released", secs(10), || async {
-        (wharf.backends("ws").await[0]["in_flight"].as_u64() == Some(0)).then_some(())
+        let b = &wharf.backends("ws").await[0];
+        (b["in_flight"].as_u64() == Some(0) && b["tunnels"].as_u64() == Some(0)).then_some(())
     })
     .await;
+    assert_eq!(backend_tunnels_metric(&wharf).await, 0);
+}
+
+/// `wharf_backend_tunnels_open` of the (one) backend in `/metrics`.
+async fn backend_tunnels_metric(wharf: &Wharf) -> u64 {
+    let r = wharf.admin_get("/metrics").await.expect("GET /metrics");
+    r.body
+        .lines()
+        .find(|l| l.starts_with("wharf_backend_tunnels_open{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no wharf_backend_tunnels_open in /metrics:
+{}",
+                r.body
+            )
+        })
 }

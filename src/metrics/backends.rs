@@ -94,6 +94,14 @@ impl prometheus_client::collector::Collector for Backends {
         )?;
         gauge(
             e,
+            "wharf_backend_tunnels_open",
+            "Open tunnels (WebSocket and other upgrades, CONNECT) to a backend; each also counts in flight.",
+            each(&|b| load(&b.shared.tunnels))
+                .into_iter()
+                .map(|(l, v)| (l, v as i64)),
+        )?;
+        gauge(
+            e,
             "wharf_backend_ready",
             "1 if the backend takes new requests.",
             each(&|b| u64::from(b.is_available(now)))

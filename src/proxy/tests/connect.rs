@@ -68,8 +68,10 @@ async fn connect_is_refused_405_without_wharf_connect_and_tunnelled_to_the_backe
     let shared = wharf.shared("open", up.addr);
     assert_eq!(wharf.proxy.tunnels.open(), 1);
     assert_eq!(shared.in_flight.load(SeqCst), 1, "the tunnel holds its backend's slot");
+    assert_eq!(shared.tunnels.load(SeqCst), 1, "and counts as its open tunnel");
     drop(s);
     eventually("the tunnel closes with the client", || wharf.proxy.tunnels.open() == 0).await;
+    assert_eq!(shared.tunnels.load(SeqCst), 0);
     wharf.settled().await;
 }
 
