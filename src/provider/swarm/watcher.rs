@@ -1,8 +1,8 @@
 //! Keeps the routing table in step with a swarm.
 //!
 //! Swarm emits no task events, so the tasks are polled: one filtered call
-//! (`desired-state=running`) every [`POLL`], every [`FAST_POLL`] while any
-//! task is on its way in or out and for [`FAST_FOR`] after a service event
+//! (`desired-state=running`) every [`POLL`], and every [`FAST_POLL`] for
+//! [`FAST_FOR`] after a poll saw tasks move or after a service event
 //! (`docker service scale`/`update` announce a change before its tasks
 //! move). The events stream is a hint, never the state:
 //! - a service event re-lists the services (labels) and polls at once;
@@ -148,13 +148,19 @@ impl<S: Source> Watcher<S> {
                         services_due = true;
                         services_next = Instant::now() + SERVICES_EVERY;
                     }
+                    let before = fingerprint(&seen.tasks);
                     if let Err(e) = self.poll(seen, &mut services_due).await {
                         return e;
                     }
                     *failures = 0;
                     let now = Instant::now();
-                    let moving = seen.tasks.iter().any(|t| t.state != "running" || t.desired != "running");
-                    next = now + if moving || now < fast_until { FAST_POLL } else { POLL };
+                    // Tasks moving (created, starting, stopping) are polled
+                    // fast until they settle; one stuck in `pending` (no node
+                    // fits it) is not, once it has not moved for FAST_FOR.
+                    if fingerprint(&seen.tasks) != before {
+                        fast_until = now + FAST_FOR;
+                    }
+                    next = now + if now < fast_until { FAST_POLL } else { POLL };
                 }
             }
         }
@@ -199,6 +205,19 @@ impl<S: Source> Watcher<S> {
     fn derive(&self, seen: &Seen) -> crate::model::Desired {
         tasks::derive(&seen.tasks, &seen.services, &seen.draining, &self.settings)
     }
+}
+
+/// What a poll can change about the tasks (which exist, their states), hashed.
+fn fingerprint(tasks: &[TaskInfo]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut v: Vec<(&str, &str, &str)> = tasks
+        .iter()
+        .map(|t| (t.id.as_str(), t.state.as_str(), t.desired.as_str()))
+        .collect();
+    v.sort_unstable();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
 }
 
 fn is_live(tasks: &[TaskInfo], id: &str) -> bool {

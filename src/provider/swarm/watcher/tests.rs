@@ -169,7 +169,8 @@ async fn a_task_swarm_stops_drains_at_the_next_poll_and_leaves_when_it_stopped()
 #[tokio::test(start_paused = true)]
 async fn polls_every_second_when_idle_and_fast_while_a_task_starts() {
     let r = Running::start(vec![task("a", 1)]);
-    step(Duration::from_millis(10)).await;
+    // The first poll is a change (nothing → one task): fast polls for a while.
+    step(FAST_FOR + POLL).await;
     let before = r.fake.with(|s| s.polls);
     step(POLL * 5).await;
     let idle = r.fake.with(|s| s.polls) - before;
@@ -183,6 +184,16 @@ async fn polls_every_second_when_idle_and_fast_while_a_task_starts() {
     r.fake.set("c", "running", "running");
     step(FAST_POLL * 2).await;
     assert_eq!(r.states(), ["a=ready", "c=ready"], "a starting task is polled fast");
+
+    // A task that stays pending (no node fits it) is polled fast only a while.
+    let mut stuck = task("d", 4);
+    stuck.state = "pending".into();
+    r.fake.with(|s| s.tasks.push(stuck));
+    step(FAST_FOR + POLL * 2).await;
+    let before = r.fake.with(|s| s.polls);
+    step(POLL * 5).await;
+    let idle = r.fake.with(|s| s.polls) - before;
+    assert!((4..=6).contains(&idle), "{idle} polls in 5 s with a task stuck pending");
 }
 
 #[tokio::test(start_paused = true)]
