@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::build::{require_docker, wharf_image};
+use super::build::{demo_image, require_docker, wharf_image};
 use super::docker::{docker, docker_try, owner_label, unique};
 use super::http::{get, poll};
 use super::wharf::free_port;
@@ -36,6 +36,8 @@ impl Swarm {
         static LOCK: Mutex<()> = Mutex::new(());
         let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         require_docker();
+        // Build the images first: the swarm should live only while the test runs.
+        let _ = (wharf_image(), demo_image());
         let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
         let created = state != "active";
         if created {
