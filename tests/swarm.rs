@@ -66,9 +66,13 @@ async fn split(addr: SocketAddr, n: usize) -> BTreeMap<String, usize> {
     let client = Client::new();
     let mut by = BTreeMap::new();
     for i in 0..n {
-        let r = client.get(addr, "any.test", "/").await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let r = client
+            .get(addr, "any.test", "/")
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(r.status, 200, "request {i}: {}", r.body);
-        *by.entry(r.header("x-demo-hostname").unwrap_or("?").to_string()).or_insert(0) += 1;
+        *by.entry(r.header("x-demo-hostname").unwrap_or("?").to_string())
+            .or_insert(0) += 1;
     }
     by
 }
@@ -89,13 +93,19 @@ async fn three_tasks_split_300_requests_100_100_100_and_check_lists_them() {
     let mut tasks = svc.hostnames();
     hosts.sort();
     tasks.sort();
-    assert_eq!(hosts, tasks, "each answer came from one of the service's task containers");
+    assert_eq!(
+        hosts, tasks,
+        "each answer came from one of the service's task containers"
+    );
 
     let s = state_at(w.admin).await.unwrap();
     assert_eq!(s["discovery"]["provider"], "swarm", "{}", s["discovery"]);
     for b in pool_backends(&s, &svc.name) {
         let name = b["container"].as_str().unwrap();
-        assert!(name.starts_with(&format!("{}.", svc.name)), "task named service.slot.id: {name}");
+        assert!(
+            name.starts_with(&format!("{}.", svc.name)),
+            "task named service.slot.id: {name}"
+        );
     }
 
     // `wharf check --provider swarm`, from a container that is not a task.
@@ -237,12 +247,26 @@ async fn rolling_updates_start_first_and_stop_first_under_load_fail_no_request()
         wait_update_done(&svc).await;
         wait_ready(&w, &svc.name, 3, secs(60)).await;
         let after = svc.hostnames();
-        assert!(after.iter().all(|h| !before.contains(h)), "{order}: every task replaced");
+        assert!(
+            after.iter().all(|h| !before.contains(h)),
+            "{order}: every task replaced"
+        );
         load.wait_answered_by(&after, "the new tasks take traffic").await;
         let report = load.stop().await;
         report.print(&format!("rolling update --update-order {order}"));
         report.assert_no_failures(&format!("rolling update {order}"));
     }
+    // Each replaced task drained before it left: from the poll that saw
+    // Swarm's decision (`state changed … draining`), or from its container's
+    // stop signal on this node if that came first.
+    let logs = w.logs();
+    let by_poll = logs
+        .lines()
+        .filter(|l| l.contains("backend state changed") && l.contains("draining"))
+        .count();
+    let by_signal = logs.lines().filter(|l| l.contains("stop signal: draining")).count();
+    eprintln!("old tasks drained: {by_poll}, of which {by_signal} by a stop signal seen before Swarm's decision");
+    assert!(by_poll >= 6, "6 replaced tasks drained; wharf's log:\n{logs}");
 }
 
 #[tokio::test]
@@ -257,10 +281,7 @@ async fn two_wharf_replicas_serve_the_same_pools() {
     for w in [&a, &b] {
         wait_ready(w, &svc.name, 3, secs(60)).await;
     }
-    let (pa, pb) = (
-        state_at(a.admin).await.unwrap(),
-        state_at(b.admin).await.unwrap(),
-    );
+    let (pa, pb) = (state_at(a.admin).await.unwrap(), state_at(b.admin).await.unwrap());
     assert_eq!(pool_view(&pa, &svc.name), pool_view(&pb, &svc.name), "the same table");
     for w in [&a, &b] {
         let by = split(w.listen, 30).await;
@@ -297,13 +318,36 @@ async fn a_task_failing_its_healthcheck_takes_no_traffic() {
     let enable = format!("{prefix}.enable=true");
     let healthy = Service::create(
         "ok",
-        &["--network", &net.name, "--endpoint-mode", "dnsrr", "--replicas", "2", "--label", &enable, "--label", &pool, &image],
+        &[
+            "--network",
+            &net.name,
+            "--endpoint-mode",
+            "dnsrr",
+            "--replicas",
+            "2",
+            "--label",
+            &enable,
+            "--label",
+            &pool,
+            &image,
+        ],
     );
     let sick = Service::create(
         "sick",
         &[
-            "--network", &net.name, "--endpoint-mode", "dnsrr", "--replicas", "1", "--label", &enable, "--label", &pool,
-            "--env", "DEMO_HEALTH_FAIL=1", &image,
+            "--network",
+            &net.name,
+            "--endpoint-mode",
+            "dnsrr",
+            "--replicas",
+            "1",
+            "--label",
+            &enable,
+            "--label",
+            &pool,
+            "--env",
+            "DEMO_HEALTH_FAIL=1",
+            &image,
         ],
     );
     let w = swarm.wharf(&net, &prefix, 1, &[]).await;
@@ -328,7 +372,12 @@ async fn a_task_failing_its_healthcheck_takes_no_traffic() {
     hosts.sort();
     let mut ok = healthy.hostnames();
     ok.sort();
-    assert_eq!(hosts, ok, "only the healthy tasks answered: {by:?}; sick: {:?}", sick.hostnames());
+    assert_eq!(
+        hosts,
+        ok,
+        "only the healthy tasks answered: {by:?}; sick: {:?}",
+        sick.hostnames()
+    );
 }
 
 /// wharf's CPU over a minute with 50 idle labelled services (the poll's

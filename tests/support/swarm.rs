@@ -58,7 +58,10 @@ impl Swarm {
     /// wharf as a swarm service on `net`: `--provider swarm`, the socket
     /// mounted read-only, its proxy and admin ports published in host mode.
     pub async fn wharf(&self, net: &Overlay, prefix: &str, replicas: u32, extra: &[&str]) -> WharfService {
-        assert!(replicas <= 1, "host-mode ports: one wharf task per port pair on one node");
+        assert!(
+            replicas <= 1,
+            "host-mode ports: one wharf task per port pair on one node"
+        );
         let (port, admin_port) = (free_port(), free_port());
         let publish = format!("mode=host,target=80,published={port}");
         let publish_admin = format!("mode=host,target=8081,published={admin_port}");
@@ -85,13 +88,17 @@ impl Swarm {
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
         };
         let admin = w.admin;
-        poll("wharf's swarm task answers /readyz", Duration::from_secs(90), || async move {
-            match get(admin, "localhost", "/readyz").await {
-                Ok(r) if r.status == 200 => Ok(()),
-                Ok(r) => Err(format!("{}: {}", r.status, r.body)),
-                Err(e) => Err(e),
-            }
-        })
+        poll(
+            "wharf's swarm task answers /readyz",
+            Duration::from_secs(90),
+            || async move {
+                match get(admin, "localhost", "/readyz").await {
+                    Ok(r) if r.status == 200 => Ok(()),
+                    Ok(r) => Err(format!("{}: {}", r.status, r.body)),
+                    Err(e) => Err(e),
+                }
+            },
+        )
         .await;
         w
     }
@@ -115,9 +122,16 @@ pub struct WharfService {
 }
 
 impl WharfService {
-    /// The task's logs (for failure messages).
+    /// The task's last 400 log lines.
     pub fn logs(&self) -> String {
-        docker_try(&["service", "logs", "--raw", "--tail", "60", &self.service.name]).unwrap_or_else(|e| e)
+        // The task's stderr (where wharf logs) comes out on the CLI's stderr.
+        match std::process::Command::new("docker")
+            .args(["service", "logs", "--raw", "--tail", "400", &self.service.name])
+            .output()
+        {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+            Err(e) => format!("docker service logs: {e}"),
+        }
     }
 }
 
@@ -131,7 +145,14 @@ impl Overlay {
         let name = unique(tag);
         let label = owner_label();
         docker(&[
-            "network", "create", "--driver", "overlay", "--attachable", "--label", &label, &name,
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--attachable",
+            "--label",
+            &label,
+            &name,
         ]);
         Overlay { name }
     }

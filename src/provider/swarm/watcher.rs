@@ -132,7 +132,9 @@ impl<S: Source> Watcher<S> {
                         SwarmEvent::TaskContainer { action, task_id, signal } => {
                             self.out.control().event(&action);
                             let stop = action == "kill" && stops(signal.as_deref());
-                            if stop && is_live(&seen.tasks, &task_id) && seen.draining.insert(task_id.clone()) {
+                            // Only news when Swarm's decision has not drained it already.
+                            let news = seen.tasks.iter().any(|t| t.id == task_id && t.is_live() && t.desired == "running");
+                            if stop && news && seen.draining.insert(task_id.clone()) {
                                 self.out.control().pending("kill", &task_id, None);
                                 self.out.publish(self.derive(seen));
                                 info!(task = %task_id, "stop signal: draining");
