@@ -129,6 +129,8 @@ impl<S: Source> Watcher<S> {
                             self.out.control().pending(&format!("service {action}"), &name, None);
                             services_due = true;
                         }
+                        // exec_* (every HEALTHCHECK probe) and the like change nothing.
+                        SwarmEvent::TaskContainer { action, .. } if !matters(&action) => continue,
                         SwarmEvent::TaskContainer { action, task_id, signal } => {
                             self.out.control().event(&action);
                             let stop = action == "kill" && stops(signal.as_deref());
@@ -224,6 +226,11 @@ fn fingerprint(tasks: &[TaskInfo]) -> u64 {
 
 fn is_live(tasks: &[TaskInfo], id: &str) -> bool {
     tasks.iter().any(|t| t.id == id && t.is_live())
+}
+
+/// The task container events that can change a task's state.
+pub fn matters(action: &str) -> bool {
+    matches!(action, "start" | "die" | "kill" | "stop" | "oom" | "destroy") || action.starts_with("health_status")
 }
 
 /// Is this `kill` event's signal one that stops the container?

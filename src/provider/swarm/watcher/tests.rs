@@ -210,6 +210,29 @@ async fn a_stop_signal_on_this_node_drains_before_the_next_poll() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn healthcheck_probes_of_task_containers_do_not_quicken_the_poll() {
+    let r = Running::start(vec![task("a", 1)]);
+    step(FAST_FOR + POLL).await;
+    let before = r.fake.with(|s| s.polls);
+    for _ in 0..10 {
+        for action in [
+            "exec_create: /wharf healthcheck",
+            "exec_start: /wharf healthcheck",
+            "exec_die",
+        ] {
+            r.fake.send(SwarmEvent::TaskContainer {
+                action: action.into(),
+                task_id: "a".into(),
+                signal: None,
+            });
+        }
+        step(Duration::from_millis(500)).await;
+    }
+    let polls = r.fake.with(|s| s.polls) - before;
+    assert!((4..=6).contains(&polls), "{polls} polls in 5 s of probes");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_service_event_polls_at_once() {
     let r = Running::start(vec![task("a", 1)]);
     step(Duration::from_millis(10)).await;
