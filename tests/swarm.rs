@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use support::swarm::{Overlay, Service, Swarm, WharfService};
+use support::swarm::{Image, Overlay, Service, Swarm, WharfService};
 use support::*;
 
 /// A demo service of `replicas` tasks on `net` with `<prefix>.enable=true`.
@@ -290,7 +290,7 @@ async fn two_wharf_replicas_serve_the_same_pools() {
 }
 
 /// The demo image with a HEALTHCHECK (exec form: the image has no shell).
-fn demo_with_healthcheck() -> String {
+fn demo_with_healthcheck() -> Image {
     let tag = format!("{}-hc", demo_image());
     let dockerfile = format!(
         "FROM {}\nHEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD [\"/wharf-demo\",\"probe\",\"http://127.0.0.1/health\"]\n",
@@ -305,13 +305,14 @@ fn demo_with_healthcheck() -> String {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(dockerfile.as_bytes()).unwrap();
     assert!(child.wait().unwrap().success(), "docker build of {tag}");
-    tag
+    Image { tag }
 }
 
 #[tokio::test]
 async fn a_task_failing_its_healthcheck_takes_no_traffic() {
     let swarm = Swarm::join();
     let image = demo_with_healthcheck();
+    let image = image.tag.as_str();
     let net = Overlay::create("sw-net");
     let prefix = Swarm::prefix();
     let pool = format!("{prefix}.pool=web");
@@ -329,7 +330,7 @@ async fn a_task_failing_its_healthcheck_takes_no_traffic() {
             &enable,
             "--label",
             &pool,
-            &image,
+            image,
         ],
     );
     let sick = Service::create(
@@ -347,7 +348,7 @@ async fn a_task_failing_its_healthcheck_takes_no_traffic() {
             &pool,
             "--env",
             "DEMO_HEALTH_FAIL=1",
-            &image,
+            image,
         ],
     );
     let w = swarm.wharf(&net, &prefix, 1, &[]).await;

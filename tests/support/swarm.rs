@@ -28,6 +28,9 @@ use super::wharf::free_port;
 /// The single-node swarm of one test (see the module docs).
 pub struct Swarm {
     created: bool,
+    /// `docker swarm init` creates the `docker_gwbridge` network and leaving
+    /// keeps it: removed on drop when this swarm made it.
+    made_gwbridge: bool,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -40,6 +43,7 @@ impl Swarm {
         let _ = (wharf_image(), demo_image());
         let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
         let created = state != "active";
+        let made_gwbridge = created && docker_try(&["network", "inspect", "docker_gwbridge"]).is_err();
         if created {
             let t = Instant::now();
             docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
@@ -47,7 +51,11 @@ impl Swarm {
         } else {
             eprintln!("the daemon is already in a swarm: using it, and leaving it as it is");
         }
-        Swarm { created, _lock: lock }
+        Swarm {
+            created,
+            made_gwbridge,
+            _lock: lock,
+        }
     }
 
     /// A fresh label prefix: this test's wharf sees only this test's services.
@@ -109,6 +117,9 @@ impl Drop for Swarm {
         if self.created {
             if let Err(e) = docker_try(&["swarm", "leave", "--force"]) {
                 eprintln!("warning: cleanup: {e}");
+            }
+            if self.made_gwbridge {
+                let _ = docker_try(&["network", "rm", "docker_gwbridge"]);
             }
         }
     }
@@ -245,5 +256,16 @@ impl Drop for Service {
         if let Err(e) = docker_try(&["service", "rm", &self.name]) {
             eprintln!("warning: cleanup: {e}");
         }
+    }
+}
+
+/// A locally built image tag, removed on drop.
+pub struct Image {
+    pub tag: String,
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = docker_try(&["rmi", "-f", &self.tag]);
     }
 }

@@ -154,7 +154,7 @@ fn the_network_is_the_label_then_the_flag_then_the_one_wharfs_own_task_shares() 
     let t = task("t1", "svc1", 1, "running", "running", nets);
 
     let mut s = settings();
-    let d = derive(&[t.clone()], &services, &HashSet::new(), &s);
+    let d = derive(std::slice::from_ref(&t), &services, &HashSet::new(), &s);
     assert!(d.skipped[0].reason.contains("ambiguous"), "{d:?}");
 
     s.self_id = Some("self".into());
