@@ -77,6 +77,29 @@ async fn split(addr: SocketAddr, n: usize) -> BTreeMap<String, usize> {
     by
 }
 
+#[test]
+fn outside_a_swarm_wharf_exits_2_saying_it_needs_a_swarm_manager() {
+    let _turn = Swarm::lock();
+    require_docker();
+    assert!(!Swarm::active(), "this test needs a daemon in no swarm (as in CI)");
+    let args = [
+        "--provider",
+        "swarm",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    for (code, out) in [wharf_run(&args, &[]), wharf_check(&args[..2], &[])] {
+        assert_eq!(code, 2, "{out}");
+        let line = out.lines().last().unwrap_or_default();
+        assert!(
+            line.contains("not part of a swarm") && line.contains("manager"),
+            "one line naming the cause and the fix: {out}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn three_tasks_split_300_requests_100_100_100_and_check_lists_them() {
     let swarm = Swarm::join();

@@ -36,8 +36,7 @@ pub struct Swarm {
 
 impl Swarm {
     pub fn join() -> Swarm {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = Swarm::lock();
         require_docker();
         // Build the images first: the swarm should live only while the test runs.
         let _ = (wharf_image(), demo_image());
@@ -56,6 +55,17 @@ impl Swarm {
             made_gwbridge,
             _lock: lock,
         }
+    }
+
+    /// The lock the swarm tests take turns with.
+    pub fn lock() -> MutexGuard<'static, ()> {
+        static LOCK: Mutex<()> = Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Is the daemon in a swarm now?
+    pub fn active() -> bool {
+        docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active"
     }
 
     /// A fresh label prefix: this test's wharf sees only this test's services.
@@ -119,6 +129,8 @@ impl Drop for Swarm {
                 eprintln!("warning: cleanup: {e}");
             }
             if self.made_gwbridge {
+                // Best effort: Docker 20.10 often keeps an internal ingress
+                // endpoint on it after leaving, and then refuses.
                 let _ = docker_try(&["network", "rm", "docker_gwbridge"]);
             }
         }
