@@ -52,6 +52,9 @@ pub enum Command {
 pub enum Provider {
     /// Discover backends from the Docker Engine API (containers and their labels).
     Docker,
+    /// Discover backends from a Docker Swarm manager's API: the running tasks
+    /// of labelled services, at their overlay network addresses.
+    Swarm,
     /// Only `--static` pools; Docker is not contacted.
     None,
 }
@@ -70,6 +73,7 @@ pub struct Opts {
 
     /// The Docker network whose container addresses are used (default: the
     /// network wharf's own container shares with a backend, else its only one).
+    /// With `--provider swarm`, the overlay network of the tasks' addresses.
     #[arg(long, env = "WHARF_NETWORK", global = true)]
     pub network: Option<String>,
 

@@ -132,6 +132,7 @@ pub mod pebble;
 pub mod rawhttp;
 pub mod sockproxy;
 pub mod state;
+pub mod swarm;
 pub mod three;
 pub mod wharf;
 
