@@ -148,6 +148,10 @@ pub const STATE_SCHEMA: u32 = 1;
 /// `idle` counts a backend's idle upstream connections (by uid) over every worker.
 pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: &Discovery, ready: bool) -> Value {
     let now = health::now_ms();
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     let pools: Vec<Value> = table
         .pools
         .iter()
@@ -168,7 +172,10 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                         "requests": b.shared.requests.load(Ordering::Relaxed),
                         "errors": b.shared.errors.load(Ordering::Relaxed),
                         "idle_connections": idle(b.shared.uid),
+                        "tunnels": b.shared.tunnels.load(Ordering::Relaxed),
                         "latency_ms": (b.shared.latency.estimate(std::time::Instant::now()) / 1e3).round() / 1e3,
+                        "refusing_since_unix_ms": b.shared.health.refusals.refusing(now)
+                            .map(|r| unix_ms.saturating_sub(r.for_.as_millis() as u64)),
                     })
                 })
                 .collect();
@@ -187,6 +194,7 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
                 "strip_prefix": p.opts.strip_prefix,
                 "retries": p.opts.retries,
                 "max_conns": p.opts.max_conns,
+                "connect": p.opts.connect,
                 "panic": p.in_panic(now),
                 "policies": p.policy.as_ref().map(|policy| policy.state()),
                 "backends": backends,
@@ -218,6 +226,13 @@ pub fn state_json(table: &RoutingTable, idle: &dyn Fn(u64) -> usize, discovery: 
 /// A backend's state for people: why it does or doesn't take requests.
 pub fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
     let h = &b.shared.health;
+    let refusing = h.refusals.refusing(now).map(|r| {
+        format!(
+            "refusing connections for {} s ({} connects refused in a row)",
+            r.for_.as_secs(),
+            r.in_a_row
+        )
+    });
     match &b.status {
         BackendStatus::Waiting(why) => ("unhealthy", Some(why.clone())),
         BackendStatus::Draining => ("draining", Some("received a stop signal".into())),
@@ -232,7 +247,15 @@ pub fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
                 )),
             )
         }
-        BackendStatus::Ready if h.is_ejected(now) => ("ejected", Some("consecutive delivery failures".into())),
+        // Ejected first: that is what decides whether it gets requests.
+        BackendStatus::Ready if h.is_ejected(now) => (
+            "ejected",
+            Some(match refusing {
+                Some(r) => format!("consecutive delivery failures: {r}"),
+                None => "consecutive delivery failures".into(),
+            }),
+        ),
+        BackendStatus::Ready if refusing.is_some() => ("refusing", refusing),
         BackendStatus::Ready => ("ready", None),
     }
 }

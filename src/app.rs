@@ -22,6 +22,7 @@ use crate::config::{Config, Provider as ProviderKind};
 use crate::listen;
 use crate::provider::docker::{DockerError, DockerProvider, Settings};
 use crate::provider::statics::NoProvider;
+use crate::provider::swarm::{SwarmError, SwarmProvider};
 use crate::provider::{Discovery, Provider, Publisher};
 use crate::proxy::Proxy;
 use crate::routing::Router;
@@ -41,6 +42,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Docker(#[from] DockerError),
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
     #[error("cannot read --tls-dir {dir}: {source}")]
     TlsDir {
         dir: String,
@@ -120,6 +123,7 @@ pub async fn provider(cfg: &Config) -> Result<Box<dyn Provider>, StartError> {
     Ok(match cfg.provider {
         ProviderKind::None => Box::new(NoProvider),
         ProviderKind::Docker => Box::new(DockerProvider::connect(settings(cfg)).await?),
+        ProviderKind::Swarm => Box::new(SwarmProvider::connect(settings(cfg)).await?),
     })
 }
 

@@ -10,11 +10,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::app::{settings, StartError};
-use crate::config::Config;
+use crate::config::{Config, Provider as ProviderKind};
 use crate::model::Desired;
 use crate::model::{HostPattern, TlsMode};
 use crate::provider::docker::{containers, DockerProvider};
 use crate::provider::statics::add_static;
+use crate::provider::swarm::{tasks, SwarmError, SwarmProvider};
 use crate::routing::{Registry, RoutingTable};
 use crate::tls::files::DirWatch;
 use crate::tls::CertStore;
@@ -23,10 +24,14 @@ use crate::tls::CertStore;
 /// without live counters) and whether it found problems.
 pub async fn check(cfg: &Config, json: bool) -> Result<(String, bool), StartError> {
     let mut desired = Desired::default();
-    if cfg.provider == crate::config::Provider::Docker {
-        let docker = DockerProvider::connect(settings(cfg)).await?;
-        let list = docker.client().list().await?;
-        desired = containers::derive(&list, &Default::default(), docker.settings());
+    match cfg.provider {
+        ProviderKind::Docker => {
+            let docker = DockerProvider::connect(settings(cfg)).await?;
+            let list = docker.client().list().await?;
+            desired = containers::derive(&list, &Default::default(), docker.settings());
+        }
+        ProviderKind::Swarm => desired = swarm_desired(cfg).await?,
+        ProviderKind::None => {}
     }
     add_static(&mut desired, &cfg.static_pools);
     let mut table = RoutingTable::build(desired, &Registry::default(), None);
@@ -54,6 +59,18 @@ pub async fn check(cfg: &Config, json: bool) -> Result<(String, bool), StartErro
         return Ok((render_json(&table, bad), bad));
     }
     Ok((report, bad))
+}
+
+/// The tasks of a swarm, once, as the Swarm provider's first poll sees them.
+async fn swarm_desired(cfg: &Config) -> Result<Desired, StartError> {
+    let swarm = SwarmProvider::connect(settings(cfg)).await?;
+    let api = |message| SwarmError::Api {
+        host: crate::provider::docker::client::docker_host(),
+        message,
+    };
+    let live = swarm.client().tasks().await.map_err(api)?;
+    let services = swarm.client().services().await.map_err(api)?;
+    Ok(tasks::derive(&live, &services, &Default::default(), swarm.settings()))
 }
 
 /// `wharf check --json`: the `/api/state` document (docs/api-state.md) for

@@ -52,6 +52,9 @@ pub enum Command {
 pub enum Provider {
     /// Discover backends from the Docker Engine API (containers and their labels).
     Docker,
+    /// Discover backends from a Docker Swarm manager's API: the running tasks
+    /// of labelled services, at their overlay network addresses.
+    Swarm,
     /// Only `--static` pools; Docker is not contacted.
     None,
 }
@@ -70,6 +73,7 @@ pub struct Opts {
 
     /// The Docker network whose container addresses are used (default: the
     /// network wharf's own container shares with a backend, else its only one).
+    /// With `--provider swarm`, the overlay network of the tasks' addresses.
     #[arg(long, env = "WHARF_NETWORK", global = true)]
     pub network: Option<String>,
 
@@ -133,7 +137,9 @@ pub struct Opts {
     )]
     pub static_labels: Vec<String>,
 
-    /// Time allowed to open a TCP connection to a backend.
+    /// Time allowed to open a TCP connection to a backend; also how long a
+    /// lone backend that became ready under 2 s ago is waited for while it
+    /// refuses connections (cold start).
     #[arg(long, env = "WHARF_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration, global = true)]
     pub connect_timeout: Duration,
 

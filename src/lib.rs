@@ -28,8 +28,9 @@
 //! - [`net`]: opening HTTP connections to backends (proxy and prober share it).
 //! - [`probe`]: the active health checks, one task per backend that needs one.
 //! - [`provider`]: where backends come from, behind one seam — `docker`
-//!   (events + listings), `statics` (`--provider none`); the provider-neutral
-//!   publisher swaps the table.
+//!   (events + listings), `swarm` (a manager's tasks, polled, events as
+//!   hints), `statics` (`--provider none`); the provider-neutral publisher
+//!   swaps the table.
 //! - [`reqid`], [`access`]: `X-Request-Id` and the access-log line.
 //! - [`proxy`]: the hyper service — route, pick, forward, retry what was never
 //!   delivered, stream the response back — and the upstream connections it owns.

@@ -29,6 +29,14 @@ pub enum ConnectError {
     Handshake(SocketAddr, hyper::Error),
 }
 
+impl ConnectError {
+    /// The backend's host answered with a reset: nothing listens on the port
+    /// (yet). Not a timeout: the host is there.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ConnectError::Io(_, e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
+}
+
 /// A TCP connection to `addr` within `timeout`, with Nagle off.
 pub async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))

@@ -1,5 +1,6 @@
 //! Protocols through wharf on the real daemon: h2c to a backend labelled
-//! `wharf.protocol=h2c`, and a WebSocket-style upgrade tunnelled both ways.
+//! `wharf.protocol=h2c`, a WebSocket-style upgrade tunnelled both ways, and
+//! `CONNECT` tunnelled only to a pool labelled `wharf.connect=true`.
 
 mod support;
 
@@ -48,7 +49,7 @@ async fn an_h2c_pool_is_spoken_to_in_http2_keeping_te_trailers_and_the_host_and_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_until_it_closes() {
+async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_and_as_an_open_tunnel_until_it_closes() {
     let net = Network::create("ws");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     let b = demo(&net, "ws", &["wharf.pool=ws"], &[]);
@@ -79,12 +80,98 @@ async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_until_it_clos
             .expect("read");
         assert_eq!(got, msg);
     }
-    // The tunnel counts as in flight until it closes.
-    let in_flight = wharf.backends("ws").await[0]["in_flight"].as_u64();
-    assert_eq!(in_flight, Some(1));
+    // The tunnel counts as in flight and as an open tunnel until it closes.
+    let backend = &wharf.backends("ws").await[0];
+    assert_eq!(backend["in_flight"].as_u64(), Some(1), "{backend}");
+    assert_eq!(backend["tunnels"].as_u64(), Some(1), "{backend}");
+    assert_eq!(backend_tunnels_metric(&wharf).await, 1);
     drop(s);
     poll("tunnel closed and released", secs(10), || async {
-        (wharf.backends("ws").await[0]["in_flight"].as_u64() == Some(0)).then_some(())
+        let b = &wharf.backends("ws").await[0];
+        (b["in_flight"].as_u64() == Some(0) && b["tunnels"].as_u64() == Some(0)).then_some(())
     })
     .await;
+    assert_eq!(backend_tunnels_metric(&wharf).await, 0);
+}
+
+/// `wharf_backend_tunnels_open` of the (one) backend in `/metrics`.
+async fn backend_tunnels_metric(wharf: &Wharf) -> u64 {
+    let r = wharf.admin_get("/metrics").await.expect("GET /metrics");
+    r.body
+        .lines()
+        .find(|l| l.starts_with("wharf_backend_tunnels_open{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no wharf_backend_tunnels_open in /metrics:
+{}",
+                r.body
+            )
+        })
+}
+
+/// CONNECT through the wharf binary to demo containers: refused 405 for a
+/// pool without `wharf.connect`, tunnelled (the demo echoes) for one with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_is_405_without_wharf_connect_and_tunnelled_to_the_container_with_it() {
+    let net = Network::create("connect");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let closed = demo(&net, "closed", &["wharf.pool=closed", "wharf.host=closed.test"], &[]);
+    let open = demo(
+        &net,
+        "open",
+        &["wharf.pool=open", "wharf.host=open.test", "wharf.connect=true"],
+        &[],
+    );
+    wait_demos_ready(&wharf, "closed", &net.name, &[&closed]).await;
+    wait_demos_ready(&wharf, "open", &net.name, &[&open]).await;
+
+    let send_connect = |host: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(wharf.listen)
+            .await
+            .expect("connect to wharf");
+        let req = format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write CONNECT");
+        let mut buf = Vec::new();
+        let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut s, &mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read the response head")
+            .expect("a response head before EOF");
+        (String::from_utf8_lossy(&head).to_string(), buf, s)
+    };
+    let (head, _, _) = send_connect("closed.test").await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+
+    let (head, buf, mut s) = send_connect("open.test").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(buf.is_empty(), "tunnel bytes before anything was sent: {buf:?}");
+    for msg in [&b"through the tunnel"[..], &[0u8, 255, 13, 10]] {
+        s.write_all(msg).await.expect("write through tunnel");
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut got))
+            .await
+            .expect("echo in time")
+            .expect("read");
+        assert_eq!(got, msg);
+    }
+    let backend = &wharf.backends("open").await[0];
+    assert_eq!(backend["tunnels"].as_u64(), Some(1), "{backend}");
+    assert_eq!(
+        closed_requests(&wharf).await,
+        0,
+        "the refused CONNECT reached no backend"
+    );
+    drop(s);
+    poll("CONNECT tunnel closed", secs(10), || async {
+        (wharf.backends("open").await[0]["tunnels"].as_u64() == Some(0)).then_some(())
+    })
+    .await;
+}
+
+/// Requests wharf sent to pool `closed`'s backend.
+async fn closed_requests(wharf: &Wharf) -> u64 {
+    wharf.backends("closed").await[0]["requests"]
+        .as_u64()
+        .unwrap_or(u64::MAX)
 }

@@ -20,6 +20,7 @@ options (flag / environment variable):
   --no-sigterm                 DEMO_NO_SIGTERM=1       do not handle SIGTERM (as PID 1: ignore it)
   --drain-delay DURATION       DEMO_DRAIN_DELAY        on SIGTERM/SIGINT keep serving this long before draining
   --delay DURATION             DEMO_DELAY              wait this long before answering any request but /health* and /_demo/*
+  --listen-delay DURATION      DEMO_LISTEN_DELAY       wait this long after start before listening (a slow cold start: connects are refused until then)
   -h, --help                                           print this help
 
 probe URL: GET a plain http:// URL with a 2 s timeout; exit 0 on 2xx, else 1.
@@ -38,6 +39,8 @@ pub enum Command {
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub no_sigterm: bool,
+    /// Time between start and listening (connects are refused meanwhile).
+    pub listen_delay: Duration,
     pub config: Config,
 }
 
@@ -58,6 +61,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: St
     let mut no_sigterm = None;
     let mut drain_delay = None;
     let mut delay = None;
+    let mut listen_delay = None;
 
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -78,6 +82,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: St
             "--keepalive-timeout" => keepalive_timeout = Some(value()?),
             "--drain-delay" => drain_delay = Some(value()?),
             "--delay" => delay = Some(value()?),
+            "--listen-delay" => listen_delay = Some(value()?),
             "--health-fail" | "--no-sigterm" if inline_value.is_some() => {
                 return Err(format!("{flag} takes no value"));
             }
@@ -107,6 +112,10 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: St
         .or_else(|| env("DEMO_DELAY"))
         .filter(|v| !v.is_empty())
         .map_or(Ok(Duration::ZERO), |v| parse_duration(&v))?;
+    let listen_delay = listen_delay
+        .or_else(|| env("DEMO_LISTEN_DELAY"))
+        .filter(|v| !v.is_empty())
+        .map_or(Ok(Duration::ZERO), |v| parse_duration(&v))?;
     let env_flag = |key: &str| env(key).map_or(Ok(false), |v| parse_bool(&v));
     let health_fail = health_fail.map_or_else(|| env_flag("DEMO_HEALTH_FAIL"), Ok)?;
     let no_sigterm = no_sigterm.map_or_else(|| env_flag("DEMO_NO_SIGTERM"), Ok)?;
@@ -118,6 +127,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>, hostname: St
     Ok(Command::Serve(ServeOptions {
         listen,
         no_sigterm,
+        listen_delay,
         config: Config {
             name,
             hostname,
@@ -195,6 +205,7 @@ mod tests {
             ("DEMO_NO_SIGTERM", "true"),
             ("DEMO_DRAIN_DELAY", "3s"),
             ("DEMO_DELAY", "20ms"),
+            ("DEMO_LISTEN_DELAY", "500ms"),
         ];
         let opts = serve(&[], &env);
         assert_eq!(opts.listen, SocketAddr::from(([0, 0, 0, 0], 9000)));
@@ -203,6 +214,7 @@ mod tests {
         assert!(opts.config.health_fail && opts.no_sigterm);
         assert_eq!(opts.config.drain_delay, Duration::from_secs(3));
         assert_eq!(opts.config.delay, Duration::from_millis(20));
+        assert_eq!(opts.listen_delay, Duration::from_millis(500));
 
         let opts = serve(&["--listen", ":81", "--name", "flag"], &env);
         assert_eq!(opts.listen.port(), 81);

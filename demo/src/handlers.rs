@@ -115,6 +115,9 @@ pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Result<Response<
 }
 
 async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<DemoBody> {
+    if req.method() == hyper::Method::CONNECT {
+        return connect_echo(req, &ctx.lifelines);
+    }
     let state = &ctx.state;
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -296,6 +299,26 @@ fn upgrade_echo(mut req: Request<Incoming>, lifelines: &Lifelines) -> Response<D
     headers.insert(header::UPGRADE, protocol);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     response
+}
+
+/// `CONNECT` (any target): answer `200` and echo the tunnel's raw bytes back,
+/// like an egress proxy whose every destination is an echo server.
+fn connect_echo(mut req: Request<Incoming>, lifelines: &Lifelines) -> Response<DemoBody> {
+    if req.version() != Version::HTTP_11 {
+        return bad_request("CONNECT needs HTTP/1.1".to_owned());
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let mut lifeline = lifelines.take();
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        tokio::select! {
+            _ = echo_bytes(TokioIo::new(upgraded)) => {}
+            () = lifeline.stopping() => {}
+        }
+    });
+    Response::new(body::full(""))
 }
 
 async fn echo_bytes<IO>(mut io: IO) -> std::io::Result<()>

@@ -3,7 +3,8 @@
 //!
 //! It serves HTTP/1.1 and h2c (with upgrades) and offers endpoints that
 //! exercise a load balancer: an echo of the request, slow and failing
-//! responses, fixed-size, chunked and aborted bodies, a raw upgrade echo, a
+//! responses, fixed-size, chunked and aborted bodies, a raw upgrade echo and
+//! a `CONNECT` echo (any target: the tunnel echoes), a
 //! switchable health check and counters. On shutdown it drains gracefully:
 //! it optionally keeps serving for a drain delay, then stops accepting, lets
 //! in-flight requests finish and closes keep-alive connections.

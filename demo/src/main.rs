@@ -65,6 +65,10 @@ fn fail(message: &str) -> ExitCode {
 async fn serve(options: ServeOptions) -> io::Result<()> {
     // Install the handlers before listening, so that no signal is missed.
     let shutdown = shutdown_signal(options.no_sigterm)?;
+    if !options.listen_delay.is_zero() {
+        eprintln!("wharf-demo: listening in {:?} (--listen-delay)", options.listen_delay);
+        tokio::time::sleep(options.listen_delay).await;
+    }
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|err| io::Error::new(err.kind(), format!("bind {}: {err}", options.listen)))?;

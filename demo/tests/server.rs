@@ -298,6 +298,27 @@ async fn echo_body_streams_back() {
 }
 
 #[tokio::test]
+async fn connect_answers_200_and_echoes_the_tunnel() {
+    let server = TestServer::start(config()).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"CONNECT anywhere.test:443 HTTP/1.1\r\nHost: anywhere.test:443\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    stream.write_all(b"ping").await.expect("write");
+    let mut echoed = [0u8; 4];
+    timeout(LIMIT, stream.read_exact(&mut echoed))
+        .await
+        .expect("echo in time")
+        .expect("echo");
+    assert_eq!(&echoed, b"ping");
+    server.shutdown().await;
+    assert_eq!(read_to_close(&mut stream).await, "");
+}
+
+#[tokio::test]
 async fn upgrade_echoes_bytes() {
     let server = TestServer::start(config()).await;
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");

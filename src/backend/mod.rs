@@ -45,6 +45,9 @@ pub struct BackendShared {
     pub slot_freed: tokio::sync::Notify,
     /// Requests waiting for a slot (bounded by `wharf.max_conns`).
     pub queued: AtomicU64,
+    /// Open tunnels (upgrades, `CONNECT`) to it, over all workers; each
+    /// also holds an in-flight slot.
+    pub tunnels: AtomicU64,
 }
 
 impl Default for BackendShared {
@@ -64,6 +67,7 @@ impl Default for BackendShared {
             ready_since: ReadySince::default(),
             slot_freed: tokio::sync::Notify::new(),
             queued: AtomicU64::new(0),
+            tunnels: AtomicU64::new(0),
         }
     }
 }

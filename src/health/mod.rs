@@ -10,13 +10,16 @@
 //! - **active**: with `wharf.health.path`, a prober task per backend asks it
 //!   over HTTP ([`crate::probe`]); `rise`/`fall` consecutive results flip its state
 //!   ([`counter`]). A new backend starts *down* when checks are on and is
-//!   probed every 100 ms until its first pass.
+//!   probed every 100 ms until its first pass;
+//! - **refusals**: connects refused in a row ([`refusals`]), shown as
+//!   `refusing` (a lone backend is never ejected, so ejection cannot say it).
 //!
 //! Pure counters and thresholds (no I/O, no clock of its own): the request
 //! path reads two atomics; locks are taken only when a result changes something.
 
 pub mod counter;
 pub mod eject;
+pub mod refusals;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use counter::Consecutive;
 pub use eject::Ejection;
+pub use refusals::Refusals;
 
 /// Milliseconds since the first call: a clock that fits in an atomic.
 pub fn now_ms() -> u64 {
@@ -44,6 +48,8 @@ pub struct BackendHealth {
     active: Mutex<Option<Consecutive>>,
     /// Why the last probe failed, for the state API.
     pub last_probe_error: Mutex<Option<String>>,
+    /// Connect refusals in a row (shown as `refusing`).
+    pub refusals: Refusals,
 }
 
 impl BackendHealth {

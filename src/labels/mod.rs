@@ -32,6 +32,7 @@ pub const KNOWN_LABELS: &[&str] = &[
     "enable", "pool", "port", "weight", "network", "host", "path", "strip_prefix", "balance",
     "sticky", "protocol", "health.path", "health.interval", "health.timeout", "health.rise",
     "health.fall", "slow_start", "retries", "max_conns", "tls", "https_redirect", "hsts",
+    "connect",
 ];
 /// Unknown `<prefix>.*` labels named one by one per container; the rest are counted.
 const MAX_UNKNOWN_NAMED: usize = 5;
@@ -233,6 +234,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
     let tls = r.get("tls", tls_mode);
     let https_redirect = r.get("https_redirect", bool_value).unwrap_or(false);
     let hsts = r.get("hsts", hsts_max_age);
+    let connect = r.get("connect", bool_value).unwrap_or(false);
     if https_redirect && tls == Some(crate::model::TlsMode::Off) {
         r.warn(format!("{prefix}.https_redirect=true with {prefix}.tls=off: the redirect target needs a certificate from somewhere"));
     }
@@ -254,6 +256,7 @@ pub fn parse(labels: &HashMap<String, String>, ctx: &LabelContext) -> LabelOutco
                 tls,
                 https_redirect,
                 hsts,
+                connect,
                 policies: Box::new(policies),
             };
             Parsed::Member(ServiceSpec {
@@ -319,6 +322,7 @@ pub fn differences(a: &PoolOptions, b: &PoolOptions, prefix: &str) -> Vec<String
     check(a.tls != b.tls, "tls");
     check(a.https_redirect != b.https_redirect, "https_redirect");
     check(a.hsts != b.hsts, "hsts");
+    check(a.connect != b.connect, "connect");
     policy::differences(&a.policies, &b.policies, check);
     keys
 }

@@ -124,6 +124,7 @@ fn enable_true_alone_gives_every_default() {
         tls: None,
         https_redirect: false,
         hsts: None,
+        connect: false,
         policies: Box::default(),
     };
     assert_eq!(pool_opts, PoolOptions::default());
@@ -194,6 +195,7 @@ fn every_label_accepts_its_valid_forms() {
             s.pool_opts.hsts = Some(Duration::from_secs(31_536_000))
         }),
         ("hsts=1h", |s| s.pool_opts.hsts = Some(Duration::from_secs(3600))),
+        ("connect=true", |s| s.pool_opts.connect = true),
     ];
     for &(labels, edit) in cases {
         let mut expected = spec("");
@@ -254,6 +256,7 @@ fn every_label_rejects_malformed_values_with_a_reason() {
             "unknown TLS mode \"letsencrypt\"; one of acme, file, off",
         ),
         ("https_redirect=always", "not a boolean"),
+        ("connect=yes please", "not a boolean"),
         ("hsts=0", "max-age must be at least 1s"),
         ("hsts=1y", "unknown unit \"y\""),
     ];
@@ -462,9 +465,10 @@ fn differences_name_each_disagreeing_pool_wide_label() {
     assert!(differences(&base, &base.clone(), "wharf").is_empty());
     let other = spec(concat!(
         "host=a.com;path=/x;strip_prefix=1;balance=p2c;sticky=cookie;protocol=h2c;",
-        "health.path=/up;health.rise=5;slow_start=1s;retries=0;tls=off;https_redirect=1;hsts=1d"
+        "health.path=/up;health.rise=5;slow_start=1s;retries=0;tls=off;https_redirect=1;hsts=1d;connect=1"
     ));
-    let keys = "host path strip_prefix balance sticky protocol health.rise slow_start retries tls https_redirect hsts";
+    let keys =
+        "host path strip_prefix balance sticky protocol health.rise slow_start retries tls https_redirect hsts connect";
     let expected: Vec<String> = keys.split(' ').map(|k| format!("wharf.{k}")).collect();
     assert_eq!(differences(&base, &other.pool_opts, "wharf"), expected);
     assert_eq!(

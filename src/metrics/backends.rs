@@ -15,7 +15,15 @@ use crate::health;
 pub(super) struct Backends(pub(super) Sources);
 
 /// The states of `wharf_backend_state`.
-const STATES: [&str; 6] = ["ready", "slow_start", "draining", "unhealthy", "ejected", "waiting"];
+const STATES: [&str; 7] = [
+    "ready",
+    "slow_start",
+    "draining",
+    "unhealthy",
+    "refusing",
+    "ejected",
+    "waiting",
+];
 
 impl prometheus_client::collector::Collector for Backends {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
@@ -86,6 +94,14 @@ impl prometheus_client::collector::Collector for Backends {
         )?;
         gauge(
             e,
+            "wharf_backend_tunnels_open",
+            "Open tunnels (WebSocket and other upgrades, CONNECT) to a backend; each also counts in flight.",
+            each(&|b| load(&b.shared.tunnels))
+                .into_iter()
+                .map(|(l, v)| (l, v as i64)),
+        )?;
+        gauge(
+            e,
             "wharf_backend_ready",
             "1 if the backend takes new requests.",
             each(&|b| u64::from(b.is_available(now)))
@@ -95,7 +111,7 @@ impl prometheus_client::collector::Collector for Backends {
         gauge(
             e,
             "wharf_backend_state",
-            "1 for the backend's current state (ready, slow_start, draining, unhealthy, ejected, waiting), 0 for the others.",
+            "1 for the backend's current state (ready, slow_start, draining, unhealthy, refusing, ejected, waiting), 0 for the others.",
             (0..rows.len()).flat_map(|i| {
                 STATES.iter().map(move |s| {
                     let mut l = labels(i);

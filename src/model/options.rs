@@ -36,6 +36,9 @@ pub struct PoolOptions {
     pub https_redirect: bool,
     /// `wharf.hsts`: `Strict-Transport-Security: max-age=…` on HTTPS responses.
     pub hsts: Option<Duration>,
+    /// `wharf.connect`: HTTP/1.1 `CONNECT` requests are tunnelled to the
+    /// backend (refused with 405 otherwise).
+    pub connect: bool,
     /// `wharf.allow`, `wharf.auth.*`, `wharf.ratelimit*`, `wharf.compress`, `wharf.headers.*`.
     /// Boxed: most pools have none, and options travel inside label outcomes.
     pub policies: Box<super::Policies>,
@@ -57,6 +60,7 @@ impl Default for PoolOptions {
             tls: None,
             https_redirect: false,
             hsts: None,
+            connect: false,
             policies: Box::default(),
         }
     }

@@ -8,13 +8,16 @@
 //! drains, the moment the provider learns of it.
 //!
 //! - [`docker`]: containers of the local Docker Engine (events + listings);
+//! - [`swarm`]: the tasks of a Docker Swarm's services (a manager's API);
 //! - [`statics`]: `--provider none`, only the `--static` pools.
 //!
-//! A provider needs nothing from another one; Swarm will be a third.
+//! Swarm reuses the Docker provider's pure derivation (labels, network
+//! rule); otherwise a provider needs nothing from another one.
 
 pub mod docker;
 pub mod publish;
 pub mod statics;
+pub mod swarm;
 
 use futures::future::BoxFuture;
 

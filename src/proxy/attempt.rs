@@ -3,21 +3,26 @@
 //! A pooled connection can turn out dead (the backend closed it while it sat
 //! idle); that does not count as an attempt, and the request — given back by
 //! hyper's `try_send_request` — goes on the next pooled or a fresh
-//! connection. A fresh connection is the last word on this backend.
+//! connection. A fresh connection is the last word on this backend,
+//! except for a refused connect during a cold start ([`super::cold`]): when
+//! the backend became ready moments ago and no other backend could take the
+//! request, the connect is tried again after a short back-off.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::body::Guard;
+use super::cold::ColdStart;
 use super::upstream::{Conn, UpBody};
 use super::{slots, Proxy};
 use crate::backend::Backend;
 use crate::balance::Context;
-use crate::net;
 use crate::routing::Pool;
+use crate::{health, net};
 
 /// How an attempt ended.
 pub(super) enum Attempted {
@@ -31,14 +36,21 @@ pub(super) enum Attempted {
     Timeout,
 }
 
+/// What [`Proxy::attempt`] needs to know besides the request.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mode {
+    /// The client asked for an upgrade: a fresh connection that can be taken over.
+    pub upgrade: bool,
+    /// Spoken to the backend in HTTP/2.
+    pub h2: bool,
+    /// No other backend could take the request (cold-start retries allowed).
+    pub alone: bool,
+}
+
 impl Proxy {
-    pub(super) async fn attempt(
-        &self,
-        backend: &Backend,
-        mut req: Request<UpBody>,
-        upgrade: bool,
-        h2: bool,
-    ) -> Attempted {
+    pub(super) async fn attempt(&self, backend: &Backend, mut req: Request<UpBody>, mode: Mode) -> Attempted {
+        let Mode { upgrade, h2, alone } = mode;
+        let mut cold = ColdStart::new(alone, self.timeouts.connect);
         let mut guard = Guard::new(Arc::clone(&backend.shared));
         let uid = backend.shared.uid;
         let ups = &self.upstreams;
@@ -62,9 +74,28 @@ impl Proxy {
                             .await
                             .map(Conn::H1)
                     };
+                    let refusals = &backend.shared.health.refusals;
                     match connected {
-                        Ok(c) => c,
-                        Err(e) => return Attempted::NotSent(Box::new(req), e.to_string()),
+                        Ok(c) => {
+                            refusals.record_connected();
+                            c
+                        }
+                        Err(e) => {
+                            if e.is_refused() {
+                                refusals.record_refused(health::now_ms());
+                            }
+                            let wait = e
+                                .is_refused()
+                                .then(|| cold.after_refusal(&backend.shared.ready_since, Instant::now()))
+                                .flatten();
+                            if let Some(wait) = wait {
+                                tracing::debug!(backend = %backend.addr, ?wait, retries = cold.retries,
+                                                "connect refused during cold start, trying again");
+                                tokio::time::sleep(wait).await;
+                                continue;
+                            }
+                            return Attempted::NotSent(Box::new(req), e.to_string());
+                        }
                     }
                 }
             };
@@ -117,6 +148,15 @@ pub(super) fn pick(
             && slots::has_room(&b.shared, max_conns)
     };
     pool.balancer.select(&pool.backends, ctx, &eligible)
+}
+
+/// Could a backend other than those in `tried` take the request (the same
+/// test as [`pick`], without the connection cap)?
+pub(super) fn others_left(pool: &Pool, tried: &[usize], now: u64, panic: bool) -> bool {
+    pool.backends
+        .iter()
+        .enumerate()
+        .any(|(i, b)| !tried.contains(&i) && if panic { b.is_ready() } else { b.is_available(now) })
 }
 
 /// A delivery failure: count it, and eject the backend if it keeps failing

@@ -10,7 +10,8 @@
 //! - [`prepare`]: the client's request → the upstream request;
 //! - [`attempt`]: one backend, a pooled or new connection, the request;
 //! - [`body`]: the response body, releasing the in-flight slot at its end;
-//! - [`tunnel`]: upgraded connections spliced together;
+//! - [`tunnel`]: upgraded connections spliced together; [`connect`]: when
+//!   an exchange becomes a tunnel (`Upgrade`, or `CONNECT` to a pool that opts in);
 //! - [`headers`]: hop-by-hop and `X-Forwarded-*` rewriting (pure);
 //! - [`handle`](Proxy::handle_on): per request, around routing and
 //!   attempts: its statistics, request id, warning and access-log lines;
@@ -20,6 +21,8 @@ mod attempt;
 pub mod body;
 pub mod client_body;
 pub mod client_ip;
+pub mod cold;
+pub mod connect;
 pub mod error;
 mod handle;
 pub mod headers;
@@ -37,7 +40,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tracing::debug;
@@ -51,7 +54,7 @@ use crate::retry::{self, Failure, Next};
 use crate::routing::{Pool, Router};
 use crate::stats::StreamedBytes;
 use crate::tls::challenge::{http01_token, Http01};
-use attempt::{pick, record_failure, Attempted};
+use attempt::{others_left, pick, record_failure, Attempted, Mode};
 use body::Tracked;
 pub use error::ProxyError;
 use upstream::Upstreams;
@@ -141,8 +144,11 @@ impl Proxy {
         secure: bool,
         trace: &mut Trace,
     ) -> Result<Response<RespBody>, ProxyError> {
+        let connect = req.method() == http::Method::CONNECT;
         match sanity::check(req.method(), req.version(), req.uri(), req.headers()) {
             None => {}
+            // CONNECT: the pool decides, once routed (`wharf.connect`).
+            Some(sanity::Refusal::Method) if connect => {}
             Some(sanity::Refusal::Method) => return Err(ProxyError::MethodNotAllowed),
             Some(sanity::Refusal::BadRequest(why)) => return Err(ProxyError::BadRequest(why)),
         }
@@ -157,9 +163,14 @@ impl Proxy {
         }
         let table = self.router.load();
         let host = headers::request_host(req.headers(), req.uri()).unwrap_or_default();
-        let m = table.route(&host, req.uri().path()).ok_or(ProxyError::NoRoute)?;
+        // A CONNECT target has no path: it routes like `/`.
+        let path = if connect { "/" } else { req.uri().path() };
+        let m = table.route(&host, path).ok_or(ProxyError::NoRoute)?;
         let pool = Arc::clone(m.pool);
         trace.pool = Some(Arc::clone(&pool));
+        if connect && !connect::allowed(req.version(), &pool.opts) {
+            return Err(ProxyError::MethodNotAllowed);
+        }
         if !secure && !challenge && pool.opts.https_redirect {
             let location = https::redirect_location(&host, self.https_port, req.uri())
                 .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
@@ -262,7 +273,12 @@ impl Proxy {
                 });
             }
             let sent_at = Instant::now();
-            let (failure, why, back) = match self.attempt(backend, req, upgrade.is_some(), h2).await {
+            let mode = Mode {
+                upgrade: upgrade.is_some(),
+                h2,
+                alone: !others_left(&pool, &tried_at[..attempts], now, panic),
+            };
+            let (failure, why, back) = match self.attempt(backend, req, mode).await {
                 Attempted::Answered(mut resp, guard) => {
                     backend.shared.health.record_success();
                     let answered = Instant::now();
@@ -272,29 +288,20 @@ impl Proxy {
                         .latency
                         .observe(answered.saturating_duration_since(sent_at), answered);
                     balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
-                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        let Some(on_client) = upgrade else {
-                            // A 101 nobody asked for: passing it on would
-                            // leave the client speaking HTTP to a tunnel.
+                    match connect::switch(resp.status(), connect, upgrade.is_some()) {
+                        connect::Switch::Refuse(detail) => {
                             backend.shared.errors.fetch_add(1, Ordering::Relaxed);
                             return Err(ProxyError::BadResponse {
                                 pool: pool.name.clone(),
-                                detail: "switched protocols without an upgrade request",
+                                detail,
                             });
-                        };
-                        {
-                            let on_backend = hyper::upgrade::on(&mut resp);
-                            let watch = tunnel::Watch {
-                                tunnels: Arc::clone(&self.tunnels),
-                                router: Arc::clone(&self.router),
-                                idle: self.timeouts.tunnel_idle,
-                                drain: self.timeouts.drain,
-                            };
-                            tokio::spawn(tunnel::tunnel(on_client, on_backend, guard, watch));
-                            let (p, _) = resp.into_parts();
-                            let resp = Response::from_parts(p, Either::Right(Full::new(Bytes::new())));
-                            return Ok(resp);
                         }
+                        connect::Switch::Tunnel => {
+                            if let Some(on_client) = upgrade {
+                                return Ok(self.start_tunnel(on_client, resp, guard, connect));
+                            }
+                        }
+                        connect::Switch::No => {}
                     }
                     headers::strip_hop_by_hop(resp.headers_mut(), false);
                     if let (true, Some(max_age)) = (secure, pool.opts.hsts) {

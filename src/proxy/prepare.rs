@@ -23,7 +23,8 @@ use crate::routing::Pool;
 /// A request ready for its first attempt.
 pub struct Prepared {
     pub req: Request<UpBody>,
-    /// The client asked for a protocol upgrade (HTTP/1.1 only): its side of the tunnel.
+    /// The client asked for a protocol upgrade (HTTP/1.1 only) or sent a
+    /// `CONNECT`: its side of the tunnel.
     pub upgrade: Option<OnUpgrade>,
     /// Spoken to the backend in HTTP/2 (an h2c pool, not an upgrade).
     pub h2: bool,
@@ -78,7 +79,9 @@ pub fn prepare(
     body_idle: Duration,
 ) -> Result<Prepared, ProxyError> {
     let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // A CONNECT (admitted by the pool, see `connect`) becomes a tunnel on 2xx.
+    let connect = req.method() == Method::CONNECT;
+    let client_upgrade = (upgrade || connect).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let stripped = (pool.opts.strip_prefix && prefix_len > 0).then(|| {
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -90,7 +93,7 @@ pub fn prepare(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let h2 = pool.opts.protocol == Protocol::H2c && !upgrade;
+    let h2 = pool.opts.protocol == Protocol::H2c && !upgrade && !connect;
     // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
     let te_trailers = h2 && headers::te_trailers(&parts.headers);
     let proto_kept = trusted && parts.headers.contains_key(headers::X_FORWARDED_PROTO);
@@ -115,6 +118,8 @@ pub fn prepare(
             parts.headers.insert(http::header::HOST, h);
         }
         match stripped {
+            // CONNECT's authority-form target goes as it is.
+            _ if connect => Ok(parts.uri),
             Some(pq) => pq.parse::<Uri>(),
             // The client's own request target, unless it came in absolute
             // form (HTTP/2, or a proxy-style request): no copy of the path.

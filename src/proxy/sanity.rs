@@ -2,8 +2,9 @@
 //! lines such refusals produce. Pure functions, unit-tested here.
 //!
 //! - `CONNECT` asks a proxy to open a raw TCP tunnel anywhere; wharf is a
-//!   reverse proxy and forwarding it would hand a backend a malformed
-//!   request: 405.
+//!   reverse proxy: 405, unless the pool it routes to opts in with
+//!   `wharf.connect` (decided after routing, see [`super::connect`]; a
+//!   `CONNECT` with a bad `Host` is a 400 like any request).
 //! - HTTP/1.1 requires exactly one `Host` (RFC 9112 §3.2): none, two, or one
 //!   that disagrees with an absolute request target is a 400 — otherwise
 //!   routing and the backend could read different hosts from the same
@@ -25,11 +26,17 @@ pub enum Refusal {
     BadRequest(&'static str),
 }
 
-/// Check a request head; `None`: it may be routed.
+/// Check a request head; `None`: it may be routed. `CONNECT` with a sound
+/// Host gets [`Refusal::Method`]: refused unless its pool opts in.
 pub fn check(method: &Method, version: Version, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
-    if method == Method::CONNECT {
+    let host = check_host(version, uri, headers);
+    if host.is_none() && method == Method::CONNECT {
         return Some(Refusal::Method);
     }
+    host
+}
+
+fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -105,12 +112,20 @@ mod tests {
     }
 
     #[test]
-    fn connect_is_refused_with_405_whatever_else_it_carries() {
+    fn connect_with_a_sound_host_is_a_method_refusal_and_with_a_bad_one_a_400() {
         let uri: Uri = "db.internal:5432".parse().unwrap();
         assert_eq!(
             check(&Method::CONNECT, Version::HTTP_11, &uri, &hosts(&["db.internal:5432"])),
             Some(Refusal::Method)
         );
+        assert_eq!(
+            check(&Method::CONNECT, Version::HTTP_11, &uri, &hosts(&[])),
+            Some(Refusal::Method)
+        );
+        assert!(matches!(
+            check(&Method::CONNECT, Version::HTTP_11, &uri, &hosts(&["other.internal"])),
+            Some(Refusal::BadRequest(_))
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! Helpers: [`fixture`] (wharf in-process, publishing desired states),
 //! [`backends`] and [`raw`] (well- and ill-behaved upstreams), [`client`] (requests,
 //! raw sockets, polling with a deadline). The tests, by subject:
-//! `retries`, `in_flight`, `pooling`, `rewrite`, `protocols`, `lifecycle`.
+//! `retries`, `cold`, `in_flight`, `pooling`, `rewrite`, `protocols`, `lifecycle`.
 
 mod backends;
 mod body_bytes;
@@ -16,6 +16,8 @@ mod fixture;
 mod https;
 mod raw;
 
+mod cold;
+mod connect;
 mod hostile;
 mod in_flight;
 mod lifecycle;

@@ -10,7 +10,8 @@
 //! - wharf shuts down: tunnels get the drain time like requests, then
 //!   close ([`Tunnels::close_all`]).
 //!
-//! Open tunnels are counted per worker ([`Tunnels`]) for the state and metrics.
+//! Open tunnels are counted per worker ([`Tunnels`]) for the metrics, and
+//! per backend ([`crate::backend::BackendShared::tunnels`]) for the state.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -96,6 +97,7 @@ pub async fn tunnel(on_client: OnUpgrade, on_backend: OnUpgrade, guard: Guard, w
         }
     };
     w.tunnels.open.fetch_add(1, Ordering::Relaxed);
+    guard.shared().tunnels.fetch_add(1, Ordering::Relaxed);
     let last = Arc::new(AtomicU64::new(health::now_ms()));
     let mut client = Active::new(TokioIo::new(client), &last);
     let mut backend = Active::new(TokioIo::new(backend), &last);
@@ -108,6 +110,7 @@ pub async fn tunnel(on_client: OnUpgrade, on_backend: OnUpgrade, guard: Guard, w
     }
     debug!(?end, "tunnel closed");
     w.tunnels.open.fetch_sub(1, Ordering::Relaxed);
+    guard.shared().tunnels.fetch_sub(1, Ordering::Relaxed);
     drop(guard);
 }
 

@@ -141,6 +141,7 @@ pub mod privilege;
 pub mod rawhttp;
 pub mod sockproxy;
 pub mod state;
+pub mod swarm;
 pub mod three;
 pub mod wharf;
 

@@ -95,6 +95,11 @@ impl DockerClient {
         (engine, self.docker.client_version().to_string())
     }
 
+    /// The bollard handle, for the Swarm provider's calls.
+    pub fn bollard(&self) -> &Docker {
+        &self.docker
+    }
+
     /// wharf's own container id, when it runs in one.
     pub async fn find_self(&self) -> Option<String> {
         find_self(&self.docker).await

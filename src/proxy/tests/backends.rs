@@ -127,6 +127,15 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a backend");
+    spawn_on(listener, conn)
+}
+
+/// [`spawn`] on a listener the test made (e.g. late, on a port that refused until then).
+pub(super) fn spawn_on<F, Fut>(listener: TcpListener, conn: F) -> Upstream
+where
+    F: Fn(TcpStream, Arc<Log>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let addr = listener.local_addr().expect("backend address");
     let log = Arc::new(Log::default());
     let task = tokio::spawn({
@@ -157,7 +166,13 @@ where
 /// A hyper server (HTTP/1.1, or HTTP/2 prior knowledge with `h2`) that logs
 /// each request with its whole body, then answers through `handler`.
 async fn http(h2: bool, handler: Handler) -> Upstream {
-    spawn(move |stream, log| {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a backend");
+    http_on(listener, h2, handler)
+}
+
+/// [`http`] on a listener the test made.
+fn http_on(listener: TcpListener, h2: bool, handler: Handler) -> Upstream {
+    spawn_on(listener, move |stream, log| {
         let handler = Arc::clone(&handler);
         async move {
             let svc = service_fn(move |req: Request<Incoming>| {
@@ -188,7 +203,6 @@ async fn http(h2: bool, handler: Handler) -> Upstream {
             }
         }
     })
-    .await
 }
 
 pub fn full(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -206,6 +220,15 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 /// Answers every request `200` with its name as the body.
 pub async fn named(name: &'static str) -> Upstream {
     answering(move |_: &Seen| full(StatusCode::OK, name)).await
+}
+
+/// [`named`] on a listener the test made.
+pub fn named_on(listener: TcpListener, name: &'static str) -> Upstream {
+    http_on(
+        listener,
+        false,
+        Arc::new(move |_: &Seen| async move { full(StatusCode::OK, name) }.boxed()),
+    )
 }
 
 /// [`named`] over HTTP/2 cleartext (prior knowledge), as an h2c pool expects.
@@ -293,6 +316,39 @@ pub async fn upgrade_echo() -> Upstream {
                     resp.headers_mut().insert(http::header::UPGRADE, p);
                 }
                 Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+        let _ = conn.with_upgrades().await;
+    })
+    .await
+}
+
+/// An egress-proxy-like backend: answers `CONNECT` with `200` and echoes
+/// every byte of the tunnel back until the other side closes; any other
+/// request gets `200 plain`.
+pub async fn connect_echo() -> Upstream {
+    spawn(|stream, log| async move {
+        let svc = service_fn(move |mut req: Request<Incoming>| {
+            let log = Arc::clone(&log);
+            async move {
+                log.record(Seen {
+                    method: req.method().clone(),
+                    uri: req.uri().clone(),
+                    version: req.version(),
+                    headers: req.headers().clone(),
+                    body: Bytes::new(),
+                });
+                if req.method() != Method::CONNECT {
+                    return Ok::<_, Infallible>(full(StatusCode::OK, "plain"));
+                }
+                let on = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    let Ok(upgraded) = on.await else { return };
+                    let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+                Ok(empty(StatusCode::OK))
             }
         });
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);

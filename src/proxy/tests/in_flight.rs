@@ -175,6 +175,8 @@ async fn a_refused_a_lost_and_a_timed_out_attempt_each_release_their_slot() {
     let silent = backends::delayed("silent", Duration::from_secs(3600)).await;
     let mut t = timeouts();
     t.request = Duration::from_millis(200);
+    // The refused backend is alone and new: a cold start, waited for within the connect timeout.
+    t.connect = Duration::from_millis(300);
     let wharf = Wharf::with_timeouts(t).await;
     wharf.publish(desired([
         pool("refused", at_path("/refused"), &[refused.addr]),

@@ -16,14 +16,23 @@ use super::backends::{spawn, Seen, Upstream};
 #[derive(Debug)]
 pub struct Refusing {
     pub addr: SocketAddr,
-    _socket: TcpSocket,
+    socket: TcpSocket,
 }
 
 pub fn refusing() -> Refusing {
     let socket = TcpSocket::new_v4().expect("a socket");
     socket.bind(([127, 0, 0, 1], 0).into()).expect("bind");
     let addr = socket.local_addr().expect("address");
-    Refusing { addr, _socket: socket }
+    Refusing { addr, socket }
+}
+
+impl Refusing {
+    /// Start listening on the port at last: a backend whose process took
+    /// this long to start, answering `200` with `name`.
+    pub fn listen_named(self, name: &'static str) -> Upstream {
+        let listener = self.socket.listen(128).expect("listen");
+        super::backends::named_on(listener, name)
+    }
 }
 
 /// Accepts each connection and closes it without reading a byte.
