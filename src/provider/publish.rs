@@ -33,6 +33,8 @@ pub struct Status {
     pub connected: bool,
     pub self_container: Option<String>,
     pub syncs: u64,
+    /// Look-ups of the few containers a burst of events named.
+    pub lookups: u64,
     pub events: u64,
     pub reconnects: u64,
     pub last_sync_unix_ms: Option<u64>,

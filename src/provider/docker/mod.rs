@@ -3,11 +3,14 @@
 //! [`client`] is the only bollard user (GET endpoints only) and converts
 //! Docker's types into plain ones; [`containers`] turns a listing into the
 //! desired state (pure); [`hints`] is what the events stream says ahead of
-//! the next listing (pure); [`watcher`] is the loop that keeps it current.
+//! the next listing (pure); [`lookup`] merges what the daemon says about the
+//! few containers an event named (pure); [`watcher`] is the loop that keeps
+//! it current.
 
 pub mod client;
 pub mod containers;
 pub mod hints;
+pub mod lookup;
 pub mod watcher;
 
 use futures::future::BoxFuture;
