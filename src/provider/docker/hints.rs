@@ -9,6 +9,7 @@
 //! listing agrees with, or about a container the daemon no longer lists, is
 //! forgotten.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,23 +111,30 @@ impl Hints {
     /// The pools from the listing with the stream's newer knowledge applied
     /// (what the watcher publishes).
     pub fn derive(&self, listed: &[ContainerInfo], settings: &Settings) -> Desired {
-        containers::derive(&self.overlay(listed), &self.draining, settings)
+        let seen = self.overlay(listed);
+        containers::derive_refs(seen.iter().map(|c| c.as_ref()).collect(), &self.draining, settings)
     }
 
-    /// The listing with the stream's newer knowledge applied.
-    pub fn overlay(&self, listed: &[ContainerInfo]) -> Vec<ContainerInfo> {
+    /// The listing with the stream's newer knowledge applied; only the
+    /// containers a pause or health hint changes are copied.
+    pub fn overlay<'a>(&self, listed: &'a [ContainerInfo]) -> Vec<Cow<'a, ContainerInfo>> {
         listed
             .iter()
             .filter(|c| !self.dead.contains(&c.id))
             .map(|c| {
+                let paused = self.paused.get(&c.id).filter(|p| **p != c.paused);
+                let health = self.health.get(&c.id).filter(|h| **h != c.health);
+                if paused.is_none() && health.is_none() {
+                    return Cow::Borrowed(c);
+                }
                 let mut c = c.clone();
-                if let Some(p) = self.paused.get(&c.id) {
+                if let Some(p) = paused {
                     c.paused = *p;
                 }
-                if let Some(h) = self.health.get(&c.id) {
+                if let Some(h) = health {
                     c.health = *h;
                 }
-                c
+                Cow::Owned(c)
             })
             .collect()
     }
