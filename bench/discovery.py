@@ -323,10 +323,15 @@ def pct(xs, q):
 
 
 delivery = [(kill_seen_ns[c] - kill_ns[c]) / 1e6 for c in victims if c in kill_ns]
-results["kill"] = {"rm_s": rm_s, "events": len(kill_ns), "delivery": delivery, "lag": {}}
+results["kill"] = {"rm_s": rm_s, "events": len(kill_ns), "delivery": delivery, "lag": {}, "own": {}}
 for n in NAMES:
     lags = [(gone_ns[n][c] - kill_ns[c]) / 1e6 for c in victims if c in kill_ns and c in gone_ns[n]]
     results["kill"]["lag"][n] = lags
+    # From when the CLI got the event: about wharf's own share (it is
+    # delivered to both at about the same time), never below 0.
+    results["kill"]["own"][n] = [
+        max(0.0, (gone_ns[n][c] - kill_seen_ns[c]) / 1e6) for c in victims if c in kill_seen_ns and c in gone_ns[n]
+    ]
     missing = len(victims) - len(lags)
     log(f"  {n}: kill → not ready p50 {pct(lags, .5)} p99 {pct(lags, .99)} max {max(lags) if lags else None} ms ({missing} not seen)")
 docker("rm", "-f", *labelled[a.kill:], check=False)
@@ -404,6 +409,9 @@ for label, q in (("p50", .5), ("p99", .99), ("max", 1.0)):
     print(f"| {label} | {cells} |")
 cells = " | ".join(f"{len(k['lag'][n])} / {k['events']}" for n in NAMES)
 print(f"| seen / kill events | {cells} |")
+for label, q in (("p50", .5), ("p99", .99), ("max", 1.0)):
+    cells = " | ".join(f1(pct(k["own"][n], q)) for n in NAMES)
+    print(f"| {label} from when the `docker events` CLI received it (wharf's own share) | {cells} |")
 d = k["delivery"]
 print(f"| (the `docker events` CLI received the same events: p50 {f1(pct(d, .5))}, p99 {f1(pct(d, .99))}, max {f1(max(d) if d else None)} ms after their timestamps) | {' | '.join('' for _ in NAMES)} |")
 print()
