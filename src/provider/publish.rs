@@ -87,6 +87,12 @@ impl Publisher {
         swapped
     }
 
+    /// Take container `id`'s backends out of rotation now, before the
+    /// next [`Publisher::publish`] says so (see [`Router::drain_now`]).
+    pub fn drain_now(&self, id: &str) -> bool {
+        self.router.drain_now(id)
+    }
+
     /// The control-plane metrics, for the provider to note its events.
     pub fn control(&self) -> &Control {
         &self.discovery.control

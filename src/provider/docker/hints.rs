@@ -98,6 +98,13 @@ impl Hints {
         }
     }
 
+    /// Is container `id` out of rotation per the stream (a stop signal or
+    /// an exit)? Then it can leave the current table at once, before the
+    /// next one is built ([`crate::provider::Publisher::drain_now`]).
+    pub fn out_of_rotation(&self, id: &str) -> bool {
+        self.draining.contains(id) || self.dead.contains(id)
+    }
+
     /// Containers the daemon no longer lists need no hint any more, and a
     /// hint the listing agrees with has done its job.
     pub fn forget_missing(&mut self, listed: &[ContainerInfo]) {
@@ -177,7 +184,7 @@ pub fn matters(ev: &Event, candidates: &HashSet<String>, settings: &Settings) ->
 }
 
 /// Log a stop signal or exit applied straight from the stream, with the time
-/// from the daemon's event to the swapped table (SIGTERM → drained).
+/// from the daemon's event to the backend out of rotation (SIGTERM → drained).
 pub fn log_applied(ev: &Event) {
     let id: String = ev.id.chars().take(12).collect();
     let lag_us = ev

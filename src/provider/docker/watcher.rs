@@ -15,8 +15,12 @@
 //!    whole host; events about other containers cost nothing, however many
 //!    containers the host runs;
 //! 3. an event that must act at once (a stop signal, an exit, a pause, a
-//!    health change: see [`super::hints`]) is published *the moment it
-//!    arrives*, from the last listing plus the hints. A re-list never blocks
+//!    health change: see [`super::hints`]) is applied *the moment it
+//!    arrives*: a stop signal or an exit takes the container's backends out
+//!    of the current table on the spot ([`Publisher::drain_now`]: no table
+//!    to build), and the table that says so follows 2 ms later, one for all
+//!    the stop signals of a burst; a pause or a health change is published
+//!    at once, from the last listing plus the hints. A re-list never blocks
 //!    it: listings run beside the events stream, not in its way, and an
 //!    event that arrives during a listing asks for one more listing after it.
 //!    Events already waiting in the stream are applied together, then
@@ -51,8 +55,11 @@ use super::hints::{self, log_applied, unix_now, Event, Hints};
 use super::lookup::{self, Looked};
 use crate::provider::Publisher;
 
-/// How long a burst of events is gathered before one re-list.
+/// How long a burst of events is gathered before one look-up.
 pub const COALESCE: Duration = Duration::from_millis(3);
+/// How long stop signals already applied ([`Publisher::drain_now`]) are
+/// gathered before the table that says so.
+pub const GATHER: Duration = Duration::from_millis(2);
 /// The full re-list after an event burst.
 pub const SETTLE: Duration = Duration::from_millis(250);
 /// Re-list even without events, in case the daemon dropped some.
@@ -113,6 +120,8 @@ impl<S: Source> Watcher<S> {
         let mut want: HashSet<String> = HashSet::new();
         let mut look_at: Option<Instant> = None;
         let mut lookup: Option<(u64, HashSet<String>, BoxFuture<'static, Listed>)> = None;
+        // When the table catches up with stop signals already applied.
+        let mut publish_at: Option<Instant> = None;
         // An event arrived while a listing was in flight: list once more after it.
         let mut stale = false;
         // When the next full re-list starts: after a burst, else at the resync.
@@ -127,6 +136,7 @@ impl<S: Source> Watcher<S> {
                     // a burst's last kill wait for hundreds of table builds.
                     let mut next = Some(ev);
                     let mut changed = Vec::new();
+                    let mut drained = false;
                     let mut matter = false;
                     let mut n = 0;
                     while let Some(ev) = next.take() {
@@ -144,7 +154,17 @@ impl<S: Source> Watcher<S> {
                                 want.insert(ev.id.clone());
                             }
                             if hints.apply(&ev) {
-                                changed.push(ev);
+                                // A stop signal or an exit leaves the current
+                                // table at once; the table that says so follows
+                                // (one for the whole burst). The daemon hands
+                                // events over one by one, so a table per event
+                                // made a burst's last kill wait for all of them.
+                                if hints.out_of_rotation(&ev.id) && self.out.drain_now(&ev.id) {
+                                    log_applied(&ev);
+                                    drained = true;
+                                } else {
+                                    changed.push(ev);
+                                }
                             }
                         }
                         if n < EVENT_BATCH {
@@ -155,6 +175,9 @@ impl<S: Source> Watcher<S> {
                     if !changed.is_empty() {
                         self.out.publish(hints.derive(containers, &self.settings));
                         changed.iter().for_each(log_applied);
+                        publish_at = None;
+                    } else if drained {
+                        publish_at.get_or_insert_with(|| Instant::now() + GATHER);
                     }
                     if !want.is_empty() {
                         look_at.get_or_insert_with(|| Instant::now() + COALESCE);
@@ -180,6 +203,7 @@ impl<S: Source> Watcher<S> {
                     candidates.extend(keep);
                     looked.apply_lookup(seq, &ids, found, containers);
                     self.out.publish(hints.derive(containers, &self.settings));
+                    publish_at = None;
                     self.out.status(|s| s.lookups += 1);
                 },
                 listed = async { listing.as_mut().expect("guarded").1.as_mut().await }, if listing.is_some() => {
@@ -200,6 +224,7 @@ impl<S: Source> Watcher<S> {
                             if !self.out.publish(hints.derive(containers, &self.settings)) {
                                 self.out.control().unchanged();
                             }
+                            publish_at = None;
                             self.out.status(|s| {
                                 s.connected = true;
                                 s.syncs += 1;
@@ -212,6 +237,10 @@ impl<S: Source> Watcher<S> {
                         }
                         Err(e) => return e,
                     }
+                }
+                _ = sleep_until(publish_at.unwrap_or(resync)), if publish_at.is_some() => {
+                    publish_at = None;
+                    self.out.publish(hints.derive(containers, &self.settings));
                 }
                 _ = sleep_until(look_at.unwrap_or(resync)), if look_at.is_some() && lookup.is_none() => {
                     look_at = None;

@@ -156,6 +156,17 @@ impl Running {
         }
     }
 
+    /// The backends of pool `web` that take requests now.
+    fn ready(&self) -> Vec<String> {
+        let t = self.router.load();
+        t.pools
+            .iter()
+            .flat_map(|p| p.backends.iter())
+            .filter(|b| b.is_ready())
+            .map(|b| b.key.id.clone())
+            .collect()
+    }
+
     /// `id=state` of every backend of pool `web`.
     fn states(&self) -> Vec<String> {
         let t = self.router.load();
@@ -251,7 +262,7 @@ async fn events_about_other_containers_cost_no_listing() {
     assert_eq!(w.fake.lists(), 1, "1,000 unrelated events, no re-list");
     assert_eq!(w.discovery.snapshot().events, 1_000, "but counted");
     w.fake.send(stranger("kill", "c1")); // a known container, whatever its event says
-    after(1).await;
+    after(3).await;
     assert_eq!(w.states(), ["c1=draining"]);
     after(300).await;
     assert_eq!(w.fake.lists(), 2, "the re-list after a burst that mattered");
@@ -272,14 +283,16 @@ async fn a_stop_signal_drains_at_once_even_while_a_slow_relist_is_in_flight() {
     assert_eq!(w.fake.lists(), 2, "a 10 s re-list is in flight");
 
     w.fake.send(event("kill", "c1"));
-    after(1).await;
+    tokio::task::yield_now().await;
+    assert_eq!(w.ready(), ["c2"], "out of rotation on the spot");
+    after(3).await;
     assert_eq!(
         w.states(),
         ["c1=draining", "c2=ready"],
         "published without waiting for the listing"
     );
     w.fake.send(event("die", "c1"));
-    after(1).await;
+    after(3).await;
     assert_eq!(w.states(), ["c2=ready"]);
 
     // The listing in flight predates those events: once it lands, the
@@ -363,7 +376,7 @@ async fn a_burst_of_stop_signals_is_applied_together_in_one_table_swap_during_a_
         w.fake.send(event("kill", &format!("c{i}")));
         w.fake.send(event("die", &format!("c{i}")));
     }
-    after(1).await;
+    after(3).await;
     assert!(w.states().is_empty(), "every killed backend is gone: {:?}", w.states());
     assert_eq!(
         *swaps.borrow() - before,
@@ -371,4 +384,27 @@ async fn a_burst_of_stop_signals_is_applied_together_in_one_table_swap_during_a_
         "200 events waiting in the stream: applied together, one table swap"
     );
     assert_eq!(w.fake.lists(), 2, "still the same listing in flight");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_signals_handed_over_one_by_one_leave_rotation_each_at_once_and_cost_one_table_for_the_burst() {
+    let many: Vec<ContainerInfo> = (0..50)
+        .map(|i| container(&format!("c{i}"), &format!("10.0.2.{i}")))
+        .collect();
+    let w = Running::start(many);
+    after(1).await;
+    let swaps = w.router.subscribe();
+    let before = *swaps.borrow();
+    // The daemon's stream hands events over one at a time: the watcher
+    // sees each alone, never the whole burst waiting.
+    for i in 0..50 {
+        w.fake.send(event("kill", &format!("c{i}")));
+        tokio::task::yield_now().await;
+        assert_eq!(w.ready().len(), 49 - i, "kill {i} out of rotation on the spot");
+    }
+    assert_eq!(*swaps.borrow() - before, 0, "no table built per event");
+    after(3).await;
+    assert_eq!(*swaps.borrow() - before, 1, "one table for the burst");
+    assert!(w.states().iter().all(|s| s.ends_with("=draining")), "{:?}", w.states());
+    assert_eq!(w.fake.looks(), 0);
 }
