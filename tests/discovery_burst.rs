@@ -2,7 +2,14 @@
 //! waits behind a re-list"): a `docker rm -f` of many labelled containers at
 //! once, under load. Each container's stop signal (its `kill` event) must
 //! take it out of rotation at once, however busy the watcher is with the
-//! re-lists the burst asks for, and no request may fail on the way.
+//! re-lists the burst asks for, and the load on the pool that stays (same
+//! wharf, same network) must not lose a request to the burst.
+//!
+//! The load goes to the survivors' own pool, not to the removed ones: `rm
+//! -f` sends SIGKILL and the daemon logs `kill` only after delivering it, so
+//! a request to a removed container in the moment before its event arrives
+//! meets a dead process whatever wharf does (retries go to the next backend,
+//! which in a pool losing 36 of 40 is most likely dead too).
 //!
 //! Two clocks are printed per container:
 //! - wharf's own lag, from its log ("stop signal: draining … lag_us"): the
@@ -29,24 +36,31 @@ use support::*;
 /// Containers removed in one `docker rm -f`; enough for a burst of a few
 /// hundred events, small enough for CI on a 2-core machine.
 const VICTIMS: usize = 36;
-/// Containers that stay and take the load once the victims are gone.
+/// Containers of another pool that stay and take the load throughout.
 const SURVIVORS: usize = 4;
 /// Generous: from the start of `docker rm -f` to every victim out of
 /// rotation (the daemon itself takes seconds to kill 36 containers here).
 const DEADLINE: Duration = Duration::from_secs(30);
+/// Generous too, for wharf's own log (the daemon's `kill` timestamp → out
+/// of rotation, the daemon's delivery included): before stop signals left
+/// rotation on their own path, a burst's last kill waited 7-10 s behind
+/// re-lists and table builds.
+const OWN_BOUND: Duration = Duration::from_secs(5);
 const POOL: &str = "burst";
+const STEADY: &str = "steady";
 
-/// `docker run` of `n` demos in pool [`POOL`] on `net`, 6 at a time.
-fn run_demos(net: &str, tag: &str, n: usize) -> Vec<Container> {
-    let label = format!("wharf.pool={POOL}");
+/// `docker run` of `n` demos in pool `pool` (host `<pool>.test`) on `net`, 6 at a time.
+fn run_demos(net: &str, pool: &str, n: usize) -> Vec<Container> {
+    let (label, host) = (format!("wharf.pool={pool}"), format!("wharf.host={pool}.test"));
+    let tag = &pool[..1];
     let mut out = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(6) {
         let started: Vec<Container> = std::thread::scope(|s| {
             let handles: Vec<_> = chunk
                 .iter()
                 .map(|i| {
-                    let (label, tag) = (&label, format!("{tag}{i}"));
-                    s.spawn(move || demo(net, &tag, &[label], &[]))
+                    let (label, host, tag) = (&label, &host, format!("{tag}{i}"));
+                    s.spawn(move || demo(net, &tag, &[label, host], &[]))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("docker run")).collect()
@@ -79,28 +93,30 @@ async fn watch_out_of_rotation(
                 }
             }
         }
-        tokio::time::sleep(millis(2)).await;
+        // Not faster: /api/state shares wharf's control thread with the events.
+        tokio::time::sleep(millis(10)).await;
     }
     out
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn docker_rm_f_of_36_backends_at_once_takes_each_out_of_rotation_promptly_and_fails_no_request() {
+async fn docker_rm_f_of_36_backends_at_once_takes_each_out_of_rotation_promptly_and_fails_no_request_to_the_pool_beside(
+) {
     let net = Network::create("burst");
     let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
     demo_image();
     let started = Instant::now();
-    let survivors = run_demos(&net.name, "s", SURVIVORS);
-    let victims = run_demos(&net.name, "v", VICTIMS);
+    let survivors = run_demos(&net.name, STEADY, SURVIVORS);
+    let victims = run_demos(&net.name, POOL, VICTIMS);
     eprintln!(
         "{} containers started in {:.1} s",
         SURVIVORS + VICTIMS,
         started.elapsed().as_secs_f64()
     );
-    let all: Vec<&Container> = survivors.iter().chain(&victims).collect();
-    wait_demos_ready(&wharf, POOL, &net.name, &all).await;
+    wait_demos_ready(&wharf, STEADY, &net.name, &survivors.iter().collect::<Vec<_>>()).await;
+    wait_demos_ready(&wharf, POOL, &net.name, &victims.iter().collect::<Vec<_>>()).await;
 
-    let load = Load::start(wharf.listen, "any.test", LoadOpts::gets(8, millis(25)));
+    let load = Load::start(wharf.listen, "steady.test", LoadOpts::gets(8, millis(25)));
     load.wait_more(200, secs(60), "load under way").await;
 
     let ids: Vec<String> = victims.iter().map(|c| c.id.clone()).collect();
@@ -161,7 +177,14 @@ async fn docker_rm_f_of_36_backends_at_once_takes_each_out_of_rotation_promptly_
         missed.len(),
         DEADLINE.as_secs()
     );
-    report.assert_no_failures("GETs through a docker rm -f of 36 of 40 backends");
+    let worst = lags_ms.last().copied().unwrap_or_default();
+    assert!(
+        lags_ms.len() == VICTIMS && worst <= OWN_BOUND.as_secs_f64() * 1e3,
+        "wharf's kill → out of rotation: {} of {VICTIMS} logged, worst {worst:.0} ms (bound {} s)",
+        lags_ms.len(),
+        OWN_BOUND.as_secs()
+    );
+    report.assert_no_failures("GETs to the pool beside a docker rm -f of 36 backends");
 
     drop(survivors);
     // moby#42119: reported, never a failure.
