@@ -12,7 +12,7 @@ the same conditions (and the host is populated only once). Phases:
    -f`: start, kill, die, destroy and network events). CPU of each wharf
    (sum of /proc/PID/task/*/schedstat run time) during the cycles, minus its
    idle rate measured just before, ÷ the events it received (its own
-   /api/state counter); its re-lists (syncs) in the same window.
+   /api/state counter); its re-lists (syncs) and look-ups in the same window.
 2. A burst of --burst labelled containers (`docker run -d`, 8 at a time):
    time from the last `docker run` returning to all of them ready in each
    wharf's /api/state.
@@ -111,8 +111,9 @@ class Admin:
 
 
 def discovery(state):
+    """(events, full re-lists, look-ups of single containers) so far."""
     d = (state or {}).get("discovery") or {}
-    return d.get("events", 0), d.get("syncs", 0)
+    return d.get("events", 0), d.get("syncs", 0), d.get("lookups", 0)
 
 
 def pool_backends(state, pool):
@@ -162,11 +163,11 @@ def running_total():
 
 
 def snapshot():
-    """(cpu ns, events, syncs) per wharf."""
+    """(cpu ns, events, syncs, lookups) per wharf."""
     out = {}
     for name, pid, port in WHARFS:
-        ev, sy = discovery(ADMINS[name].state())
-        out[name] = (cpu_ns(pid), ev, sy)
+        ev, sy, lk = discovery(ADMINS[name].state())
+        out[name] = (cpu_ns(pid), ev, sy, lk)
     return out
 
 
@@ -178,7 +179,7 @@ def idle_rates(seconds=3.0):
 
 
 def measure(work):
-    """Run work(); per wharf: (CPU ns above idle, events, syncs, seconds)."""
+    """Run work(); per wharf: (CPU ns above idle, events, syncs, seconds, lookups)."""
     idle = idle_rates()
     s0, t0 = snapshot(), now()
     work()
@@ -187,7 +188,7 @@ def measure(work):
     out = {}
     for n in NAMES:
         cpu = s1[n][0] - s0[n][0] - idle[n] * (t1 - t0)
-        out[n] = (max(cpu, 0.0), s1[n][1] - s0[n][1], s1[n][2] - s0[n][2], t1 - t0)
+        out[n] = (max(cpu, 0.0), s1[n][1] - s0[n][1], s1[n][2] - s0[n][2], t1 - t0, s1[n][3] - s0[n][3])
     return out
 
 
@@ -210,8 +211,8 @@ for size in [int(s) for s in a.sizes.split(",") if s]:
     m = measure(unrelated_cycles)
     results["unrelated"].append((got, running_total(), m))
     for n in NAMES:
-        cpu, ev, sy, _ = m[n]
-        log(f"  {n}: {cpu / 1e6:.1f} ms CPU, {ev} events, {sy} re-lists → {cpu / max(ev, 1) / 1e3:.0f} µs/event")
+        cpu, ev, sy, _, lk = m[n]
+        log(f"  {n}: {cpu / 1e6:.1f} ms CPU, {ev} events, {sy} re-lists, {lk} look-ups → {cpu / max(ev, 1) / 1e3:.0f} µs/event")
 
 # --- 2. a burst of labelled containers -------------------------------------
 pool = f"{a.prefix}-burst"
@@ -322,10 +323,15 @@ def pct(xs, q):
 
 
 delivery = [(kill_seen_ns[c] - kill_ns[c]) / 1e6 for c in victims if c in kill_ns]
-results["kill"] = {"rm_s": rm_s, "events": len(kill_ns), "delivery": delivery, "lag": {}}
+results["kill"] = {"rm_s": rm_s, "events": len(kill_ns), "delivery": delivery, "lag": {}, "own": {}}
 for n in NAMES:
     lags = [(gone_ns[n][c] - kill_ns[c]) / 1e6 for c in victims if c in kill_ns and c in gone_ns[n]]
     results["kill"]["lag"][n] = lags
+    # From when the CLI got the event: about wharf's own share (it is
+    # delivered to both at about the same time), never below 0.
+    results["kill"]["own"][n] = [
+        max(0.0, (gone_ns[n][c] - kill_seen_ns[c]) / 1e6) for c in victims if c in kill_seen_ns and c in gone_ns[n]
+    ]
     missing = len(victims) - len(lags)
     log(f"  {n}: kill → not ready p50 {pct(lags, .5)} p99 {pct(lags, .99)} max {max(lags) if lags else None} ms ({missing} not seen)")
 docker("rm", "-f", *labelled[a.kill:], check=False)
@@ -365,7 +371,7 @@ heavy_unrelated = measure(unrelated_cycles)
 results["relist"] = (plain, heavy, heavy_unrelated)
 for n in NAMES:
     for what, m in (("without", plain), ("with", heavy)):
-        cpu, ev, sy, _ = m[n]
+        cpu, ev, sy, _, _ = m[n]
         log(f"  {n} {what}: {cpu / 1e6:.1f} ms CPU, {sy} re-lists → {cpu / max(sy, 1) / 1e6:.2f} ms/re-list")
 docker("rm", "-f", probe, many, check=False)
 
@@ -384,8 +390,8 @@ for got, total, m in results["unrelated"]:
     cells = " | ".join(f"{m[n][0] / max(m[n][1], 1) / 1e3:,.0f}" for n in NAMES)
     print(f"| {got} unlabelled containers running ({total} on the host) | {cells} |")
 for got, total, m in results["unrelated"]:
-    cells = " | ".join(f"{m[n][1]} / {m[n][2]}" for n in NAMES)
-    print(f"| … events received / re-lists made, {got} containers | {cells} |")
+    cells = " | ".join(f"{m[n][1]} / {m[n][2]} / {m[n][4]}" for n in NAMES)
+    print(f"| … events received / re-lists / look-ups made, {got} containers | {cells} |")
 cells = " | ".join(f"{heavy_unrelated[n][0] / max(heavy_unrelated[n][1], 1) / 1e3:,.0f}" for n in NAMES)
 print(f"| with the {a.labels}-label container, {len(unlabelled)} containers | {cells} |")
 print()
@@ -403,6 +409,9 @@ for label, q in (("p50", .5), ("p99", .99), ("max", 1.0)):
     print(f"| {label} | {cells} |")
 cells = " | ".join(f"{len(k['lag'][n])} / {k['events']}" for n in NAMES)
 print(f"| seen / kill events | {cells} |")
+for label, q in (("p50", .5), ("p99", .99), ("max", 1.0)):
+    cells = " | ".join(f1(pct(k["own"][n], q)) for n in NAMES)
+    print(f"| {label} from when the `docker events` CLI received it (wharf's own share) | {cells} |")
 d = k["delivery"]
 print(f"| (the `docker events` CLI received the same events: p50 {f1(pct(d, .5))}, p99 {f1(pct(d, .99))}, max {f1(max(d) if d else None)} ms after their timestamps) | {' | '.join('' for _ in NAMES)} |")
 print()

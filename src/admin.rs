@@ -236,6 +236,10 @@ pub fn backend_state(b: &Backend, now: u64) -> (&'static str, Option<String>) {
     match &b.status {
         BackendStatus::Waiting(why) => ("unhealthy", Some(why.clone())),
         BackendStatus::Draining => ("draining", Some("received a stop signal".into())),
+        // A stop signal applied ahead of the next table (Router::drain_now).
+        BackendStatus::Ready if b.shared.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+            ("draining", Some("received a stop signal".into()))
+        }
         BackendStatus::Ready if b.weight == 0 => ("draining", Some("weight 0".into())),
         BackendStatus::Ready if h.is_active_down() => {
             let why = h.last_probe_error.lock().unwrap_or_else(|e| e.into_inner()).clone();

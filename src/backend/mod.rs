@@ -84,8 +84,11 @@ pub struct Backend {
 
 impl Backend {
     /// Is it running, not draining, weight > 0 (what the provider and the labels say)?
+    /// `shared.draining` is set by the table build for a draining backend,
+    /// and also straight from a stop signal, before the next table
+    /// ([`crate::routing::Router::drain_now`]).
     pub fn is_ready(&self) -> bool {
-        self.status == BackendStatus::Ready && self.weight > 0
+        self.status == BackendStatus::Ready && self.weight > 0 && !self.shared.draining.load(Ordering::Relaxed)
     }
 
     /// Ready, and neither ejected nor failing its active checks at `now_ms`.

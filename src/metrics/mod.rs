@@ -338,6 +338,12 @@ impl prometheus_client::collector::Collector for DiscoveryState {
             "Full container listings.",
             [(vec![], d.syncs)],
         )?;
+        counter(
+            e,
+            "wharf_discovery_lookups",
+            "Look-ups of just the containers a burst of events named.",
+            [(vec![], d.lookups)],
+        )?;
         gauge(
             e,
             "wharf_build_info",

@@ -33,6 +33,8 @@ pub struct Status {
     pub connected: bool,
     pub self_container: Option<String>,
     pub syncs: u64,
+    /// Look-ups of the few containers a burst of events named.
+    pub lookups: u64,
     pub events: u64,
     pub reconnects: u64,
     pub last_sync_unix_ms: Option<u64>,
@@ -83,6 +85,12 @@ impl Publisher {
             crate::probe::ensure_probes(&self.router.load());
         }
         swapped
+    }
+
+    /// Take container `id`'s backends out of rotation now, before the
+    /// next [`Publisher::publish`] says so (see [`Router::drain_now`]).
+    pub fn drain_now(&self, id: &str) -> bool {
+        self.router.drain_now(id)
     }
 
     /// The control-plane metrics, for the provider to note its events.

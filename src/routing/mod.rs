@@ -329,6 +329,22 @@ impl Router {
         true
     }
 
+    /// Take every backend of container `id` out of rotation in the current
+    /// table at once, ahead of the table that will say so (a stop signal,
+    /// an exit). Returns whether the table had any. A table build keeps the
+    /// mark only if the backend is still draining.
+    pub fn drain_now(&self, id: &str) -> bool {
+        let table = self.table.load();
+        let mut found = false;
+        for b in table.pools.iter().flat_map(|p| p.backends.iter()) {
+            if b.key.id == id {
+                b.shared.draining.store(true, Ordering::Relaxed);
+                found = true;
+            }
+        }
+        found
+    }
+
     /// Wakes after every swap (the value is the number of swaps so far).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.swaps.subscribe()

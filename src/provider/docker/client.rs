@@ -123,6 +123,13 @@ impl Source for DockerClient {
         .boxed()
     }
 
+    /// A look-up is a listing filtered by id: a few containers of JSON,
+    /// read on the control thread, whatever the host runs.
+    fn look(&self, ids: Vec<String>) -> BoxFuture<'static, Result<Vec<ContainerInfo>, String>> {
+        let docker = self.docker.clone();
+        async move { list_ids(&docker, ids).await.map_err(|e| e.to_string()) }.boxed()
+    }
+
     fn events(&self, since_unix: i64) -> BoxStream<'static, Result<Event, String>> {
         events(&self.docker, since_unix)
             .map(|r| r.map(from_event).map_err(|e| e.to_string()))
@@ -133,6 +140,20 @@ impl Source for DockerClient {
 async fn list(docker: &Docker) -> Result<Vec<ContainerInfo>, DockerError> {
     let opts = ListContainersOptions {
         all: false,
+        ..Default::default()
+    };
+    let list = docker.list_containers(Some(opts)).await?;
+    Ok(list.into_iter().filter_map(from_summary).collect())
+}
+
+/// The running (and paused) containers among `ids`.
+async fn list_ids(docker: &Docker, ids: Vec<String>) -> Result<Vec<ContainerInfo>, DockerError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let opts = ListContainersOptions {
+        all: false,
+        filters: Some(HashMap::from([("id".to_string(), ids)])),
         ..Default::default()
     };
     let list = docker.list_containers(Some(opts)).await?;

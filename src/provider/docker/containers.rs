@@ -74,7 +74,14 @@ pub struct Settings {
 /// `draining` holds the ids of containers that received a stop signal and
 /// have not died yet.
 pub fn derive(containers: &[ContainerInfo], draining: &HashSet<String>, settings: &Settings) -> Desired {
-    let mut sorted: Vec<&ContainerInfo> = containers.iter().collect();
+    derive_refs(containers.iter().collect(), draining, settings)
+}
+
+/// [`derive`] from borrowed containers: the watcher overlays the events'
+/// hints on a few of them without copying the rest (a copy of every
+/// container, labels and all, per publish made a burst's publishes grow
+/// with the pools and with the labels).
+pub fn derive_refs(mut sorted: Vec<&ContainerInfo>, draining: &HashSet<String>, settings: &Settings) -> Desired {
     sorted.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
 
     // wharf's own networks, when it runs in a container with addresses of its

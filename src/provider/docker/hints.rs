@@ -9,6 +9,7 @@
 //! listing agrees with, or about a container the daemon no longer lists, is
 //! forgotten.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -97,6 +98,13 @@ impl Hints {
         }
     }
 
+    /// Is container `id` out of rotation per the stream (a stop signal or
+    /// an exit)? Then it can leave the current table at once, before the
+    /// next one is built ([`crate::provider::Publisher::drain_now`]).
+    pub fn out_of_rotation(&self, id: &str) -> bool {
+        self.draining.contains(id) || self.dead.contains(id)
+    }
+
     /// Containers the daemon no longer lists need no hint any more, and a
     /// hint the listing agrees with has done its job.
     pub fn forget_missing(&mut self, listed: &[ContainerInfo]) {
@@ -110,23 +118,30 @@ impl Hints {
     /// The pools from the listing with the stream's newer knowledge applied
     /// (what the watcher publishes).
     pub fn derive(&self, listed: &[ContainerInfo], settings: &Settings) -> Desired {
-        containers::derive(&self.overlay(listed), &self.draining, settings)
+        let seen = self.overlay(listed);
+        containers::derive_refs(seen.iter().map(|c| c.as_ref()).collect(), &self.draining, settings)
     }
 
-    /// The listing with the stream's newer knowledge applied.
-    pub fn overlay(&self, listed: &[ContainerInfo]) -> Vec<ContainerInfo> {
+    /// The listing with the stream's newer knowledge applied; only the
+    /// containers a pause or health hint changes are copied.
+    pub fn overlay<'a>(&self, listed: &'a [ContainerInfo]) -> Vec<Cow<'a, ContainerInfo>> {
         listed
             .iter()
             .filter(|c| !self.dead.contains(&c.id))
             .map(|c| {
+                let paused = self.paused.get(&c.id).filter(|p| **p != c.paused);
+                let health = self.health.get(&c.id).filter(|h| **h != c.health);
+                if paused.is_none() && health.is_none() {
+                    return Cow::Borrowed(c);
+                }
                 let mut c = c.clone();
-                if let Some(p) = self.paused.get(&c.id) {
+                if let Some(p) = paused {
                     c.paused = *p;
                 }
-                if let Some(h) = self.health.get(&c.id) {
+                if let Some(h) = health {
                     c.health = *h;
                 }
-                c
+                Cow::Owned(c)
             })
             .collect()
     }
@@ -169,7 +184,7 @@ pub fn matters(ev: &Event, candidates: &HashSet<String>, settings: &Settings) ->
 }
 
 /// Log a stop signal or exit applied straight from the stream, with the time
-/// from the daemon's event to the swapped table (SIGTERM → drained).
+/// from the daemon's event to the backend out of rotation (SIGTERM → drained).
 pub fn log_applied(ev: &Event) {
     let id: String = ev.id.chars().take(12).collect();
     let lag_us = ev

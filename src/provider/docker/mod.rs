@@ -3,13 +3,16 @@
 //! [`client`] is the only bollard user (GET endpoints only) and converts
 //! Docker's types into plain ones; [`containers`] turns a listing into the
 //! desired state (pure); [`hints`] is what the events stream says ahead of
-//! the next listing (pure); [`watcher`] is the loop that keeps it current;
-//! [`denied`] explains a socket that refuses wharf's (unprivileged) user.
+//! the next listing (pure); [`lookup`] merges what the daemon says about the
+//! few containers an event named (pure); [`watcher`] is the loop that keeps
+//! it current; [`denied`] explains a socket that refuses wharf's
+//! (unprivileged) user.
 
 pub mod client;
 pub mod containers;
 pub mod denied;
 pub mod hints;
+pub mod lookup;
 pub mod watcher;
 
 use futures::future::BoxFuture;

@@ -8,13 +8,19 @@
 //!    that happen during the listing are not lost, because the daemon replays
 //!    its recent history;
 //! 2. on an event that can matter — about a container carrying a label of
-//!    ours, one listed as a candidate, or wharf's own — wait a few
-//!    milliseconds for the rest of its burst (`docker compose up --scale`
-//!    emits dozens), then re-list once; events about other containers cost
-//!    no listing, however many containers the host runs;
+//!    ours, one listed as a candidate, or wharf's own — that needs facts the
+//!    event lacks (a `start`: its addresses), wait a few milliseconds for
+//!    the rest of its burst (`docker compose up --scale` emits dozens), then
+//!    look up just the containers it named ([`super::lookup`]), not the
+//!    whole host; events about other containers cost nothing, however many
+//!    containers the host runs;
 //! 3. an event that must act at once (a stop signal, an exit, a pause, a
-//!    health change: see [`super::hints`]) is published *the moment it
-//!    arrives*, from the last listing plus the hints. A re-list never blocks
+//!    health change: see [`super::hints`]) is applied *the moment it
+//!    arrives*: a stop signal or an exit takes the container's backends out
+//!    of the current table on the spot ([`Publisher::drain_now`]: no table
+//!    to build), and the table that says so follows 2 ms later, one for all
+//!    the stop signals of a burst; a pause or a health change is published
+//!    at once, from the last listing plus the hints. A re-list never blocks
 //!    it: listings run beside the events stream, not in its way, and an
 //!    event that arrives during a listing asks for one more listing after it.
 //!    Events already waiting in the stream are applied together, then
@@ -22,14 +28,19 @@
 //!    a burst does not grow with the number of events times the host's
 //!    containers (a `docker rm -f` of 100 backends on a host running 1,000
 //!    other containers drained its last backend 11.8 s after the kill);
-//! 4. every burst is followed by one more re-list 250 ms later (the daemon
-//!    can announce a change before its listing shows it);
+//! 4. every burst of events that matter is followed by one full re-list
+//!    250 ms later (the daemon can announce a change before its listing
+//!    shows it), and by one more after it if events arrived meanwhile: at
+//!    most one full listing at a time, never one per event (during a
+//!    `docker rm -f` of 100 containers, listing after each event kept the
+//!    daemon and wharf listing the whole host back to back);
 //! 5. when the stream ends or fails, keep the current table, back off with
 //!    jitter, reconnect and re-list; also re-list every minute regardless.
 //!
 //! The Docker API comes in through [`Source`], so the loop runs under paused
 //! time in unit tests with a scripted source.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -41,11 +52,15 @@ use tracing::{info, warn};
 
 use super::containers::{ContainerInfo, Settings};
 use super::hints::{self, log_applied, unix_now, Event, Hints};
+use super::lookup::{self, Looked};
 use crate::provider::Publisher;
 
-/// How long a burst of events is gathered before one re-list.
+/// How long a burst of events is gathered before one look-up.
 pub const COALESCE: Duration = Duration::from_millis(3);
-/// A second look after an event burst.
+/// How long stop signals already applied ([`Publisher::drain_now`]) are
+/// gathered before the table that says so.
+pub const GATHER: Duration = Duration::from_millis(2);
+/// The full re-list after an event burst.
 pub const SETTLE: Duration = Duration::from_millis(250);
 /// Re-list even without events, in case the daemon dropped some.
 pub const RESYNC: Duration = Duration::from_secs(60);
@@ -54,10 +69,15 @@ pub const EVENT_BATCH: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// The two Docker calls the watcher makes.
+/// What a listing or a look-up answers.
+pub type Listed = Result<Vec<ContainerInfo>, String>;
+
+/// The Docker calls the watcher makes.
 pub trait Source: Send + Sync + 'static {
     /// Running (and paused) containers.
-    fn list(&self) -> BoxFuture<'static, Result<Vec<ContainerInfo>, String>>;
+    fn list(&self) -> BoxFuture<'static, Listed>;
+    /// Those of containers `ids` that are running (or paused).
+    fn look(&self, ids: Vec<String>) -> BoxFuture<'static, Listed>;
     /// Container and network events from `since_unix` (seconds) on.
     fn events(&self, since_unix: i64) -> BoxStream<'static, Result<Event, String>>;
 }
@@ -81,19 +101,30 @@ impl<S: Source> Watcher<S> {
     }
 
     /// One connection's life: subscribe, list, follow the events until the
-    /// stream or a listing fails; returns why.
+    /// stream or a call fails; returns why.
     async fn connected(&self, seen: &mut Seen, failures: &mut u32) -> String {
         let Seen {
             containers,
             hints,
             candidates,
+            looked,
         } = seen;
+        looked.clear();
         let since = unix_now().as_secs() as i64 - 1;
         let mut events = self.source.events(since);
-        let mut listing = Some(self.source.list());
+        // Calls are numbered as they start, so answers that cross can be
+        // ordered (see [`super::lookup`]).
+        let mut calls: u64 = 1;
+        let mut listing = Some((calls, self.source.list()));
+        // Containers to look up, and when; the look-up in flight.
+        let mut want: HashSet<String> = HashSet::new();
+        let mut look_at: Option<Instant> = None;
+        let mut lookup: Option<(u64, HashSet<String>, BoxFuture<'static, Listed>)> = None;
+        // When the table catches up with stop signals already applied.
+        let mut publish_at: Option<Instant> = None;
         // An event arrived while a listing was in flight: list once more after it.
         let mut stale = false;
-        // When the next re-list starts: after a burst, else at the resync.
+        // When the next full re-list starts: after a burst, else at the resync.
         let mut pending: Option<Instant> = None;
         let mut resync = Instant::now() + RESYNC;
         loop {
@@ -105,6 +136,7 @@ impl<S: Source> Watcher<S> {
                     // a burst's last kill wait for hundreds of table builds.
                     let mut next = Some(ev);
                     let mut changed = Vec::new();
+                    let mut drained = false;
                     let mut matter = false;
                     let mut n = 0;
                     while let Some(ev) = next.take() {
@@ -118,8 +150,21 @@ impl<S: Source> Watcher<S> {
                         if hints::matters(&ev, candidates, &self.settings) {
                             matter = true;
                             self.out.control().pending(&ev.action, &ev.name, ev.time_nano);
+                            if lookup::needs_lookup(&ev) {
+                                want.insert(ev.id.clone());
+                            }
                             if hints.apply(&ev) {
-                                changed.push(ev);
+                                // A stop signal or an exit leaves the current
+                                // table at once; the table that says so follows
+                                // (one for the whole burst). The daemon hands
+                                // events over one by one, so a table per event
+                                // made a burst's last kill wait for all of them.
+                                if hints.out_of_rotation(&ev.id) && self.out.drain_now(&ev.id) {
+                                    log_applied(&ev);
+                                    drained = true;
+                                } else {
+                                    changed.push(ev);
+                                }
                             }
                         }
                         if n < EVENT_BATCH {
@@ -130,20 +175,43 @@ impl<S: Source> Watcher<S> {
                     if !changed.is_empty() {
                         self.out.publish(hints.derive(containers, &self.settings));
                         changed.iter().for_each(log_applied);
+                        publish_at = None;
+                    } else if drained {
+                        publish_at.get_or_insert_with(|| Instant::now() + GATHER);
+                    }
+                    if !want.is_empty() {
+                        look_at.get_or_insert_with(|| Instant::now() + COALESCE);
                     }
                     if matter {
                         if listing.is_some() {
                             stale = true;
                         } else {
-                            pending.get_or_insert_with(|| Instant::now() + COALESCE);
+                            pending.get_or_insert_with(|| Instant::now() + SETTLE);
                         }
                     }
                 },
-                listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
-                    listing = None;
+                found = async { lookup.as_mut().expect("guarded").2.as_mut().await }, if lookup.is_some() => {
+                    let (seq, ids, _) = lookup.take().expect("guarded");
+                    let mut found = match found {
+                        Ok(found) => found,
+                        Err(e) => return e,
+                    };
+                    let keep = hints::candidates(&found, &self.settings);
+                    if !self.settings.exposed_by_default {
+                        found.retain(|c| keep.contains(&c.id));
+                    }
+                    candidates.extend(keep);
+                    looked.apply_lookup(seq, &ids, found, containers);
+                    self.out.publish(hints.derive(containers, &self.settings));
+                    publish_at = None;
+                    self.out.status(|s| s.lookups += 1);
+                },
+                listed = async { listing.as_mut().expect("guarded").1.as_mut().await }, if listing.is_some() => {
+                    let (seq, _) = listing.take().expect("guarded");
                     match listed {
                         Ok(mut list) => {
                             *failures = 0;
+                            looked.apply_listing(seq, &mut list);
                             *candidates = hints::candidates(&list, &self.settings);
                             // Only candidates can be members (unless every
                             // container is exposed): the rest would make each
@@ -156,6 +224,7 @@ impl<S: Source> Watcher<S> {
                             if !self.out.publish(hints.derive(containers, &self.settings)) {
                                 self.out.control().unchanged();
                             }
+                            publish_at = None;
                             self.out.status(|s| {
                                 s.connected = true;
                                 s.syncs += 1;
@@ -163,16 +232,28 @@ impl<S: Source> Watcher<S> {
                             });
                             self.out.synced();
                             if std::mem::take(&mut stale) {
-                                pending.get_or_insert_with(|| Instant::now() + COALESCE);
+                                pending.get_or_insert_with(|| Instant::now() + SETTLE);
                             }
                         }
                         Err(e) => return e,
                     }
                 }
+                _ = sleep_until(publish_at.unwrap_or(resync)), if publish_at.is_some() => {
+                    publish_at = None;
+                    self.out.publish(hints.derive(containers, &self.settings));
+                }
+                _ = sleep_until(look_at.unwrap_or(resync)), if look_at.is_some() && lookup.is_none() => {
+                    look_at = None;
+                    calls += 1;
+                    let ids = std::mem::take(&mut want);
+                    let call = self.source.look(ids.iter().cloned().collect());
+                    lookup = Some((calls, ids, call));
+                }
                 _ = sleep_until(pending.unwrap_or(resync)), if listing.is_none() => {
-                    let after_events = pending.take().is_some();
-                    resync = Instant::now() + if after_events { SETTLE } else { RESYNC };
-                    listing = Some(self.source.list());
+                    pending = None;
+                    resync = Instant::now() + RESYNC;
+                    calls += 1;
+                    listing = Some((calls, self.source.list()));
                 }
             }
         }
@@ -204,7 +285,9 @@ struct Seen {
     /// The stream's newer knowledge.
     hints: Hints,
     /// The containers whose events matter ([`hints::candidates`]).
-    candidates: std::collections::HashSet<String>,
+    candidates: HashSet<String>,
+    /// What recent look-ups found ([`super::lookup`]).
+    looked: Looked,
 }
 
 /// Exponential back-off from 100 ms to 5 s; `jitter` in [0.5, 1) spreads
