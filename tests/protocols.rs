@@ -94,6 +94,62 @@ async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_and_as_an_ope
     assert_eq!(backend_tunnels_metric(&wharf).await, 0);
 }
 
+/// The issue-10 finding: after `docker network disconnect`, wharf dropped the
+/// backend but its WebSockets stayed open for ~930 s, swallowing every
+/// message. A backend that leaves the pool takes its tunnels with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_disconnected_from_its_network_has_its_open_tunnel_closed_by_wharf() {
+    let net = Network::create("wsnet");
+    let wharf = Wharf::spawn(&["--network", &net.name], &[]).await;
+    let b = demo(&net, "wsnet", &["wharf.pool=wsnet"], &[]);
+    wait_demos_ready(&wharf, "wsnet", &net.name, &[&b]).await;
+
+    let mut s = tokio::net::TcpStream::connect(wharf.listen)
+        .await
+        .expect("connect to wharf");
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: wsnet.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .expect("write upgrade request");
+    let mut buf = Vec::new();
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut s, &mut buf))
+        .await
+        .expect("101 in time")
+        .expect("read the response head")
+        .expect("a response head before EOF");
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"));
+    s.write_all(b"before").await.expect("write through tunnel");
+    let mut got = [0u8; 6];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .expect("read the echo");
+    assert_eq!(&got, b"before");
+    assert_eq!(wharf.backends("wsnet").await[0]["tunnels"].as_u64(), Some(1));
+
+    let acted = std::time::Instant::now();
+    b.disconnect(&net.name);
+    // Deadline: generous for a busy 2-core machine; "never" (the old ~930 s) fails it.
+    let mut rest = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match s.read(&mut rest).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the tunnel to a disconnected backend was still open 30 s later"
+    );
+    println!("network disconnect → tunnel closed by wharf: {:?}", acted.elapsed());
+    poll("backend gone from the pool", secs(10), || async {
+        wharf.backends("wsnet").await.is_empty().then_some(())
+    })
+    .await;
+}
+
 /// `wharf_backend_tunnels_open` of the (one) backend in `/metrics`.
 async fn backend_tunnels_metric(wharf: &Wharf) -> u64 {
     let r = wharf.admin_get("/metrics").await.expect("GET /metrics");
