@@ -7,6 +7,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -38,6 +39,7 @@ impl Proxy {
         mut req: Request<UpBody>,
         upgrade: bool,
         h2: bool,
+        now: Instant,
     ) -> Attempted {
         let mut guard = Guard::new(Arc::clone(&backend.shared));
         let uid = backend.shared.uid;
@@ -45,7 +47,7 @@ impl Proxy {
         loop {
             let pooled = match (upgrade, h2) {
                 (true, _) => None,
-                (false, false) => ups.take(uid, self.timeouts.upstream_idle).map(Conn::H1),
+                (false, false) => ups.take(uid, self.timeouts.upstream_idle, now).map(Conn::H1),
                 (false, true) => ups.take_h2(uid).map(Conn::H2),
             };
             let fresh = pooled.is_none();

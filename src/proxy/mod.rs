@@ -139,6 +139,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: SocketAddr,
         secure: bool,
+        start: Instant,
         trace: &mut Trace,
     ) -> Result<Response<RespBody>, ProxyError> {
         match sanity::check(req.method(), req.version(), req.uri(), req.headers()) {
@@ -201,12 +202,16 @@ impl Proxy {
 
         let sticky = pool.opts.sticky.as_ref();
         let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
+        // The clock read when the request arrived, a few µs ago, is close
+        // enough for balancing and health (two clock reads fewer), unless a
+        // policy may have made it wait (a password hash, a queue).
+        let at = if pool.policy.is_some() { Instant::now() } else { start };
         let ctx = Context {
             client_ip: client.ip(),
             sticky: cookie.as_deref(),
-            now: Instant::now(),
+            now: at,
         };
-        let now = health::now_ms();
+        let now = health::ms_at(at);
         pool.retry_budget.deposit();
         // Panic mode: every ready backend is ejected or failing its checks;
         // trying them all beats answering 503 to everyone.
@@ -262,7 +267,7 @@ impl Proxy {
                 });
             }
             let sent_at = Instant::now();
-            let (failure, why, back) = match self.attempt(backend, req, upgrade.is_some(), h2).await {
+            let (failure, why, back) = match self.attempt(backend, req, upgrade.is_some(), h2, sent_at).await {
                 Attempted::Answered(mut resp, guard) => {
                     backend.shared.health.record_success();
                     let answered = Instant::now();
