@@ -34,7 +34,9 @@ pub fn now_ms() -> u64 {
 /// once for what several decisions need).
 pub fn ms_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now)).as_millis() as u64 + 1
+    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_millis() as u64
+        + 1
 }
 
 #[derive(Debug, Default)]

@@ -54,13 +54,19 @@ impl Proxy {
             let mut conn = match pooled {
                 Some(c) => c,
                 None => {
+                    // Boxed: connecting (TCP, the handshake, the spawn) is a
+                    // large future that a pooled connection never needs, and
+                    // unboxed its size is held, per client connection, by
+                    // hyper's `Box` for the service future (see server/).
                     let connected = if h2 {
-                        net::connect_h2(backend.addr, self.timeouts.connect).await.map(|s| {
-                            ups.set_h2(uid, s.clone());
-                            Conn::H2(s)
-                        })
+                        Box::pin(net::connect_h2(backend.addr, self.timeouts.connect))
+                            .await
+                            .map(|s| {
+                                ups.set_h2(uid, s.clone());
+                                Conn::H2(s)
+                            })
                     } else {
-                        net::connect(backend.addr, self.timeouts.connect, upgrade)
+                        Box::pin(net::connect(backend.addr, self.timeouts.connect, upgrade))
                             .await
                             .map(Conn::H1)
                     };

@@ -171,7 +171,8 @@ impl Proxy {
             None => None,
             Some(policy) => {
                 let head = req.method() == http::Method::HEAD;
-                let admitted = policy.admit(head, req.headers_mut(), client, &self.trusted_proxies);
+                // Boxed: pools without policies do not carry its future's size.
+                let admitted = Box::pin(policy.admit(head, req.headers_mut(), client, &self.trusted_proxies));
                 Some(admitted.await.map_err(ProxyError::Refused)?)
             }
         };
@@ -260,7 +261,10 @@ impl Proxy {
             trace.attempts = attempts as u32;
             trace.backend = Some(idx);
             let backend = &pool.backends[idx];
-            if !slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect).await {
+            // Waiting is rare: boxed, so that its future does not size every request's.
+            if !slots::has_room(&backend.shared, max_conns)
+                && !Box::pin(slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect)).await
+            {
                 return Err(ProxyError::BackendFull {
                     pool: pool.name.clone(),
                     max: max_conns,
