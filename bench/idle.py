@@ -7,7 +7,9 @@ client has closed them all. Two variants:
 
 - request: each connection first sends one HTTP/1.1 GET and reads the whole
   response (keep-alive), then stays open, as a browser's idle connection does;
-- silent: each connection sends nothing (a client that connected and stalled).
+- silent: each connection sends nothing (a client that connected and stalled);
+- partial: each connection sends the first byte of a request and stalls (what
+  a slow or hostile client holds: the proxy has started reading a head).
 
 Connections are opened a few hundred at a time so that no proxy's listen
 backlog overflows (a dropped SYN costs a 1 s retransmit, not memory). Before
@@ -29,7 +31,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--port", type=int, required=True)
 p.add_argument("--pids", required=True, help="the proxy's PIDs, space-separated")
 p.add_argument("--conns", type=int, default=10000)
-p.add_argument("--variant", choices=["request", "silent"], required=True)
+p.add_argument("--variant", choices=["request", "silent", "partial"], required=True)
 p.add_argument("--concurrency", type=int, default=200)
 p.add_argument("--settle", type=float, default=2.0, help="seconds before each reading")
 p.add_argument("--timeout", type=float, default=10.0)
@@ -89,6 +91,9 @@ async def open_one(sem, conns, errors):
                 writer.write(REQUEST)
                 await writer.drain()
                 await asyncio.wait_for(read_response(reader), a.timeout)
+            elif a.variant == "partial":
+                writer.write(REQUEST[:1])
+                await writer.drain()
             conns.append((reader, writer))
         except Exception as e:  # counted and reported, never hidden
             errors[type(e).__name__] += 1

@@ -4,7 +4,7 @@
 # CPU µs do), so an optimisation of the request path can be judged by one run.
 # The kernel's share (syscalls, TCP) is not counted: pinned.sh measures it.
 #
-#   bench/instructions.sh [--requests 20000] [--connections 8]
+#   bench/instructions.sh [--requests 20000] [--connections 8] [--keep DIR]
 #
 # WHARF_BIN=PATH measures that binary (default: build the working tree);
 # WHARF_BIN_B=PATH adds a second column. Each is run with `--workers 1` in front
@@ -14,6 +14,9 @@
 # Prints a table; asserts nothing. WRK_HEADER='Name: value' adds a request
 # header; wharf's own WHARF_* variables pass through, so a policy is measured
 # with e.g. WHARF_STATIC_LABEL='web:wharf.compress=true' (see labels.md).
+# --keep DIR keeps each run's callgrind output (DIR/<binary>.<mode>.out) for
+# `callgrind_annotate --inclusive=yes`; build with CARGO_PROFILE_RELEASE_STRIP=false
+# for function names.
 
 BENCH_SELF=$0
 source "$(dirname "$0")/lib.sh"
@@ -21,11 +24,13 @@ source "$BENCH_DIR/proxies.sh"
 
 REQUESTS=20000
 CONNS=8
+KEEP=
 while (($#)); do
     case $1 in
         --requests) REQUESTS=$2; shift 2 ;;
         --connections) CONNS=$2; shift 2 ;;
-        -h | --help) sed -n '2,16p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --keep) KEEP=$2; mkdir -p "$KEEP"; shift 2 ;;
+        -h | --help) sed -n '2,19p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -76,6 +81,8 @@ count() {
     sleep 0.5
     kill "$pid"; wait "$pid" 2>/dev/null || true
     total=$(cat "$out".* 2>/dev/null | awk '/^summary:/ { s += $2 } END { print s + 0 }')
+    # The dump made at the end of the counted requests (not the shut-down).
+    [[ -z $KEEP ]] || cp "$(ls "$out".*.1 2>/dev/null | head -1)" "$KEEP/$(basename "$bin").$mode.out" || true
     rm -f "$out".*
     echo "$total $done_"
 }

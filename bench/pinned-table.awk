@@ -113,17 +113,17 @@ function load_table(nc, C, c, i, m, M, name) {
     }
 }
 
-function idle_table(v, V2, t, i, T, spec, vv) {
+function idle_table(v, V2, t, i, T, spec, vv, nv) {
     head(commas(conns) " idle client connections")
     split("rss_open %.1f 1 RSS MiB with them open;kib %.1f 1 KiB per connection;hwm %.1f 1 peak RSS MiB;" \
           "rss_after %.1f 1 RSS MiB after they closed;still_open int 0 still open when measured;" \
           "errors %s 0 client errors", T, ";")
-    split("request silent", V2, " ")
+    nv = split("request silent partial", V2, " ")
     delete VAL
     for (i = 1; i <= np; i++) if (SEEN["request", P[i]]) VAL[P[i]] = I["request", P[i], "rss_before"] / 1024
     row("RSS MiB before (one request made)", "%.1f", 1)
-    for (v = 1; v <= 2; v++) {
-        vv = V2[v] == "request" ? "after one request each" : "silent (sent nothing)"
+    for (v = 1; v <= nv; v++) {
+        vv = V2[v] == "request" ? "after one request each" : V2[v] == "silent" ? "silent (sent nothing)" : "partial (sent 1 byte of a request)"
         for (t = 1; t in T; t++) {
             ns = split(T[t], spec, " ")
             text = rest(spec, 4, ns)

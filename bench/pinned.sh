@@ -281,7 +281,7 @@ if [[ -n $PERF_DIR ]]; then
 fi
 if [[ $MODES == *idle* ]]; then
     say "idle: $IDLE_CONNS connections per proxy, opened 200 at a time by one Python asyncio client on CPU 1"
-    for variant in request silent; do
+    for variant in request silent partial; do
         for name in "${PROXY_LIST[@]}"; do run_idle "$name" "$variant"; done
     done
 fi

@@ -28,6 +28,11 @@ const BASE: usize = 100;
 const ADDED: usize = 800;
 /// Unpatched hyper: ~23 KiB per idle keep-alive connection; patched: ~7.
 const MAX_KIB_PER_CONNECTION: f64 = 12.0;
+/// A connection that sent one byte of a request head: ~19 KiB when hyper
+/// read into an 8 KiB buffer and had allocated an 8 KiB header write buffer;
+/// with the patch's 1 KiB read buffer and no write buffer yet, and the
+/// request future boxed per request (src/server/), ~5 (debug build).
+const MAX_KIB_PER_PARTIAL_CONNECTION: f64 = 13.0;
 
 /// A backend that answers every request `200 ok` on keep-alive connections.
 async fn ok_backend() -> SocketAddr {
@@ -191,5 +196,58 @@ async fn idle_keep_alive_connections_hold_under_12_kib_each() {
     let last = open.len() - 1;
     for i in [0, last] {
         request_on(&mut open[i]).await;
+    }
+}
+
+/// Opens a connection to wharf and sends the first byte of a request head.
+async fn one_byte(wharf: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(wharf).await.expect("connect to wharf");
+    stream.write_all(b"G").await.expect("send one byte");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_stalled_in_their_request_head_hold_under_13_kib_each() {
+    let backend = ok_backend().await;
+    let statics = format!("web={backend}");
+    let wharf = spawn_wharf(&["--provider", "none", "--static", &statics, "--workers", "1"]).await;
+
+    let started = Instant::now();
+    let mut open = Vec::with_capacity(BASE + ADDED);
+    for _ in 0..BASE {
+        open.push(one_byte(wharf.listen).await);
+    }
+    // Each connection is read (its byte is in hyper's buffer) before the
+    // reading: a request on a fresh connection is served only after the
+    // worker went through the ones accepted before it.
+    drop(one_request(wharf.listen).await);
+    let before = rss_kib(wharf.child.id());
+    for _ in 0..ADDED {
+        open.push(one_byte(wharf.listen).await);
+    }
+    drop(one_request(wharf.listen).await);
+    let after = rss_kib(wharf.child.id());
+    let per_connection = after.saturating_sub(before) as f64 / ADDED as f64;
+    eprintln!(
+        "wharf RSS: {before} KiB with {BASE} connections that sent one byte, {after} KiB with {}: \
+         {per_connection:.1} KiB per connection (bound {MAX_KIB_PER_PARTIAL_CONNECTION}); took {} ms",
+        BASE + ADDED,
+        started.elapsed().as_millis()
+    );
+    assert!(
+        per_connection <= MAX_KIB_PER_PARTIAL_CONNECTION,
+        "each connection with one byte of a request head costs wharf {per_connection:.1} KiB of RSS \
+         (bound {MAX_KIB_PER_PARTIAL_CONNECTION}): does hyper start with 8 KiB buffers again? \
+         (see vendor/hyper/WHARF-PATCH.md)"
+    );
+    // The stalled connections still work: the rest of the head completes a request.
+    for i in [0, open.len() - 1] {
+        open[i]
+            .write_all(b"ET / HTTP/1.1\r\nHost: memory.test\r\n\r\n")
+            .await
+            .expect("send the rest");
+        let mut buf = Vec::new();
+        let head = read_head(&mut open[i], &mut buf).await.expect("a response head");
+        assert!(head.starts_with("HTTP/1.1 200"), "wharf answered: {head}");
     }
 }

@@ -31,8 +31,16 @@ pub use refusals::Refusals;
 
 /// Milliseconds since the first call: a clock that fits in an atomic.
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// [`now_ms`] at an instant already read (the request path reads the clock
+/// once for what several decisions need).
+pub fn ms_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_millis() as u64
+        + 1
 }
 
 #[derive(Debug, Default)]

@@ -48,7 +48,13 @@ pub(super) struct Mode {
 }
 
 impl Proxy {
-    pub(super) async fn attempt(&self, backend: &Backend, mut req: Request<UpBody>, mode: Mode) -> Attempted {
+    pub(super) async fn attempt(
+        &self,
+        backend: &Backend,
+        mut req: Request<UpBody>,
+        mode: Mode,
+        now: Instant,
+    ) -> Attempted {
         let Mode { upgrade, h2, alone } = mode;
         let mut cold = ColdStart::new(alone, self.timeouts.connect);
         let mut guard = Guard::new(Arc::clone(&backend.shared));
@@ -57,20 +63,26 @@ impl Proxy {
         loop {
             let pooled = match (upgrade, h2) {
                 (true, _) => None,
-                (false, false) => ups.take(uid, self.timeouts.upstream_idle).map(Conn::H1),
+                (false, false) => ups.take(uid, self.timeouts.upstream_idle, now).map(Conn::H1),
                 (false, true) => ups.take_h2(uid).map(Conn::H2),
             };
             let fresh = pooled.is_none();
             let mut conn = match pooled {
                 Some(c) => c,
                 None => {
+                    // Boxed: connecting (TCP, the handshake, the spawn) is a
+                    // large future that a pooled connection never needs, and
+                    // unboxed its size is held, per client connection, by
+                    // hyper's `Box` for the service future (see server/).
                     let connected = if h2 {
-                        net::connect_h2(backend.addr, self.timeouts.connect).await.map(|s| {
-                            ups.set_h2(uid, s.clone());
-                            Conn::H2(s)
-                        })
+                        Box::pin(net::connect_h2(backend.addr, self.timeouts.connect))
+                            .await
+                            .map(|s| {
+                                ups.set_h2(uid, s.clone());
+                                Conn::H2(s)
+                            })
                     } else {
-                        net::connect(backend.addr, self.timeouts.connect, upgrade)
+                        Box::pin(net::connect(backend.addr, self.timeouts.connect, upgrade))
                             .await
                             .map(Conn::H1)
                     };

@@ -14,7 +14,8 @@ use std::net::IpAddr;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Removed from untrusted requests (`X-Real-IP` is replaced instead).
-pub const SPOOFABLE: [HeaderName; 11] = [
+/// A `static`: a `const` array would be built and dropped at every use.
+pub static SPOOFABLE: [HeaderName; 11] = [
     HeaderName::from_static("forwarded"),
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("x-client-ip"),
@@ -30,17 +31,32 @@ pub const SPOOFABLE: [HeaderName; 11] = [
 
 const X_REAL_IP: usize = 1;
 
+/// The index in [`SPOOFABLE`] of a (lowercase) header name: a `match` on the
+/// string is a switch on its length and a comparison or two, where comparing
+/// `HeaderName`s one by one costs eleven calls per header.
+fn spoofable_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "forwarded" => 0,
+        "x-real-ip" => 1,
+        "x-client-ip" => 2,
+        "client-ip" => 3,
+        "true-client-ip" => 4,
+        "cf-connecting-ip" => 5,
+        "fastly-client-ip" => 6,
+        "x-cluster-client-ip" => 7,
+        "x-original-forwarded-for" => 8,
+        "x-forwarded" => 9,
+        "forwarded-for" => 10,
+        _ => return None,
+    })
+}
+
 /// Remove (or, for `X-Real-IP`, replace) the client-IP headers an untrusted
 /// client sent. One pass over the names present; nothing else is touched.
 pub fn strip_untrusted(headers: &mut HeaderMap, client_ip: IpAddr) {
     let mut present = 0u16;
     for k in headers.keys() {
-        // Cheap first: none of the names is shorter than 9 bytes or longer than 24.
-        let n = k.as_str().len();
-        if !(9..=24).contains(&n) {
-            continue;
-        }
-        if let Some(i) = SPOOFABLE.iter().position(|h| h == k) {
+        if let Some(i) = spoofable_index(k.as_str()) {
             present |= 1 << i;
         }
     }
@@ -87,9 +103,10 @@ mod tests {
     }
 
     #[test]
-    fn the_length_filter_covers_every_name() {
-        for name in &SPOOFABLE {
-            assert!((9..=24).contains(&name.as_str().len()), "{name}");
+    fn the_index_matches_the_list() {
+        for (i, name) in SPOOFABLE.iter().enumerate() {
+            assert_eq!(spoofable_index(name.as_str()), Some(i), "{name}");
         }
+        assert_eq!(spoofable_index("x-kept"), None);
     }
 }

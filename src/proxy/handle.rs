@@ -37,7 +37,7 @@ impl Proxy {
         // For the warning lines; cloning a `Uri` only bumps reference counts.
         let (log_method, log_uri) = (req.method().clone(), req.uri().clone());
         let mut trace = Trace::default();
-        let (mut resp, error) = match self.forward(req, client, secure, &mut trace).await {
+        let (mut resp, error) = match self.forward(req, client, secure, start, &mut trace).await {
             Ok(resp) => (resp, None),
             Err(e) => {
                 let counter = match &e {

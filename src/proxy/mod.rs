@@ -142,6 +142,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: SocketAddr,
         secure: bool,
+        start: Instant,
         trace: &mut Trace,
     ) -> Result<Response<RespBody>, ProxyError> {
         let connect = req.method() == http::Method::CONNECT;
@@ -181,7 +182,8 @@ impl Proxy {
             None => None,
             Some(policy) => {
                 let head = req.method() == http::Method::HEAD;
-                let admitted = policy.admit(head, req.headers_mut(), client, &self.trusted_proxies);
+                // Boxed: pools without policies do not carry its future's size.
+                let admitted = Box::pin(policy.admit(head, req.headers_mut(), client, &self.trusted_proxies));
                 Some(admitted.await.map_err(ProxyError::Refused)?)
             }
         };
@@ -212,12 +214,16 @@ impl Proxy {
 
         let sticky = pool.opts.sticky.as_ref();
         let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
+        // The clock read when the request arrived, a few µs ago, is close
+        // enough for balancing and health (two clock reads fewer), unless a
+        // policy may have made it wait (a password hash, a queue).
+        let at = if pool.policy.is_some() { Instant::now() } else { start };
         let ctx = Context {
             client_ip: client.ip(),
             sticky: cookie.as_deref(),
-            now: Instant::now(),
+            now: at,
         };
-        let now = health::now_ms();
+        let now = health::ms_at(at);
         pool.retry_budget.deposit();
         // Panic mode: every ready backend is ejected or failing its checks;
         // trying them all beats answering 503 to everyone.
@@ -266,7 +272,10 @@ impl Proxy {
             trace.attempts = attempts as u32;
             trace.backend = Some(idx);
             let backend = &pool.backends[idx];
-            if !slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect).await {
+            // Waiting is rare: boxed, so that its future does not size every request's.
+            if !slots::has_room(&backend.shared, max_conns)
+                && !Box::pin(slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect)).await
+            {
                 return Err(ProxyError::BackendFull {
                     pool: pool.name.clone(),
                     max: max_conns,
@@ -278,7 +287,7 @@ impl Proxy {
                 h2,
                 alone: !others_left(&pool, &tried_at[..attempts], now, panic),
             };
-            let (failure, why, back) = match self.attempt(backend, req, mode).await {
+            let (failure, why, back) = match self.attempt(backend, req, mode, sent_at).await {
                 Attempted::Answered(mut resp, guard) => {
                     backend.shared.health.record_success();
                     let answered = Instant::now();

@@ -114,8 +114,13 @@ pub fn prepare(
             .unwrap_or_else(|| parts.uri.path_and_query().map_or("/", |p| p.as_str()));
         format!("http://{authority}{pq}").parse::<Uri>()
     } else {
+        // HTTP/1 needs a Host: the authority's when the client sent none
+        // (HTTP/2), or the client's if `Connection` named it. Usually it is
+        // still there, and a lookup is cheaper than an insert.
         if let Some(h) = host_value {
-            parts.headers.insert(http::header::HOST, h);
+            if !parts.headers.contains_key(http::header::HOST) {
+                parts.headers.insert(http::header::HOST, h);
+            }
         }
         match stripped {
             // CONNECT's authority-form target goes as it is.

@@ -79,12 +79,13 @@ impl Upstreams {
         f(&mut self.map.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Backend `uid`'s most recently returned live connection younger than `max_idle`.
-    pub fn take(&self, uid: u64, max_idle: Duration) -> Option<Sender> {
+    /// Backend `uid`'s most recently returned live connection idle for less
+    /// than `max_idle` at `now`.
+    pub fn take(&self, uid: u64, max_idle: Duration, now: Instant) -> Option<Sender> {
         self.with(|m| {
             let idle = m.get_mut(&uid)?;
             while let Some((s, since)) = idle.h1.pop() {
-                if since.elapsed() < max_idle && !s.is_closed() {
+                if now.saturating_duration_since(since) < max_idle && !s.is_closed() {
                     return Some(s);
                 }
             }

@@ -113,9 +113,10 @@ impl TlsConnection {
             return;
         }
         let proxy = Arc::clone(&self.proxy);
+        // Boxed per request, as on the plain listener (see `super::Connection::serve`).
         let svc = service_fn(move |req| {
             let proxy = Arc::clone(&proxy);
-            async move { Ok::<_, Infallible>(proxy.handle_on(req, peer, true).await) }
+            Box::pin(async move { Ok::<_, Infallible>(proxy.handle_on(req, peer, true).await) })
         });
         let io = TokioIo::new(tls);
         if alpn.as_deref() == Some(b"h2") {

@@ -107,6 +107,12 @@ where
         self.io.set_max_buf_size(max);
     }
 
+    /// wharf patch (see vendor/hyper/WHARF-PATCH.md).
+    #[cfg(feature = "server")]
+    pub(crate) fn set_small_initial_buffers(&mut self) {
+        self.io.set_small_initial_buffers();
+    }
+
     #[cfg(feature = "client")]
     pub(crate) fn set_read_buf_exact_size(&mut self, sz: usize) {
         self.io.set_read_buf_exact_size(sz);

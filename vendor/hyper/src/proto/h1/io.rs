@@ -282,6 +282,24 @@ where
         }
     }
 
+    /// wharf patch (see vendor/hyper/WHARF-PATCH.md): a server connection
+    /// starts with a 1 KiB read buffer (nginx's `client_header_buffer_size`;
+    /// most request heads fit, and the adaptive strategy doubles it for a
+    /// connection whose reads fill it) and no header write buffer until its
+    /// first response. 8 KiB each, unpatched: a connection that sent a few
+    /// bytes held 16 KiB, and a keep-alive request that reallocated them
+    /// after `release_idle_buffers` paid two large allocations; below 1 KiB
+    /// the allocator serves them from its per-thread cache.
+    #[cfg(feature = "server")]
+    pub(crate) fn set_small_initial_buffers(&mut self) {
+        const SMALL: usize = 1024;
+        if let ReadStrategy::Adaptive { next, min, .. } = &mut self.read_buf_strategy {
+            *next = SMALL;
+            *min = SMALL;
+        }
+        self.write_buf.headers = Cursor::new(Vec::new());
+    }
+
     pub(crate) fn into_inner(self) -> (T, Bytes) {
         (self.io, self.read_buf.freeze())
     }
@@ -390,6 +408,8 @@ enum ReadStrategy {
         decrease_now: bool,
         next: usize,
         max: usize,
+        // wharf patch: the smallest `next` (INIT_BUFFER_SIZE unpatched).
+        min: usize,
     },
     #[cfg(feature = "client")]
     Exact(usize),
@@ -401,6 +421,7 @@ impl ReadStrategy {
             decrease_now: false,
             next: INIT_BUFFER_SIZE,
             max,
+            min: INIT_BUFFER_SIZE,
         }
     }
 
@@ -426,7 +447,7 @@ impl ReadStrategy {
                 decrease_now,
                 next,
                 max,
-                ..
+                min,
             } => {
                 if bytes_read >= *next {
                     *next = cmp::min(incr_power_of_two(*next), *max);
@@ -435,7 +456,7 @@ impl ReadStrategy {
                     let decr_to = prev_power_of_two(*next);
                     if bytes_read < decr_to {
                         if *decrease_now {
-                            *next = cmp::max(decr_to, INIT_BUFFER_SIZE);
+                            *next = cmp::max(decr_to, *min);
                             *decrease_now = false;
                         } else {
                             // Decreasing is a two "record" process.

@@ -513,6 +513,8 @@ impl Builder {
         if let Some(max) = self.max_buf_size {
             conn.set_max_buf_size(max);
         }
+        // wharf patch (see vendor/hyper/WHARF-PATCH.md).
+        conn.set_small_initial_buffers();
         if !self.date_header {
             conn.disable_date_header();
         }
