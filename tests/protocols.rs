@@ -55,22 +55,7 @@ async fn an_upgrade_is_tunnelled_both_ways_and_counts_as_in_flight_and_as_an_ope
     let b = demo(&net, "ws", &["wharf.pool=ws"], &[]);
     wait_demos_ready(&wharf, "ws", &net.name, &[&b]).await;
 
-    let mut s = tokio::net::TcpStream::connect(wharf.listen)
-        .await
-        .expect("connect to wharf");
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .expect("write upgrade request");
-    let mut buf = Vec::new();
-    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut s, &mut buf))
-        .await
-        .expect("101 in time")
-        .expect("read the response head")
-        .expect("a response head before EOF");
-    let head = String::from_utf8_lossy(&head).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
-    assert!(buf.is_empty(), "tunnel bytes before anything was sent: {buf:?}");
+    let mut s = upgrade(&wharf, "ws.test").await;
     for msg in [&b"ping-1"[..], b"second message", &[0u8, 1, 2, 255]] {
         s.write_all(msg).await.expect("write through tunnel");
         let mut got = vec![0u8; msg.len()];
@@ -104,19 +89,7 @@ async fn a_backend_disconnected_from_its_network_has_its_open_tunnel_closed_by_w
     let b = demo(&net, "wsnet", &["wharf.pool=wsnet"], &[]);
     wait_demos_ready(&wharf, "wsnet", &net.name, &[&b]).await;
 
-    let mut s = tokio::net::TcpStream::connect(wharf.listen)
-        .await
-        .expect("connect to wharf");
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: wsnet.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .expect("write upgrade request");
-    let mut buf = Vec::new();
-    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut s, &mut buf))
-        .await
-        .expect("101 in time")
-        .expect("read the response head")
-        .expect("a response head before EOF");
-    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"));
+    let mut s = upgrade(&wharf, "wsnet.test").await;
     s.write_all(b"before").await.expect("write through tunnel");
     let mut got = [0u8; 6];
     tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut got))
@@ -148,6 +121,27 @@ async fn a_backend_disconnected_from_its_network_has_its_open_tunnel_closed_by_w
         wharf.backends("wsnet").await.is_empty().then_some(())
     })
     .await;
+}
+
+/// A WebSocket-style upgrade through wharf for `host`: the connection after
+/// its `101 Switching Protocols` head (checked), with no tunnel byte read yet.
+async fn upgrade(wharf: &Wharf, host: &str) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(wharf.listen)
+        .await
+        .expect("connect to wharf");
+    let req = format!("GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write upgrade request");
+    let mut buf = Vec::new();
+    let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut s, &mut buf))
+        .await
+        .expect("101 in time")
+        .expect("read the response head")
+        .expect("a response head before EOF");
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(buf.is_empty(), "tunnel bytes before anything was sent: {buf:?}");
+    s
 }
 
 /// `wharf_backend_tunnels_open` of the (one) backend in `/metrics`.
