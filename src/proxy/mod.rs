@@ -195,7 +195,7 @@ impl Proxy {
             mut req,
             upgrade,
             h2,
-            replay,
+            replayable,
             fault,
         } = prepare::prepare(
             req,
@@ -238,6 +238,10 @@ impl Proxy {
         let mut attempts = 0;
         let mut last_err = String::new();
         let mut last_failure = Failure::NotSent;
+        // The head kept for a replay after a lost connection: copied (the
+        // whole header map) only before an attempt that a replay could
+        // follow, i.e. with attempts left and another backend to take it.
+        let mut replay: Option<prepare::Replay> = None;
         let max_attempts = 1 + pool.opts.retries.min(retry::MAX_RETRIES) as usize;
         let unreachable = |detail: String| ProxyError::Unreachable {
             pool: pool.name.clone(),
@@ -287,6 +291,9 @@ impl Proxy {
                 h2,
                 alone: !others_left(&pool, &tried_at[..attempts], now, panic),
             };
+            if replayable && replay.is_none() && !mode.alone && attempts < max_attempts {
+                replay = Some(prepare::Replay::of(&req));
+            }
             let (failure, why, back) = match self.attempt(backend, req, mode, sent_at).await {
                 Attempted::Answered(mut resp, guard) => {
                     backend.shared.health.record_success();
@@ -352,7 +359,7 @@ impl Proxy {
             }
             last_err = why;
             last_failure = failure;
-            req = match (retry::after(failure, replay.is_some(), attempts, max_attempts), back) {
+            req = match (retry::after(failure, replayable, attempts, max_attempts), back) {
                 (Next::Retry, Some(r)) => r,
                 (Next::Replay, _) => match &replay {
                     Some(r) => r.request(),

@@ -1,7 +1,8 @@
 //! The client's request → the request wharf sends upstream: the path with
 //! any stripped prefix, hop-by-hop headers removed, `X-Forwarded-*` set, the
-//! Host kept, HTTP/2's `:authority` for h2c pools, and — for a request that
-//! may be replayed on another backend — a copy of its head.
+//! Host kept, HTTP/2's `:authority` for h2c pools, and whether the request
+//! may be replayed on another backend ([`Replay`] copies its head, taken by
+//! the proxy only before an attempt after which a replay is possible).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,8 +29,9 @@ pub struct Prepared {
     pub upgrade: Option<OnUpgrade>,
     /// Spoken to the backend in HTTP/2 (an h2c pool, not an upgrade).
     pub h2: bool,
-    /// The head of an idempotent request without a body, kept for a replay.
-    pub replay: Option<Replay>,
+    /// An idempotent request without a body: it may be replayed after a
+    /// lost connection ([`Replay::of`] copies its head, only when needed).
+    pub replayable: bool,
     /// Set by the client's body when it fails: the client's fault, not the backend's.
     pub fault: Arc<Fault>,
 }
@@ -43,6 +45,16 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// A copy of `req`'s head, taken before an attempt that could be replayed.
+    pub fn of(req: &Request<UpBody>) -> Replay {
+        Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            version: req.version(),
+        }
+    }
+
     pub fn request(&self) -> Request<UpBody> {
         let mut r = Request::new(Either::Right(Empty::new()));
         *r.version_mut() = self.version;
@@ -140,12 +152,6 @@ pub fn prepare(
     }
     let version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
     let replayable = pool.opts.retries > 0 && retry::is_idempotent(&parts.method) && body.is_end_stream();
-    let replay = replayable.then(|| Replay {
-        method: parts.method.clone(),
-        uri: uri.clone(),
-        headers: parts.headers.clone(),
-        version,
-    });
     let fault = Arc::new(Fault::default());
     let mut up = Request::new(Either::Left(ClientBody::new(body, body_idle, Arc::clone(&fault))));
     *up.method_mut() = parts.method;
@@ -156,7 +162,7 @@ pub fn prepare(
         req: up,
         upgrade: client_upgrade,
         h2,
-        replay,
+        replayable,
         fault,
     })
 }
