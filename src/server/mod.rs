@@ -70,39 +70,22 @@ impl Builders {
 
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts, shutdown: impl Future<Output = ()>) {
     let builders = Arc::new(Builders::new(&timeouts));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Some((stream, peer, permit)) = admit(accepted, &proxy, "accept failed").await else {
-                    continue;
-                };
-                let conn = Connection {
-                    _permit: permit,
-                    proxy: Arc::clone(&proxy),
-                    builders: Arc::clone(&builders),
-                    stop: stop_rx.clone(),
-                    _live: live_tx.clone(),
-                };
-                tokio::spawn(conn.serve(stream, peer, timeouts.client_idle));
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    info!(
-        timeout_ms = timeouts.drain.as_millis() as u64,
-        "listener closed, draining connections"
-    );
-    let _ = stop_tx.send(true);
-    drop(live_tx);
-    let deadline = tokio::time::Instant::now() + timeouts.drain;
-    tokio::select! {
-        _ = live_rx.recv() => info!("all connections drained"),
-        _ = tokio::time::sleep_until(deadline) => warn!("drain timeout reached; closing remaining connections"),
-    }
+    let deadline = accept_and_drain(
+        listener,
+        &proxy,
+        "plain",
+        timeouts.drain,
+        shutdown,
+        |stream, peer, ticket| {
+            let conn = Connection {
+                ticket,
+                proxy: Arc::clone(&proxy),
+                builders: Arc::clone(&builders),
+            };
+            tokio::spawn(conn.serve(stream, peer, timeouts.client_idle));
+        },
+    )
+    .await;
     // Upgraded connections (WebSockets) get the rest of the drain time too.
     let tunnels = proxy.tunnels.open();
     if tunnels > 0 {
@@ -120,6 +103,64 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
     }
 }
 
+/// What a connection's task holds while it lives: its place under
+/// `--max-connections`, the shutdown signal, and the token the drain waits
+/// for (dropped when the task ends).
+struct Ticket {
+    _permit: crate::limits::ConnPermit,
+    stop: watch::Receiver<bool>,
+    _live: mpsc::Sender<()>,
+}
+
+/// Accept on `listener` until `shutdown`, handing each admitted connection
+/// to `spawn`; then drop the listener (new connections are refused), tell
+/// the open ones to finish and wait for them until the drain deadline, which
+/// is returned. One loop for the plain and the TLS listener, so that a bound
+/// added to one holds for both (the TLS loop was once a copy that escaped
+/// `--max-connections`).
+async fn accept_and_drain(
+    listener: TcpListener,
+    proxy: &Proxy,
+    kind: &'static str,
+    drain: Duration,
+    shutdown: impl Future<Output = ()>,
+    mut spawn: impl FnMut(TcpStream, SocketAddr, Ticket),
+) -> tokio::time::Instant {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Some((stream, peer, permit)) = admit(accepted, proxy, kind).await else {
+                    continue;
+                };
+                let ticket = Ticket {
+                    _permit: permit,
+                    stop: stop_rx.clone(),
+                    _live: live_tx.clone(),
+                };
+                spawn(stream, peer, ticket);
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    info!(
+        listener = kind,
+        timeout_ms = drain.as_millis() as u64,
+        "listener closed, draining connections"
+    );
+    let _ = stop_tx.send(true);
+    drop(live_tx);
+    let deadline = tokio::time::Instant::now() + drain;
+    tokio::select! {
+        _ = live_rx.recv() => info!(listener = kind, "all connections drained"),
+        _ = tokio::time::sleep_until(deadline) => warn!(listener = kind, "drain timeout reached; closing remaining connections"),
+    }
+    deadline
+}
+
 /// An accepted connection under `--max-connections` (shared by every
 /// listener: plain and TLS alike), or `None`: the accept failed (EMFILE and
 /// friends: back off instead of spinning), or the cap is reached and the
@@ -127,12 +168,12 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
 async fn admit(
     accepted: std::io::Result<(TcpStream, SocketAddr)>,
     proxy: &Proxy,
-    what: &'static str,
+    kind: &'static str,
 ) -> Option<(TcpStream, SocketAddr, crate::limits::ConnPermit)> {
     let (stream, peer) = match accepted {
         Ok(a) => a,
         Err(e) => {
-            warn!(error = %e, "{what}");
+            warn!(listener = kind, error = %e, "accept failed");
             tokio::time::sleep(Duration::from_millis(20)).await;
             return None;
         }
@@ -150,20 +191,16 @@ async fn admit(
 
 /// One client connection's task.
 struct Connection {
+    ticket: Ticket,
     proxy: Arc<Proxy>,
     builders: Arc<Builders>,
-    stop: watch::Receiver<bool>,
-    /// Dropped when the task ends (see the module docs).
-    _live: mpsc::Sender<()>,
-    /// This connection's slot under `--max-connections`.
-    _permit: crate::limits::ConnPermit,
 }
 
 impl Connection {
     async fn serve(mut self, stream: TcpStream, peer: SocketAddr, first_bytes_within: Duration) {
         let protocol = tokio::select! {
             p = detect::detect(&stream, first_bytes_within) => p,
-            _ = self.stop.wait_for(|v| *v) => return,
+            _ = self.ticket.stop.wait_for(|v| *v) => return,
         };
         let protocol = match protocol {
             Ok(p) => p,
@@ -187,11 +224,11 @@ impl Connection {
         match protocol {
             Protocol::Http1 => {
                 let conn = Box::pin(self.builders.h1.serve_connection(io, svc).with_upgrades());
-                drive(conn, self.stop, |c| c.graceful_shutdown()).await
+                drive(conn, self.ticket.stop, |c| c.graceful_shutdown()).await
             }
             Protocol::H2 => {
                 let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
-                drive(conn, self.stop, |c| c.graceful_shutdown()).await
+                drive(conn, self.ticket.stop, |c| c.graceful_shutdown()).await
             }
         }
     }

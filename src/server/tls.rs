@@ -22,11 +22,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
-use super::{admit, drive, Builders};
+use super::{accept_and_drain, drive, Builders, Ticket};
 use crate::config::Timeouts;
 use crate::proxy::Proxy;
 use crate::tls::ACME_TLS_ALPN;
@@ -42,50 +41,24 @@ pub async fn serve(
 ) {
     let builders = Arc::new(Builders::new(&timeouts));
     let acceptor = TlsAcceptor::from(config);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Some((stream, peer, permit)) = admit(accepted, &proxy, "TLS accept failed").await else {
-                    continue;
-                };
-                let conn = TlsConnection {
-                    _permit: permit,
-                    proxy: Arc::clone(&proxy),
-                    builders: Arc::clone(&builders),
-                    acceptor: acceptor.clone(),
-                    stop: stop_rx.clone(),
-                    _live: live_tx.clone(),
-                };
-                tokio::spawn(conn.serve(stream, peer, handshake_timeout));
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    info!(
-        timeout_ms = timeouts.drain.as_millis() as u64,
-        "TLS listener closed, draining connections"
-    );
-    let _ = stop_tx.send(true);
-    drop(live_tx);
-    tokio::select! {
-        _ = live_rx.recv() => info!("all TLS connections drained"),
-        _ = tokio::time::sleep(timeouts.drain) => warn!("drain timeout reached; closing remaining TLS connections"),
-    }
+    let spawn = |stream, peer, ticket| {
+        let conn = TlsConnection {
+            ticket,
+            proxy: Arc::clone(&proxy),
+            builders: Arc::clone(&builders),
+            acceptor: acceptor.clone(),
+        };
+        tokio::spawn(conn.serve(stream, peer, handshake_timeout));
+    };
+    accept_and_drain(listener, &proxy, "TLS", timeouts.drain, shutdown, spawn).await;
 }
 
 struct TlsConnection {
-    /// Its place under `--max-connections`, like a plain connection's.
-    _permit: crate::limits::ConnPermit,
+    /// Its place under `--max-connections`, the shutdown signal, the drain's token.
+    ticket: Ticket,
     proxy: Arc<Proxy>,
     builders: Arc<Builders>,
     acceptor: TlsAcceptor,
-    stop: watch::Receiver<bool>,
-    /// Dropped when the task ends (the drain waits for all of them).
-    _live: mpsc::Sender<()>,
 }
 
 impl TlsConnection {
@@ -93,7 +66,7 @@ impl TlsConnection {
         let handshake = tokio::time::timeout(handshake_timeout, self.acceptor.accept(stream));
         let tls = tokio::select! {
             r = handshake => r,
-            _ = self.stop.wait_for(|v| *v) => return,
+            _ = self.ticket.stop.wait_for(|v| *v) => return,
         };
         let mut tls = match tls {
             Ok(Ok(tls)) => tls,
@@ -121,10 +94,10 @@ impl TlsConnection {
         let io = TokioIo::new(tls);
         if alpn.as_deref() == Some(b"h2") {
             let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
-            drive(conn, self.stop, |c| c.graceful_shutdown()).await
+            drive(conn, self.ticket.stop, |c| c.graceful_shutdown()).await
         } else {
             let conn = Box::pin(self.builders.h1.serve_connection(io, svc).with_upgrades());
-            drive(conn, self.stop, |c| c.graceful_shutdown()).await
+            drive(conn, self.ticket.stop, |c| c.graceful_shutdown()).await
         }
     }
 }
