@@ -1,24 +1,34 @@
-//! Which protocol a new cleartext connection speaks, read with `peek` so that
-//! no byte is consumed: hyper then reads the whole first request in one go.
+//! Which protocol a new cleartext connection speaks, from its first bytes.
 //!
 //! HTTP/2 with prior knowledge (h2c) starts with the fixed preface
 //! `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n` (RFC 9113 §3.4); anything else is
 //! HTTP/1.x. The first byte almost always decides (`G`, `P`OST vs `P`RI…);
-//! only a client that sends a prefix of the preface and stalls makes us look
-//! again, a few milliseconds later, until the detection deadline. A
-//! connection that sends nothing at all is closed at that deadline — an idle
-//! socket must not hold memory and a descriptor for ever.
+//! a client that sends a prefix of the preface and stalls is read again when
+//! more arrives, until the detection deadline. A connection that sends
+//! nothing at all is closed at that deadline — an idle socket must not hold
+//! memory and a descriptor for ever.
+//!
+//! The bytes are read, not peeked, and handed to hyper in front of the socket
+//! ([`Prefixed`]): a `Connection: close` request costs one `recv` instead of a
+//! `peek` and a `recv` (issue 9; the first read is usually the whole request
+//! head). The buffer is allocated only once the socket is readable, so a
+//! silent connection holds none, and it is freed as soon as hyper has taken
+//! its bytes.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{sleep, timeout_at, Instant};
+use tokio::time::{timeout_at, Instant};
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Between two looks at a connection that sent a prefix of the preface.
-const RETRY: Duration = Duration::from_millis(5);
+/// The first read's size: hyper's initial read buffer (the vendored patch's
+/// 1 KiB), so a usual request head arrives in one `recv`.
+const FIRST_READ: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -48,33 +58,96 @@ pub enum DetectError {
     Io(#[from] io::Error),
 }
 
-/// Wait for the connection's first bytes, at most `within`.
-pub async fn detect(stream: &TcpStream, within: Duration) -> Result<Protocol, DetectError> {
+/// Wait for the connection's first bytes, at most `within`; the protocol and
+/// the bytes read, which belong in front of the stream ([`Prefixed::new`]).
+pub async fn detect(stream: &TcpStream, within: Duration) -> Result<(Protocol, Vec<u8>), DetectError> {
     let deadline = Instant::now() + within;
-    let mut buf = [0u8; PREFACE.len()];
+    let mut first = Vec::new();
     loop {
-        let n = timeout_at(deadline, stream.peek(&mut buf))
+        timeout_at(deadline, stream.readable())
             .await
             .map_err(|_| DetectError::Timeout(within))??;
-        if n == 0 {
-            return Err(DetectError::Closed);
+        if first.capacity() == 0 {
+            first.reserve_exact(FIRST_READ);
         }
-        if let Some(p) = classify(&buf[..n]) {
-            return Ok(p);
+        match stream.try_read_buf(&mut first) {
+            Ok(0) if first.is_empty() => return Err(DetectError::Closed),
+            // Closed after a prefix of the preface: hyper says so to the peer.
+            Ok(0) => return Ok((Protocol::Http1, first)),
+            Ok(_) => {
+                if let Some(p) = classify(&first) {
+                    return Ok((p, first));
+                }
+                // A prefix of the preface: read again when more arrives.
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
         }
-        // A prefix of the preface: the socket stays readable with the same
-        // bytes, so wait a moment rather than spin on `peek`.
-        if Instant::now() + RETRY > deadline {
-            return Err(DetectError::Timeout(within));
+    }
+}
+
+/// A stream with bytes already read from it in front: reads return those
+/// first, then the stream's own; writes go straight to the stream.
+pub struct Prefixed<S> {
+    first: Vec<u8>,
+    taken: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(first: Vec<u8>, inner: S) -> Prefixed<S> {
+        Prefixed { first, taken: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.taken < this.first.len() {
+            let n = buf.remaining().min(this.first.len() - this.taken);
+            buf.put_slice(&this.first[this.taken..this.taken + n]);
+            this.taken += n;
+            if this.taken == this.first.len() {
+                // Given back now, not when the connection ends.
+                this.first = Vec::new();
+                this.taken = 0;
+            }
+            return Poll::Ready(Ok(()));
         }
-        sleep(RETRY).await;
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     #[test]
@@ -98,19 +171,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn detection_consumes_nothing_and_waits_for_a_split_preface() {
+    async fn a_split_preface_is_waited_for_and_every_byte_reaches_the_reader_in_order() {
         let (mut client, server) = pair().await;
         client.write_all(&PREFACE[..5]).await.unwrap();
         let detecting = tokio::spawn(async move {
             let p = detect(&server, Duration::from_secs(5)).await;
             (p, server)
         });
+        // Not a synchronisation: the second write may land before or after
+        // the first read, and both orders must give the same answer.
         tokio::time::sleep(Duration::from_millis(20)).await;
         client.write_all(&PREFACE[5..]).await.unwrap();
+        client.write_all(b"after").await.unwrap();
+        client.shutdown().await.unwrap();
         let (p, server) = detecting.await.unwrap();
-        assert_eq!(p.unwrap(), Protocol::H2);
-        let mut all = [0u8; 24];
-        assert_eq!(server.peek(&mut all).await.unwrap(), 24, "nothing was consumed");
+        let (protocol, first) = p.unwrap();
+        assert_eq!(protocol, Protocol::H2);
+        let mut io = Prefixed::new(first, server);
+        let mut all = Vec::new();
+        io.read_to_end(&mut all).await.unwrap();
+        let mut want = PREFACE.to_vec();
+        want.extend_from_slice(b"after");
+        assert_eq!(all, want, "nothing lost, nothing repeated");
+    }
+
+    #[tokio::test]
+    async fn a_small_reader_gets_the_read_bytes_in_pieces_then_the_stream() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let (protocol, first) = detect(&server, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(protocol, Protocol::Http1);
+        client.write_all(b"Host: x\r\n\r\n").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut io = Prefixed::new(first, server);
+        let mut piece = [0u8; 4];
+        let mut all = Vec::new();
+        loop {
+            let n = io.read(&mut piece).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(n <= 4);
+            all.extend_from_slice(&piece[..n]);
+        }
+        assert_eq!(all, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     }
 
     #[tokio::test(start_paused = true)]

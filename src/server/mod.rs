@@ -126,6 +126,11 @@ async fn accept_and_drain(
     shutdown: impl Future<Output = ()>,
     mut spawn: impl FnMut(TcpStream, SocketAddr, Ticket),
 ) -> tokio::time::Instant {
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one
+    // `setsockopt` here instead of one per connection (issue 9).
+    if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+        warn!(listener = kind, error = %e, "could not set TCP_NODELAY on the listener");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
@@ -185,7 +190,6 @@ async fn admit(
         }
         return None;
     };
-    let _ = stream.set_nodelay(true);
     Some((stream, peer, permit))
 }
 
@@ -202,7 +206,7 @@ impl Connection {
             p = detect::detect(&stream, first_bytes_within) => p,
             _ = self.ticket.stop.wait_for(|v| *v) => return,
         };
-        let protocol = match protocol {
+        let (protocol, first) = match protocol {
             Ok(p) => p,
             Err(e) => {
                 debug!(%peer, error = %e, "connection closed before a request");
@@ -218,7 +222,7 @@ impl Connection {
             let proxy = Arc::clone(&proxy);
             Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) })
         });
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(detect::Prefixed::new(first, stream));
         // Boxed: hyper's connection state is large, and the task's future is
         // copied several times on its way into the runtime (spawn, completion).
         match protocol {
