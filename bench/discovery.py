@@ -43,6 +43,7 @@ import time
 
 p = argparse.ArgumentParser()
 p.add_argument("--wharf", action="append", required=True, help="NAME:PID:ADMIN_PORT")
+p.add_argument("--log", action="append", default=[], help="NAME=PATH of that wharf's log")
 p.add_argument("--image", required=True)
 p.add_argument("--network", required=True)
 p.add_argument("--run-label", required=True)
@@ -63,6 +64,28 @@ for spec in a.wharf:
     name, pid, port = spec.rsplit(":", 2)
     WHARFS.append((name, int(pid), int(port)))
 NAMES = [w[0] for w in WHARFS]
+LOGS = dict(spec.split("=", 1) for spec in a.log)
+
+
+def logged_drain_lags(name):
+    """wharf's own kill → draining lag per container id prefix, in ms, from its
+    log ("stop signal: draining … id=… lag_us=…"): Docker's event timestamp to
+    the backend out of rotation, with no poller in between."""
+    lags = {}
+    try:
+        text = open(LOGS[name], errors="replace").read()
+    except (KeyError, OSError):
+        return lags
+    for line in text.splitlines():
+        if "stop signal: draining" not in line:
+            continue
+        fields = dict(w.split("=", 1) for w in line.split() if "=" in w)
+        try:
+            lags[fields["id"].strip('"')] = int(fields["lag_us"]) / 1e3
+        except (KeyError, ValueError):
+            pass
+    return lags
+
 
 
 def log(*args):
@@ -323,8 +346,10 @@ def pct(xs, q):
 
 
 delivery = [(kill_seen_ns[c] - kill_ns[c]) / 1e6 for c in victims if c in kill_ns]
-results["kill"] = {"rm_s": rm_s, "events": len(kill_ns), "delivery": delivery, "lag": {}, "own": {}}
+results["kill"] = {"rm_s": rm_s, "events": len(kill_ns), "delivery": delivery, "lag": {}, "own": {}, "logged": {}}
 for n in NAMES:
+    by_prefix = logged_drain_lags(n)
+    results["kill"]["logged"][n] = [by_prefix[c[:12]] for c in victims if c[:12] in by_prefix]
     lags = [(gone_ns[n][c] - kill_ns[c]) / 1e6 for c in victims if c in kill_ns and c in gone_ns[n]]
     results["kill"]["lag"][n] = lags
     # From when the CLI got the event: about wharf's own share (it is
@@ -412,6 +437,8 @@ print(f"| seen / kill events | {cells} |")
 for label, q in (("p50", .5), ("p99", .99), ("max", 1.0)):
     cells = " | ".join(f1(pct(k["own"][n], q)) for n in NAMES)
     print(f"| {label} from when the `docker events` CLI received it (wharf's own share) | {cells} |")
+cells = " | ".join(f"{f1(pct(k['logged'][n], .5))} / {f1(pct(k['logged'][n], .99))} / {f1(max(k['logged'][n]) if k['logged'][n] else None)} ({len(k['logged'][n])})" for n in NAMES)
+print(f"| p50 / p99 / max from wharf's log: event timestamp → draining, no poller (containers) | {cells} |")
 d = k["delivery"]
 print(f"| (the `docker events` CLI received the same events: p50 {f1(pct(d, .5))}, p99 {f1(pct(d, .99))}, max {f1(max(d) if d else None)} ms after their timestamps) | {' | '.join('' for _ in NAMES)} |")
 print()

@@ -7,12 +7,14 @@
 # container carrying 2,000 unknown `wharf.*` labels. See bench/README.md.
 #
 #   bench/discovery.sh [--rev REV] [--sizes 10,300,1000] [--burst 200] [--kill 100]
-#                      [--labels 2000] [--cycles 12]
+#                      [--labels 2000] [--cycles 12] [--keep-logs DIR]
 #
 # WHARF_BIN=PATH measures that (host) binary instead of building one;
 # WHARF_BIN_B=PATH adds a second wharf (e.g. a build of an older commit),
 # watching the same daemon at the same time, so both see the same events on the
-# same host. WHARF_NAME / WHARF_NAME_B name the columns. DEMO_BIN=PATH: a
+# same host. WHARF_NAME / WHARF_NAME_B name the columns. --keep-logs DIR copies
+# each wharf's log there at exit (BENCH_WHARF_LOG=filter sets wharf's WHARF_LOG;
+# by default it is unset, so a debug filter in the shell does not skew the CPU). DEMO_BIN=PATH: a
 # static wharf-demo to put in the containers' image instead of building one
 # (e.g. the tests' target/static/x86_64-unknown-linux-gnu/debug/wharf-demo). Needs ~3 GiB of free
 # memory per 1,000 containers (stops filling earlier, and says so, below 4 GiB).
@@ -28,6 +30,7 @@ BURST=200
 KILL=100
 LABELS=2000
 CYCLES=12
+KEEP_LOGS=
 PORT_BASE=${BENCH_PORT_BASE:-18100}
 TARGET=x86_64-unknown-linux-gnu
 args=("$@")
@@ -38,9 +41,10 @@ while (($#)); do
         --kill) KILL=$2; shift 2 ;;
         --labels) LABELS=$2; shift 2 ;;
         --cycles) CYCLES=$2; shift 2 ;;
+        --keep-logs) KEEP_LOGS=$2; mkdir -p "$KEEP_LOGS" || die "cannot create $KEEP_LOGS"; shift 2 ;;
         --rev) shift 2 ;;
         --rev=*) shift ;;
-        -h | --help) sed -n '2,21p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,23p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -58,6 +62,8 @@ NET=$PREFIX-net
 IMAGE=wharf-disco/demo:$RUN_ID
 TMP=$(mktemp -d /tmp/wharf-bench-discovery.XXXXXX)
 BENCH_CLEANUPS+=("rm -rf '$TMP'")
+# Clean-ups run in reverse order: the logs are copied before $TMP goes.
+[[ -z $KEEP_LOGS ]] || BENCH_CLEANUPS+=("cp '$TMP'/*.log '$KEEP_LOGS'/ 2>/dev/null || true")
 
 if [[ -n ${DEMO_BIN:-} ]]; then
     DEMO=$DEMO_BIN
@@ -92,10 +98,10 @@ start_wharf() { # NAME BIN PORT
     local port=$3 admin=$(($3 + 1))
     bench_port_free "$port" && bench_port_free "$admin" ||
         die "127.0.0.1:$port or :$admin is taken; set BENCH_PORT_BASE to another base"
-    env -u WHARF_LOG "$2" --provider docker --network "$NET" \
+    env -u WHARF_LOG ${BENCH_WHARF_LOG:+WHARF_LOG="$BENCH_WHARF_LOG"} "$2" --provider docker --network "$NET" \
         --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >"$TMP/$1.log" 2>&1 &
     BENCH_PIDS+=("$!")
-    wharf_args+=(--wharf "$1:$!:$admin")
+    wharf_args+=(--wharf "$1:$!:$admin" --log "$1=$TMP/$1.log")
     bench_wait_http "http://127.0.0.1:$admin/api/state" "" 300 || { cat "$TMP/$1.log" >&2; die "wharf $1 did not start"; }
 }
 start_wharf "${WHARF_NAME:-wharf}" "$A" $((PORT_BASE + 70))
