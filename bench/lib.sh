@@ -239,10 +239,13 @@ bench_threads() {
     echo "$n"
 }
 
-# Machine-wide CPU ticks: "busy total" (user + nice + system; irq/softirq time,
-# where loopback TCP is mostly accounted, is charged to no process, so it is
-# left out of "busy").
-bench_machine_ticks() { awk '/^cpu / { print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+# Machine-wide CPU ticks: "busy total steal" (user + nice + system; irq/softirq
+# time, where loopback TCP is mostly accounted, is charged to no process, so it
+# is left out of "busy"; steal: time the hypervisor gave to other guests).
+bench_machine_ticks() { awk '/^cpu / { print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9 }' /proc/stat; }
+
+# bench_pct PART TOTAL: PART as a whole percentage of TOTAL.
+bench_pct() { awk -v p="$1" -v t="$2" 'BEGIN { printf "%d\n", t ? 100 * p / t : 0 }'; }
 
 # CPU ticks of this shell's reaped children (wrk), from `times`.
 bench_children_ticks() {

@@ -1,7 +1,7 @@
 # The tables of bench/pinned.sh (plain awk: Debian's default is mawk).
 #
 # Load runs (-v cells="ka close …"): input lines
-#   CELL ROUND PROXY rps p50_ms p99_ms errors hwm_kB cpu_us cpu_pct other_pct user_us ctx_switches_per_request
+#   CELL ROUND PROXY rps p50_ms p99_ms errors hwm_kB cpu_us cpu_pct other_pct user_us ctx_switches_per_request steal_pct
 # (or CELL ROUND PROXY skip); per cell and proxy, the median of the rounds,
 # peak RSS the highest, errors the sum.
 # Idle runs (-v conns=N): input lines VARIANT PROXY key=value…
@@ -88,7 +88,7 @@ function load_table(nc, C, c, i, m, M, name) {
     # metric: field, aggregation, format, ratio?, text
     split("4 med int 1 req/s;9 med %.1f 1 proxy CPU µs/request;12 med %.1f 1 … of which user space;5 med %.2f 1 p50 ms;6 med %.2f 1 p99 ms;" \
           "8 max %.1f 1 peak RSS MiB;10 med %d 0 proxy CPU % of its core;13 med %.2f 1 context switches/request;7 sum int 0 errors;" \
-          "11 max %d 0 other % (highest)", M, ";")
+          "11 max %d 0 other % (highest);14 max %d 0 steal % (highest)", M, ";")
     for (c = 1; c <= nc; c++) {
         for (m = 1; m in M; m++) {
             ns = split(M[m], spec, " ")

@@ -211,7 +211,7 @@ run_cell() {
     e1=$EPOCHREALTIME t1=$(bench_cpu_ticks "$PROXY_PID") u1=$(bench_cpu_ticks "$PROXY_PID" user)
     c1=$(bench_ctx_switches "$PROXY_PID") w1=$(bench_children_ticks) b1=$(backend_ticks)
     read -r -a m1 < <(bench_machine_ticks)
-    local hwm cpu_us user_us cpu_pct other csw
+    local hwm cpu_us user_us cpu_pct other csw steal
     hwm=$(bench_status_kb "$PROXY_PID" VmHWM)
     read -r rps p50 p99 errs reqs < <(bench_parse_wrk "$TMP/wrk.out")
     cpu_us=$(bench_us_per $((t1 - t0)) "$reqs")
@@ -219,9 +219,10 @@ run_cell() {
     csw=$(awk -v c=$((c1 - c0)) -v n="$reqs" 'BEGIN { printf "%.3f", n ? c / n : 0 }')
     cpu_pct=$(awk -v t=$((t1 - t0)) -v hz="$BENCH_HZ" -v a="$e0" -v b="$e1" 'BEGIN { printf "%d", 100 * t / hz / (b - a) }')
     other=$(bench_other_pct $((m1[0] - m0[0])) $((m1[1] - m0[1])) $((t1 - t0 + b1 - b0 + w1 - w0)))
-    echo "$mode $round $name $rps $p50 $p99 $errs $hwm $cpu_us $cpu_pct $other $user_us $csw" >>"$RESULTS"
-    printf '  %-10s %-7s round %s: %6s req/s  %6s µs/req (user %s)  CPU %3s%%  p50 %5s  p99 %6s ms  errors %s  peak RSS %s kB  other %s%%\n' \
-        "$mode" "$name" "$round" "$rps" "$cpu_us" "$user_us" "$cpu_pct" "$p50" "$p99" "$errs" "$hwm" "$other" >&2
+    steal=$(bench_pct $((m1[2] - m0[2])) $((m1[1] - m0[1])))
+    echo "$mode $round $name $rps $p50 $p99 $errs $hwm $cpu_us $cpu_pct $other $user_us $csw $steal" >>"$RESULTS"
+    printf '  %-10s %-7s round %s: %6s req/s  %6s µs/req (user %s)  CPU %3s%%  p50 %5s  p99 %6s ms  errors %s  peak RSS %s kB  other %s%%  steal %s%%\n' \
+        "$mode" "$name" "$round" "$rps" "$cpu_us" "$user_us" "$cpu_pct" "$p50" "$p99" "$errs" "$hwm" "$other" "$steal" >&2
     bench_stop "$PROXY_PID"
 }
 
@@ -299,6 +300,7 @@ if ((${#CELLS[@]})); then
     echo "CPU µs/request = (utime + stime of the proxy's processes, from /proc/PID/stat, after − before the"
     echo "measured run) ÷ requests; CPU % = that CPU time ÷ the run's wall time (100 = its core saturated)."
     echo "other% = the machine's CPU used by anything but the proxy, wrk, the backends and ksoftirqd (noise)."
+    echo "steal% = the machine's CPU time the hypervisor gave to other guests (a shared host: above a few %, compare ratios only)."
 fi
 if [[ $MODES == *idle* ]]; then
     echo

@@ -32,6 +32,10 @@ fn socket(addr: SocketAddr) -> io::Result<TcpListener> {
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
+    // Inherited by every accepted socket (Linux copies the listener's options
+    // when a connection is established, so it must be set before `listen`):
+    // no `setsockopt` per connection.
+    s.set_tcp_nodelay(true)?;
     s.bind(&addr.into())?;
     s.listen(BACKLOG)?;
     Ok(s.into())
@@ -79,5 +83,14 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let e = reuseport(taken.local_addr().unwrap(), 1).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn a_connection_queued_before_the_first_accept_inherits_tcp_nodelay() {
+        let socks = reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let _client = std::net::TcpStream::connect(socks[0].local_addr().unwrap()).unwrap();
+        socks[0].set_nonblocking(false).unwrap();
+        let (accepted, _) = socks[0].accept().unwrap();
+        assert!(accepted.nodelay().unwrap(), "no setsockopt per connection is needed");
     }
 }

@@ -68,7 +68,8 @@ pub async fn detect(stream: &TcpStream, within: Duration) -> Result<(Protocol, V
             .map_err(|_| DetectError::Timeout(within))??;
         match read_some(stream, &mut first) {
             Ok(0) if first.is_empty() => return Err(DetectError::Closed),
-            // Closed after a prefix of the preface: hyper says so to the peer.
+            // Closed after a prefix of the preface: HTTP/1's parser answers
+            // it (a 505 from 18 bytes on) or closes.
             Ok(0) => return Ok((Protocol::Http1, first)),
             Ok(_) => {
                 if let Some(p) = classify(&first) {

@@ -4,11 +4,11 @@
 //! As in mini-redis, the caller binds the socket and owns the shutdown
 //! signal, so tests can bind `127.0.0.1:0` and stop the server at will.
 //!
-//! A connection's protocol is found by peeking at its first bytes
-//! ([`detect`]), then hyper's HTTP/1 or HTTP/2 server takes the socket with
-//! nothing consumed, so the first request is read in one go (hyper-util's
-//! `auto` builder reads the h2 preface itself and hands the rest back in
-//! pieces, which cost a buffer reallocation per connection).
+//! A connection's protocol is found from its first read ([`detect`]), then
+//! hyper's HTTP/1 or HTTP/2 server takes the socket with those bytes in
+//! front of it ([`detect::Prefixed`]), so the first request costs one `recv`
+//! (hyper-util's `auto` builder reads the h2 preface itself and hands the
+//! rest back in pieces, which cost a buffer reallocation per connection).
 //!
 //! Shutdown, step by step: stop accepting (the listener is dropped, so new
 //! connections are refused by the kernel), ask every open connection to
@@ -127,7 +127,9 @@ async fn accept_and_drain(
     mut spawn: impl FnMut(TcpStream, SocketAddr, Ticket),
 ) -> tokio::time::Instant {
     // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one
-    // `setsockopt` here instead of one per connection (issue 9).
+    // `setsockopt` instead of one per connection (issue 9). `listen::socket`
+    // sets it before `listen()`, so that connections queued before this loop
+    // starts have it too; this covers listeners bound elsewhere (tests).
     if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
         warn!(listener = kind, error = %e, "could not set TCP_NODELAY on the listener");
     }
