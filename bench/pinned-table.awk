@@ -66,7 +66,7 @@ conns == "" && $4 == "skip" { SKIPPED[$1, $3] = 1; next }
 conns == "" {
     k = $1 SUBSEP $3
     n = ++N[k SUBSEP 4]
-    for (f = 4; f <= 13; f++) { N[k SUBSEP f] = n; V[k SUBSEP f, n] = $f }
+    for (f = 4; f <= 14; f++) { N[k SUBSEP f] = n; V[k SUBSEP f, n] = $f }
     next
 }
 {
