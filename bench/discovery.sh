@@ -14,8 +14,8 @@
 # watching the same daemon at the same time, so both see the same events on the
 # same host. WHARF_NAME / WHARF_NAME_B name the columns. --keep-logs DIR copies
 # each wharf's log there at exit (BENCH_WHARF_LOG=filter sets wharf's WHARF_LOG;
-# by default it is unset, so a debug filter in the shell does not skew the CPU). DEMO_BIN=PATH: a
-# static wharf-demo to put in the containers' image instead of building one
+# by default it is unset, so a debug filter in the shell does not skew the
+# CPU). DEMO_BIN=PATH: a static wharf-demo to put in the containers' image instead of building one
 # (e.g. the tests' target/static/x86_64-unknown-linux-gnu/debug/wharf-demo). Needs ~3 GiB of free
 # memory per 1,000 containers (stops filling earlier, and says so, below 4 GiB).
 # Creates only containers named wharf-disco-<run>-* and labelled

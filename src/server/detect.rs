@@ -188,18 +188,17 @@ mod tests {
     async fn a_split_preface_is_waited_for_and_every_byte_reaches_the_reader_in_order() {
         let (mut client, server) = pair().await;
         client.write_all(&PREFACE[..5]).await.unwrap();
-        let detecting = tokio::spawn(async move {
-            let p = detect(&server, Duration::from_secs(5)).await;
-            (p, server)
-        });
-        // Not a synchronisation: the second write may land before or after
-        // the first read, and both orders must give the same answer.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        client.write_all(&PREFACE[5..]).await.unwrap();
-        client.write_all(b"after").await.unwrap();
-        client.shutdown().await.unwrap();
-        let (p, server) = detecting.await.unwrap();
-        let (protocol, first) = p.unwrap();
+        let (protocol, first) = {
+            let detecting = detect(&server, Duration::from_secs(5));
+            tokio::pin!(detecting);
+            // Five bytes of the preface decide nothing: detection reads
+            // them and waits for more.
+            assert!(futures::poll!(&mut detecting).is_pending());
+            client.write_all(&PREFACE[5..]).await.unwrap();
+            client.write_all(b"after").await.unwrap();
+            client.shutdown().await.unwrap();
+            detecting.await.unwrap()
+        };
         assert_eq!(protocol, Protocol::H2);
         let mut io = Prefixed::new(first, server);
         let mut all = Vec::new();
