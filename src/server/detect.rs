@@ -231,6 +231,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_preface_prefix_then_close_goes_to_http1_with_its_bytes() {
+        let (mut client, server) = pair().await;
+        client.write_all(&PREFACE[..5]).await.unwrap();
+        client.shutdown().await.unwrap();
+        let (protocol, first) = detect(&server, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(protocol, Protocol::Http1, "HTTP/1's parser answers a truncated preface");
+        assert_eq!(first, &PREFACE[..5]);
+    }
+
+    #[tokio::test]
     async fn a_read_that_finds_nothing_leaves_no_buffer_behind() {
         let (_client, server) = pair().await;
         let mut first = Vec::new();
