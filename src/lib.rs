@@ -46,6 +46,12 @@
 //! and releases its in-flight slot when the response body ends.
 #![forbid(unsafe_code)]
 
+/// `malloc`, with over-aligned blocks (tokio's task cells and socket
+/// registrations) kept off `posix_memalign`: see the `wharf-alloc` crate. In
+/// the library, so that every test of wharf runs on it too.
+#[global_allocator]
+static GLOBAL: wharf_alloc::Allocator = wharf_alloc::Allocator;
+
 pub mod access;
 pub mod admin;
 pub mod admin_access;
