@@ -49,7 +49,8 @@ where
 {
     pub(crate) fn new(io: I) -> Conn<I, B, T> {
         Conn {
-            io: Buffered::new(io),
+            // wharf patch (see vendor/hyper/WHARF-PATCH.md).
+            io: Buffered::new_with(io, T::is_server()),
             state: State {
                 allow_half_close: false,
                 cached_headers: None,

@@ -56,13 +56,23 @@ where
     T: Read + Write + Unpin,
     B: Buf,
 {
+    #[cfg(test)] // wharf patch: hyper's own tests; the code calls `new_with`.
     pub(crate) fn new(io: T) -> Buffered<T, B> {
+        Buffered::new_with(io, false)
+    }
+
+    /// wharf patch (see vendor/hyper/WHARF-PATCH.md): with `lazy_headers`
+    /// (server connections), no header write buffer until the first
+    /// response head; `set_small_initial_buffers` used to replace an 8 KiB
+    /// one allocated here, an 8 KiB allocation and free per connection.
+    pub(crate) fn new_with(io: T, lazy_headers: bool) -> Buffered<T, B> {
         let strategy = if io.is_write_vectored() {
             WriteStrategy::Queue
         } else {
             WriteStrategy::Flatten
         };
-        let write_buf = WriteBuf::new(strategy);
+        let headers = if lazy_headers { 0 } else { INIT_BUFFER_SIZE };
+        let write_buf = WriteBuf::with_headers_capacity(strategy, headers);
         Buffered {
             flush_pipeline: false,
             io,
@@ -297,7 +307,10 @@ where
             *next = SMALL;
             *min = SMALL;
         }
-        self.write_buf.headers = Cursor::new(Vec::new());
+        // Allocated at 0 already (`new_with`) for a server connection.
+        if self.write_buf.headers.bytes.capacity() != 0 {
+            self.write_buf.headers = Cursor::new(Vec::new());
+        }
     }
 
     pub(crate) fn into_inner(self) -> (T, Bytes) {
@@ -569,9 +582,14 @@ pub(super) struct WriteBuf<B> {
 }
 
 impl<B: Buf> WriteBuf<B> {
+    #[cfg(test)] // wharf patch: hyper's own tests.
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
+        WriteBuf::with_headers_capacity(strategy, INIT_BUFFER_SIZE)
+    }
+
+    fn with_headers_capacity(strategy: WriteStrategy, headers: usize) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            headers: Cursor::new(Vec::with_capacity(headers)),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,
