@@ -26,10 +26,11 @@ impl Proxy {
         let start = Instant::now();
         let method = stats::method_class(req.method());
         // Room for the four headers wharf adds (X-Request-Id, X-Forwarded-For,
-        // -Proto, -Host) in one step: a new connection's map is sized for the
-        // client's headers only and would otherwise grow twice (two
-        // reallocations per `Connection: close` request; issue 9). A no-op on
-        // a keep-alive connection, whose map hyper reuses.
+        // -Proto, -Host) in one step: a map sized for the client's headers
+        // only would grow twice (two reallocations per `Connection: close`
+        // request; issue 9). For HTTP/1 the hyper patch reserves them when
+        // it parses the head (vendor/hyper/WHARF-PATCH.md), so this is a
+        // no-op there; HTTP/2 requests get a new map from h2 every time.
         req.headers_mut().reserve(4);
         let request_id = reqid::ensure(req.headers_mut());
         let request_bytes = hyper::body::Body::size_hint(req.body()).exact();

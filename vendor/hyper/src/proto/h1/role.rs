@@ -263,7 +263,10 @@ impl Http1Transaction for Server {
         let mut headers = ctx.cached_headers.take().unwrap_or_default();
         let mut saw_connection_close = false;
 
-        headers.reserve(headers_len);
+        // wharf patch (see vendor/hyper/WHARF-PATCH.md): room for the four
+        // headers the proxy adds, so that a new connection's map is made once
+        // instead of made and grown (a no-op for a reused, cached map).
+        headers.reserve(headers_len + 4);
 
         for header in &headers_indices[..headers_len] {
             // SAFETY: array is valid up to `headers_len`
