@@ -18,6 +18,7 @@
 //! task ends, which is how the drain knows all are done.
 
 pub mod detect;
+pub mod stop;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -31,12 +32,13 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::Timeouts;
 use crate::proxy::Proxy;
 use detect::Protocol;
+use stop::Stop;
 
 /// Largest request head (request line + headers) accepted from a client.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -108,7 +110,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, timeouts: Timeouts,
 /// for (dropped when the task ends).
 struct Ticket {
     _permit: crate::limits::ConnPermit,
-    stop: watch::Receiver<bool>,
+    stop: Arc<Stop>,
     _live: mpsc::Sender<()>,
 }
 
@@ -133,7 +135,7 @@ async fn accept_and_drain(
     if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
         warn!(listener = kind, error = %e, "could not set TCP_NODELAY on the listener");
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Arc::new(Stop::default());
     let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
@@ -144,7 +146,7 @@ async fn accept_and_drain(
                 };
                 let ticket = Ticket {
                     _permit: permit,
-                    stop: stop_rx.clone(),
+                    stop: Arc::clone(&stop),
                     _live: live_tx.clone(),
                 };
                 spawn(stream, peer, ticket);
@@ -158,7 +160,7 @@ async fn accept_and_drain(
         timeout_ms = drain.as_millis() as u64,
         "listener closed, draining connections"
     );
-    let _ = stop_tx.send(true);
+    stop.trigger();
     drop(live_tx);
     let deadline = tokio::time::Instant::now() + drain;
     tokio::select! {
@@ -203,10 +205,9 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, first_bytes_within: Duration) {
-        let protocol = tokio::select! {
-            p = detect::detect(&stream, first_bytes_within) => p,
-            _ = self.ticket.stop.wait_for(|v| *v) => return,
+    async fn serve(self, stream: TcpStream, peer: SocketAddr, first_bytes_within: Duration) {
+        let Some(protocol) = self.ticket.stop.run(detect::detect(&stream, first_bytes_within)).await else {
+            return;
         };
         let (protocol, first) = match protocol {
             Ok(p) => p,
@@ -230,11 +231,11 @@ impl Connection {
         match protocol {
             Protocol::Http1 => {
                 let conn = Box::pin(self.builders.h1.serve_connection(io, svc).with_upgrades());
-                drive(conn, self.ticket.stop, |c| c.graceful_shutdown()).await
+                drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
             }
             Protocol::H2 => {
                 let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
-                drive(conn, self.ticket.stop, |c| c.graceful_shutdown()).await
+                drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
             }
         }
     }
@@ -265,13 +266,12 @@ impl Drop for OpenConnection {
 
 /// Run a connection to its end; when `stop` turns true, ask it to finish
 /// gracefully and keep running it.
-async fn drive<C, E>(mut conn: Pin<Box<C>>, mut stop: watch::Receiver<bool>, graceful: impl FnOnce(Pin<&mut C>))
+async fn drive<C, E>(mut conn: Pin<Box<C>>, stop: &Stop, graceful: impl FnOnce(Pin<&mut C>))
 where
     C: Future<Output = Result<(), E>>,
 {
-    tokio::select! {
-        _ = &mut conn => return,
-        _ = stop.wait_for(|v| *v) => {}
+    if stop.run(conn.as_mut()).await.is_some() {
+        return;
     }
     graceful(conn.as_mut());
     let _ = conn.await;

@@ -62,11 +62,10 @@ struct TlsConnection {
 }
 
 impl TlsConnection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, handshake_timeout: Duration) {
+    async fn serve(self, stream: TcpStream, peer: SocketAddr, handshake_timeout: Duration) {
         let handshake = tokio::time::timeout(handshake_timeout, self.acceptor.accept(stream));
-        let tls = tokio::select! {
-            r = handshake => r,
-            _ = self.ticket.stop.wait_for(|v| *v) => return,
+        let Some(tls) = self.ticket.stop.run(handshake).await else {
+            return;
         };
         let mut tls = match tls {
             Ok(Ok(tls)) => tls,
@@ -94,10 +93,10 @@ impl TlsConnection {
         let io = TokioIo::new(tls);
         if alpn.as_deref() == Some(b"h2") {
             let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
-            drive(conn, self.ticket.stop, |c| c.graceful_shutdown()).await
+            drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
         } else {
             let conn = Box::pin(self.builders.h1.serve_connection(io, svc).with_upgrades());
-            drive(conn, self.ticket.stop, |c| c.graceful_shutdown()).await
+            drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
         }
     }
 }

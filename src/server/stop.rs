@@ -1,0 +1,161 @@
+//! The shutdown signal every client connection watches: set once, when the
+//! listener closes, after which each connection finishes its in-flight
+//! requests and closes (see the drain in [`super`]).
+//!
+//! Why not a `watch` channel (as before): a connection's task polls its stop
+//! future every time it wakes, two or three times per keep-alive request, and
+//! `watch::Receiver::wait_for` takes the channel's read lock and re-polls its
+//! `Notified` (the `Notify`'s waiter mutex) every time: about 400 instructions
+//! per request (callgrind, issue 9). Here a wake costs one atomic load; the
+//! `Notified` is polled again only if the task's waker changed.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
+
+use tokio::sync::Notify;
+
+/// Set once by [`Stop::trigger`]; watched by [`Stop::run`].
+#[derive(Default)]
+pub struct Stop {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    /// Tell every connection to stop; idempotent.
+    pub fn trigger(&self) {
+        // The flag first: a `run` that starts after this sees it; one that
+        // started before holds a `Notified` made before `notify_waiters`,
+        // which that call completes.
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Run `fut` to its end (`Some(output)`), or until the signal is
+    /// triggered (`None`, `fut` dropped unfinished).
+    pub async fn run<F: Future>(&self, fut: F) -> Option<F::Output> {
+        // Made before the flag is read: `notify_waiters` completes every
+        // `Notified` made before it, polled yet or not, so a trigger between
+        // the flag's load and the first poll below is not lost.
+        let notified = self.notify.notified();
+        tokio::pin!(notified, fut);
+        let mut registered: Option<Waker> = None;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            if self.is_triggered() {
+                return Poll::Ready(None);
+            }
+            // The waker `notify_waiters` will wake: registered on the first
+            // poll, again only if the task's waker changed since.
+            if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                if notified.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                registered = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::Context;
+
+    use futures::task::{waker, ArcWake};
+
+    /// A waker that records that it was woken.
+    #[derive(Default)]
+    struct Woken(AtomicBool);
+
+    impl ArcWake for Woken {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl Woken {
+        fn was_woken(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_future_that_finishes_first_gives_its_output() {
+        let stop = Stop::default();
+        assert_eq!(stop.run(async { 7 }).await, Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_signal_set_before_the_run_stops_it_at_once() {
+        let stop = Stop::default();
+        stop.trigger();
+        assert_eq!(stop.run(std::future::pending::<()>()).await, None);
+    }
+
+    #[test]
+    fn a_trigger_wakes_the_waiting_task_and_the_run_ends_unfinished() {
+        let stop = Stop::default();
+        let mut run = pin!(stop.run(std::future::pending::<()>()));
+        let woken = Arc::new(Woken::default());
+        let w = waker(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&w);
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        assert!(
+            run.as_mut().poll(&mut cx).is_pending(),
+            "a second poll registers nothing new"
+        );
+        assert!(!woken.was_woken());
+        stop.trigger();
+        assert!(woken.was_woken(), "trigger wakes the registered waker");
+        assert_eq!(run.as_mut().poll(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_new_waker_is_registered_and_the_latest_one_is_woken() {
+        let stop = Stop::default();
+        let mut run = pin!(stop.run(std::future::pending::<()>()));
+        let (first, second) = (Arc::new(Woken::default()), Arc::new(Woken::default()));
+        let (w1, w2) = (waker(Arc::clone(&first)), waker(Arc::clone(&second)));
+        assert!(run.as_mut().poll(&mut Context::from_waker(&w1)).is_pending());
+        assert!(run.as_mut().poll(&mut Context::from_waker(&w2)).is_pending());
+        stop.trigger();
+        assert!(second.was_woken(), "the waker of the latest poll is the one woken");
+    }
+
+    #[test]
+    fn a_run_made_before_the_trigger_but_first_polled_after_it_stops() {
+        let stop = Stop::default();
+        let mut run = pin!(stop.run(std::future::pending::<()>()));
+        stop.trigger();
+        let w = waker(Arc::new(Woken::default()));
+        assert_eq!(run.as_mut().poll(&mut Context::from_waker(&w)), Poll::Ready(None));
+    }
+
+    #[tokio::test]
+    async fn every_connection_waiting_on_one_signal_stops() {
+        let stop = Arc::new(Stop::default());
+        let runs: Vec<_> = (0..50)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                tokio::spawn(async move { stop.run(std::future::pending::<()>()).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        stop.trigger();
+        for r in runs {
+            assert_eq!(r.await.unwrap(), None);
+        }
+    }
+}
