@@ -136,6 +136,9 @@ async fn accept_and_drain(
         warn!(listener = kind, error = %e, "could not set TCP_NODELAY on the listener");
     }
     let stop = Arc::new(Stop::default());
+    // Also if this future is dropped before its drain (an aborted task):
+    // the open connections are told to finish, not left running.
+    let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
     let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
@@ -168,6 +171,15 @@ async fn accept_and_drain(
         _ = tokio::time::sleep_until(deadline) => warn!(listener = kind, "drain timeout reached; closing remaining connections"),
     }
     deadline
+}
+
+/// Triggers the stop signal when dropped.
+struct StopOnDrop(Arc<Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
 }
 
 /// An accepted connection under `--max-connections` (shared by every

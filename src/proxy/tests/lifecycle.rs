@@ -93,6 +93,72 @@ async fn a_client_that_stops_mid_head_is_disconnected_after_the_idle_timeout() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
 }
 
+/// Send one keep-alive request on `c` and read its whole response (wharf
+/// answers it itself: no route).
+async fn one_keep_alive_request(c: &mut TcpStream) {
+    c.write_all(b"GET / HTTP/1.1\r\nhost: nowhere.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let body_end = loop {
+        let n = c.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before the response ended: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        if let Some(head) = text.find("\r\n\r\n") {
+            let len: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("a content-length");
+            break head + 4 + len;
+        }
+    };
+    while buf.len() < body_end {
+        let n = c.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before the body ended");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    assert!(buf.starts_with(b"HTTP/1.1 404"), "{:?}", String::from_utf8_lossy(&buf));
+}
+
+/// How long until the server closes `c` (read to the end); panics past 10 s.
+async fn closed_within(c: &mut TcpStream) -> Duration {
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "{read:?} {rest:?}");
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn at_shutdown_a_silent_connection_and_an_idle_keep_alive_one_are_closed_at_once() {
+    // client_idle is 30 s: a close well before it is the shutdown's doing.
+    let mut wharf = Wharf::start().await;
+    let mut silent = TcpStream::connect(wharf.addr).await.unwrap();
+    let mut idle = TcpStream::connect(wharf.addr).await.unwrap();
+    one_keep_alive_request(&mut idle).await;
+    let served = wharf.shut_down();
+    let (s, i) = (closed_within(&mut silent).await, closed_within(&mut idle).await);
+    println!("closed after shutdown: silent {s:?}, idle keep-alive {i:?}");
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serve returned once drained")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_aborted_server_task_still_closes_its_open_connections() {
+    let wharf = Wharf::start().await;
+    let mut silent = TcpStream::connect(wharf.addr).await.unwrap();
+    let mut idle = TcpStream::connect(wharf.addr).await.unwrap();
+    one_keep_alive_request(&mut idle).await;
+    drop(wharf); // aborts the task running `server::serve`
+    let (s, i) = (closed_within(&mut silent).await, closed_within(&mut idle).await);
+    println!("closed after the abort: silent {s:?}, idle keep-alive {i:?}");
+}
+
 /// A provider that publishes each desired state the test sends it.
 struct Given(mpsc::UnboundedReceiver<Desired>);
 
