@@ -162,6 +162,7 @@ mod tests {
                     );
                     let grown = Layout::from_size_align(size * 3, align).unwrap();
                     let r = a.realloc(q, grown, size / 2 + 1);
+                    assert_eq!(r as usize % align, 0);
                     assert!(
                         (0..size / 2 + 1).all(|i| r.add(i).read() == i as u8),
                         "shrunk block kept its bytes"

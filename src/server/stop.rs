@@ -8,6 +8,9 @@
 //! `Notified` (the `Notify`'s waiter mutex) every time: about 400 instructions
 //! per request (callgrind, issue 9). Here a wake costs one atomic load; the
 //! `Notified` is polled again only if the task's waker changed.
+//!
+//! Only `notify_waiters` may be used on the `Notify`: a `notify_one` permit
+//! would complete one `Run` without the flag set.
 
 use std::future::Future;
 use std::pin::Pin;
