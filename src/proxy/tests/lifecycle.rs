@@ -96,6 +96,12 @@ async fn a_client_that_stops_mid_head_is_disconnected_after_the_idle_timeout() {
 /// Send one keep-alive request on `c` and read its whole response (wharf
 /// answers it itself: no route).
 async fn one_keep_alive_request(c: &mut TcpStream) {
+    let response = keep_alive_request(c).await;
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+}
+
+/// Send `GET /` on `c` and read its whole response (with a `Content-Length`).
+async fn keep_alive_request(c: &mut TcpStream) -> String {
     c.write_all(b"GET / HTTP/1.1\r\nhost: nowhere.test\r\n\r\n")
         .await
         .unwrap();
@@ -120,7 +126,33 @@ async fn one_keep_alive_request(c: &mut TcpStream) {
         assert!(n > 0, "closed before the body ended");
         buf.extend_from_slice(&chunk[..n]);
     }
-    assert!(buf.starts_with(b"HTTP/1.1 404"), "{:?}", String::from_utf8_lossy(&buf));
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn the_idle_timeout_still_applies_after_requests_even_after_one_slower_than_it() {
+    // hyper's header-read timer is kept from one request to the next (the
+    // vendored patch, change 5): it must fire on the next silence, and a
+    // request that outlives it must not be cut off by it.
+    let mut t = timeouts();
+    t.client_idle = Duration::from_millis(300);
+    let wharf = Wharf::with_timeouts(t).await;
+    let mut c = TcpStream::connect(wharf.addr).await.unwrap();
+    one_keep_alive_request(&mut c).await;
+    let slow = backends::delayed("slow", Duration::from_millis(700)).await;
+    wharf.serve(PoolOptions::default(), &[slow.addr]);
+    let start = Instant::now();
+    let response = keep_alive_request(&mut c).await;
+    println!("the slow response came after {:?}", start.elapsed());
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("slow"), "{response}");
+    let response = keep_alive_request(&mut c).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "still open after it: {response}");
+
+    c.write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\n").await.unwrap();
+    let took = closed_within(&mut c).await;
+    println!("disconnected {took:?} after stopping mid-head (idle timeout 300ms)");
+    assert!(took >= Duration::from_millis(250), "{took:?}");
 }
 
 /// How long until the server closes `c` (read to the end); panics past 10 s.

@@ -291,10 +291,13 @@ where
             }
         };
 
+        // wharf patch (see vendor/hyper/WHARF-PATCH.md): the timer is kept
+        // for the next request's head. Moving a tokio timer to a later
+        // deadline is one atomic store; dropping it and making a new one
+        // was an allocation and two timer wheel updates per request.
         #[cfg(feature = "server")]
         {
             self.state.h1_header_read_timeout_running = false;
-            self.state.h1_header_read_timeout_fut = None;
         }
 
         // Note: don't deconstruct `msg` into local variables, it appears
