@@ -311,9 +311,6 @@ fn worker(
     std::thread::Builder::new()
         .name(format!("wharf-worker-{index}"))
         .spawn(move || {
-            // A worker allocates and frees the same mid-size blocks for every
-            // request: keep a few on the thread (see `wharf_alloc::mid`).
-            let _cache = wharf_alloc::cache_this_thread();
             rt.block_on(async move {
                 let listener = match TcpListener::from_std(socket) {
                     Ok(l) => l,

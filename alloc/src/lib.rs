@@ -14,26 +14,14 @@
 //! more per block (two per connection).
 //!
 //! Everything with an alignment of 16 or less (nearly every allocation) goes
-//! to [`System`](std::alloc::System), `malloc`, unchanged, except mid-size blocks (below). mimalloc was measured as the whole allocator and
+//! to [`System`] unchanged. mimalloc was measured as the whole allocator and
 //! not adopted: it cost 9 MiB more RSS under load (bench/README.md).
 //!
-//! Mid-size blocks, on the threads that serve requests, are recycled by a
-//! small per-thread cache ([`mid`]): glibc's own per-thread cache stops at
-//! 1,032 bytes, and a keep-alive request allocates and frees two blocks
-//! above that (its boxed request future, 4.5 KiB, and the upstream
-//! connection's 8 KiB read buffer), a `Connection: close` one more (the
-//! 1.3 KiB task cell).
-//!
 //! A crate of its own because it is the project's only `unsafe` code: wharf
-//! itself stays `#![forbid(unsafe_code)]` and only names [`Allocator`],
-//! [`cache_this_thread`] and [`CacheGuard`].
+//! itself stays `#![forbid(unsafe_code)]` and only names [`Allocator`].
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod mid;
-
-use std::alloc::{GlobalAlloc, Layout};
-
-pub use mid::{cache_this_thread, CacheGuard};
+use std::alloc::{GlobalAlloc, Layout, System};
 
 /// What `malloc` guarantees on x86_64 and aarch64 Linux (glibc and musl).
 const MALLOC_ALIGN: usize = 16;
@@ -61,7 +49,7 @@ unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
-            return unsafe { mid::alloc(layout, false) };
+            return unsafe { System.alloc(layout) };
         }
         unsafe { alloc_over_aligned(layout, false) }
     }
@@ -69,7 +57,7 @@ unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
-            return unsafe { mid::alloc(layout, true) };
+            return unsafe { System.alloc_zeroed(layout) };
         }
         unsafe { alloc_over_aligned(layout, true) }
     }
@@ -77,20 +65,20 @@ unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout.align() <= MALLOC_ALIGN {
-            return unsafe { mid::dealloc(ptr, layout) };
+            return unsafe { System.dealloc(ptr, layout) };
         }
         // SAFETY: `ptr` came from `alloc_over_aligned` with the same layout
         // (GlobalAlloc's contract), which stored the base just before it.
         unsafe {
             let base = (ptr as *mut usize).sub(1).read();
-            mid::dealloc(base as *mut u8, padded(layout).unwrap_unchecked());
+            System.dealloc(base as *mut u8, padded(layout).unwrap_unchecked());
         }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
-            return unsafe { mid::realloc(ptr, layout, new_size) };
+            return unsafe { System.realloc(ptr, layout, new_size) };
         }
         // Rare (nothing on the request path grows an over-aligned block):
         // a new block, a copy, the old one freed.
@@ -113,8 +101,13 @@ unsafe fn alloc_over_aligned(layout: Layout, zeroed: bool) -> *mut u8 {
     let Some(outer) = padded(layout) else {
         return std::ptr::null_mut();
     };
-    // Through the mid-size cache: a task cell (1,152 bytes + 128) is one.
-    let base = unsafe { mid::alloc(outer, zeroed) };
+    let base = unsafe {
+        if zeroed {
+            System.alloc_zeroed(outer)
+        } else {
+            System.alloc(outer)
+        }
+    };
     if base.is_null() {
         return base;
     }
