@@ -135,11 +135,17 @@ async fn the_idle_timeout_still_applies_after_requests_even_after_one_slower_tha
     // vendored patch, change 5): it must fire on the next silence, and a
     // request that outlives it must not be cut off by it.
     let mut t = timeouts();
-    t.client_idle = Duration::from_millis(300);
+    t.client_idle = Duration::from_millis(1000);
     let wharf = Wharf::with_timeouts(t).await;
     let mut c = TcpStream::connect(wharf.addr).await.unwrap();
+    // Pauses shorter than the timeout, twice: each request must push the
+    // kept timer's deadline on (a stale one would cut the third request).
     one_keep_alive_request(&mut c).await;
-    let slow = backends::delayed("slow", Duration::from_millis(700)).await;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        one_keep_alive_request(&mut c).await;
+    }
+    let slow = backends::delayed("slow", Duration::from_millis(1300)).await;
     wharf.serve(PoolOptions::default(), &[slow.addr]);
     let start = Instant::now();
     let response = keep_alive_request(&mut c).await;
@@ -151,8 +157,10 @@ async fn the_idle_timeout_still_applies_after_requests_even_after_one_slower_tha
 
     c.write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\n").await.unwrap();
     let took = closed_within(&mut c).await;
-    println!("disconnected {took:?} after stopping mid-head (idle timeout 300ms)");
-    assert!(took >= Duration::from_millis(250), "{took:?}");
+    println!("disconnected {took:?} after stopping mid-head (idle timeout 1s)");
+    // The timer started when the last response was written, a little
+    // before `took` did.
+    assert!(took >= Duration::from_millis(600), "{took:?}");
 }
 
 /// How long until the server closes `c` (read to the end); panics past 10 s.
