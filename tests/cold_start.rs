@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::Instant;
+
 use support::*;
 
 /// Start-to-listen delay of the demo in the cold-start test.
@@ -33,21 +35,33 @@ async fn a_container_that_listens_500ms_after_start_alone_in_its_pool_loses_no_r
             &[&format!("wharf.pool={pool}"), &format!("wharf.host={host}")],
             &["-e", &format!("DEMO_LISTEN_DELAY={LISTEN_DELAY}")],
         );
-        let (_, took) = poll("50 answers from the container", secs(30), || async {
+        let ran = Instant::now();
+        // When the route is known to exist: the answer to an `/api/state`
+        // poll that lists the backend. A `no-route` 404 sent before then is
+        // an answer from before the route; one sent after is a lost request.
+        // (Ordering by send time alone misclassifies: two load workers race,
+        // and a request sent a moment earlier can reach wharf a moment later.)
+        poll("the backend listed in /api/state", secs(30), || async {
+            let n = wharf.backends(&pool).await.len();
+            (n > 0).then_some(()).ok_or(format!("{n} backends"))
+        })
+        .await;
+        let route_seen = load.elapsed();
+        poll("50 answers from the container", secs(30), || async {
             let p = load.progress();
             (p.ok >= 50)
                 .then_some(())
                 .ok_or(format!("{} ok of {}", p.ok, p.requests))
         })
         .await;
+        let took = ran.elapsed();
         let report = load.stop().await;
-        let mut outcomes = report.outcomes.clone();
-        outcomes.sort_by_key(|o| o.sent);
-        let before = outcomes
-            .iter()
-            .take_while(|o| o.status == Some(404) && o.wharf_error.as_deref() == Some("no-route"))
-            .count();
-        let routed = &outcomes[before..];
+        let (before, routed): (Vec<_>, Vec<_>) = report.outcomes.iter().partition(|o| {
+            o.sent < route_seen && o.status == Some(404) && o.wharf_error.as_deref() == Some("no-route")
+        });
+        let mut routed = routed;
+        routed.sort_by_key(|o| o.sent);
+        let before = before.len();
         routed_total += routed.len();
         let first_wait = routed.iter().take(5).map(|o| o.latency()).max().unwrap_or_default();
         slowest = slowest.max(first_wait);
