@@ -8,6 +8,7 @@
 //! the backend became ready moments ago and no other backend could take the
 //! request, the connect is tried again after a short back-off.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,95 +49,99 @@ pub(super) struct Mode {
 }
 
 impl Proxy {
-    pub(super) async fn attempt(
-        &self,
-        backend: &Backend,
+    /// Not an `async fn`: see [`Proxy::handle_on`].
+    #[allow(clippy::manual_async_fn)] // on purpose: see `Proxy::handle_on`
+    pub(super) fn attempt<'a>(
+        &'a self,
+        backend: &'a Backend,
         mut req: Request<UpBody>,
         mode: Mode,
         now: Instant,
-    ) -> Attempted {
-        let Mode { upgrade, h2, alone } = mode;
-        let mut cold = ColdStart::new(alone, self.timeouts.connect);
-        let mut guard = Guard::new(Arc::clone(&backend.shared));
-        let uid = backend.shared.uid;
-        let ups = &self.upstreams;
-        loop {
-            let pooled = match (upgrade, h2) {
-                (true, _) => None,
-                (false, false) => ups.take(uid, self.timeouts.upstream_idle, now).map(Conn::H1),
-                (false, true) => ups.take_h2(uid).map(Conn::H2),
-            };
-            let fresh = pooled.is_none();
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => {
-                    // Boxed: connecting (TCP, the handshake, the spawn) is a
-                    // large future that a pooled connection never needs, and
-                    // unboxed its size is held, per client connection, by
-                    // hyper's `Box` for the service future (see server/).
-                    let connected = if h2 {
-                        Box::pin(net::connect_h2(backend.addr, self.timeouts.connect))
-                            .await
-                            .map(|s| {
-                                ups.set_h2(uid, s.clone());
-                                Conn::H2(s)
-                            })
-                    } else {
-                        Box::pin(net::connect(backend.addr, self.timeouts.connect, upgrade))
-                            .await
-                            .map(Conn::H1)
-                    };
-                    let refusals = &backend.shared.health.refusals;
-                    match connected {
-                        Ok(c) => {
-                            refusals.record_connected();
-                            c
-                        }
-                        Err(e) => {
-                            if e.is_refused() {
-                                refusals.record_refused(health::now_ms());
+    ) -> impl Future<Output = Attempted> + Send + 'a {
+        async move {
+            let Mode { upgrade, h2, alone } = mode;
+            let mut cold = ColdStart::new(alone, self.timeouts.connect);
+            let mut guard = Guard::new(Arc::clone(&backend.shared));
+            let uid = backend.shared.uid;
+            let ups = &self.upstreams;
+            loop {
+                let pooled = match (upgrade, h2) {
+                    (true, _) => None,
+                    (false, false) => ups.take(uid, self.timeouts.upstream_idle, now).map(Conn::H1),
+                    (false, true) => ups.take_h2(uid).map(Conn::H2),
+                };
+                let fresh = pooled.is_none();
+                let mut conn = match pooled {
+                    Some(c) => c,
+                    None => {
+                        // Boxed: connecting (TCP, the handshake, the spawn) is a
+                        // large future that a pooled connection never needs, and
+                        // unboxed its size is held, per client connection, by
+                        // hyper's `Box` for the service future (see server/).
+                        let connected = if h2 {
+                            Box::pin(net::connect_h2(backend.addr, self.timeouts.connect))
+                                .await
+                                .map(|s| {
+                                    ups.set_h2(uid, s.clone());
+                                    Conn::H2(s)
+                                })
+                        } else {
+                            Box::pin(net::connect(backend.addr, self.timeouts.connect, upgrade))
+                                .await
+                                .map(Conn::H1)
+                        };
+                        let refusals = &backend.shared.health.refusals;
+                        match connected {
+                            Ok(c) => {
+                                refusals.record_connected();
+                                c
                             }
-                            let wait = e
-                                .is_refused()
-                                .then(|| cold.after_refusal(&backend.shared.ready_since, Instant::now()))
-                                .flatten();
-                            if let Some(wait) = wait {
-                                tracing::debug!(backend = %backend.addr, ?wait, retries = cold.retries,
+                            Err(e) => {
+                                if e.is_refused() {
+                                    refusals.record_refused(health::now_ms());
+                                }
+                                let wait = e
+                                    .is_refused()
+                                    .then(|| cold.after_refusal(&backend.shared.ready_since, Instant::now()))
+                                    .flatten();
+                                if let Some(wait) = wait {
+                                    tracing::debug!(backend = %backend.addr, ?wait, retries = cold.retries,
                                                 "connect refused during cold start, trying again");
-                                tokio::time::sleep(wait).await;
-                                continue;
+                                    tokio::time::sleep(wait).await;
+                                    continue;
+                                }
+                                return Attempted::NotSent(Box::new(req), e.to_string());
                             }
-                            return Attempted::NotSent(Box::new(req), e.to_string());
                         }
                     }
-                }
-            };
-            if conn.ready().await.is_err() {
-                if fresh {
-                    let why = format!("connection to {} closed", backend.addr);
-                    return Attempted::NotSent(Box::new(req), why);
-                }
-                continue;
-            }
-            let sent = tokio::time::timeout(self.timeouts.request, conn.try_send(req)).await;
-            match sent {
-                Err(_) => return Attempted::Timeout,
-                Ok(Ok(resp)) => {
-                    // HTTP/1 connections go back to the pool when the body ends;
-                    // the shared HTTP/2 one never left it.
-                    if let (Conn::H1(s), false) = (conn, upgrade) {
-                        guard.set_sender(ups, s);
+                };
+                if conn.ready().await.is_err() {
+                    if fresh {
+                        let why = format!("connection to {} closed", backend.addr);
+                        return Attempted::NotSent(Box::new(req), why);
                     }
-                    return Attempted::Answered(resp, guard);
+                    continue;
                 }
-                Ok(Err(mut e)) => match e.take_message() {
-                    Some(r) if !fresh => {
-                        req = r;
-                        continue;
+                let sent = tokio::time::timeout(self.timeouts.request, conn.try_send(req)).await;
+                match sent {
+                    Err(_) => return Attempted::Timeout,
+                    Ok(Ok(resp)) => {
+                        // HTTP/1 connections go back to the pool when the body ends;
+                        // the shared HTTP/2 one never left it.
+                        if let (Conn::H1(s), false) = (conn, upgrade) {
+                            guard.set_sender(ups, s);
+                        }
+                        return Attempted::Answered(resp, guard);
                     }
-                    Some(r) => return Attempted::NotSent(Box::new(r), e.into_error().to_string()),
-                    None => return Attempted::Lost(e.into_error().to_string()),
-                },
+                    Ok(Err(mut e)) => match e.take_message() {
+                        Some(r) if !fresh => {
+                            req = r;
+                            continue;
+                        }
+                        Some(r) => return Attempted::NotSent(Box::new(r), e.into_error().to_string()),
+                        None => return Attempted::Lost(e.into_error().to_string()),
+                    },
+                }
             }
         }
     }

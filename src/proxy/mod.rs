@@ -34,6 +34,7 @@ pub mod tunnel;
 pub mod upstream;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -137,237 +138,242 @@ impl Proxy {
         }
     }
 
-    async fn forward(
-        &self,
+    /// Not an `async fn`: see [`Proxy::handle_on`].
+    #[allow(clippy::manual_async_fn)] // on purpose: see `Proxy::handle_on`
+    fn forward<'a>(
+        &'a self,
         mut req: Request<Incoming>,
         client: SocketAddr,
         secure: bool,
         start: Instant,
-        trace: &mut Trace,
-    ) -> Result<Response<RespBody>, ProxyError> {
-        let connect = req.method() == http::Method::CONNECT;
-        match sanity::check(req.method(), req.version(), req.uri(), req.headers()) {
-            None => {}
-            // CONNECT: the pool decides, once routed (`wharf.connect`).
-            Some(sanity::Refusal::Method) if connect => {}
-            Some(sanity::Refusal::Method) => return Err(ProxyError::MethodNotAllowed),
-            Some(sanity::Refusal::BadRequest(why)) => return Err(ProxyError::BadRequest(why)),
-        }
-        // ACME HTTP-01, before routing and never redirected; a token wharf
-        // does not know goes on to the backend (it may run its own client).
-        let challenge = !secure && http01_token(req.uri().path()).is_some();
-        if challenge {
-            let answer = (self.http01.as_ref()).and_then(|h| h.answer(http01_token(req.uri().path())?));
-            if let Some(answer) = answer {
-                return Ok(https::http01_answer(answer).map(Either::Right));
+        trace: &'a mut Trace,
+    ) -> impl Future<Output = Result<Response<RespBody>, ProxyError>> + Send + 'a {
+        async move {
+            let connect = req.method() == http::Method::CONNECT;
+            match sanity::check(req.method(), req.version(), req.uri(), req.headers()) {
+                None => {}
+                // CONNECT: the pool decides, once routed (`wharf.connect`).
+                Some(sanity::Refusal::Method) if connect => {}
+                Some(sanity::Refusal::Method) => return Err(ProxyError::MethodNotAllowed),
+                Some(sanity::Refusal::BadRequest(why)) => return Err(ProxyError::BadRequest(why)),
             }
-        }
-        let table = self.router.load();
-        let host = headers::request_host(req.headers(), req.uri()).unwrap_or_default();
-        // A CONNECT target has no path: it routes like `/`.
-        let path = if connect { "/" } else { req.uri().path() };
-        let m = table.route(&host, path).ok_or(ProxyError::NoRoute)?;
-        let pool = Arc::clone(m.pool);
-        trace.pool = Some(Arc::clone(&pool));
-        if connect && !connect::allowed(req.version(), &pool.opts) {
-            return Err(ProxyError::MethodNotAllowed);
-        }
-        if !secure && !challenge && pool.opts.https_redirect {
-            let location = https::redirect_location(&host, self.https_port, req.uri())
-                .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
-            return Ok(https::redirect(location).map(Either::Right));
-        }
-        // Policies before anything else: a refused client learns nothing of the backends.
-        let shape = match &pool.policy {
-            None => None,
-            Some(policy) => {
-                let head = req.method() == http::Method::HEAD;
-                // Boxed: pools without policies do not carry its future's size.
-                let admitted = Box::pin(policy.admit(head, req.headers_mut(), client, &self.trusted_proxies));
-                Some(admitted.await.map_err(ProxyError::Refused)?)
-            }
-        };
-        if !pool.has_ready() {
-            return Err(ProxyError::NoBackend(pool.name.clone()));
-        }
-        let trusted = cidr::any_contains(&self.trusted_proxies, client.ip());
-        let prepare::Prepared {
-            mut req,
-            upgrade,
-            h2,
-            replayable,
-            fault,
-        } = prepare::prepare(
-            req,
-            &pool,
-            m.prefix_len,
-            client,
-            trusted,
-            secure,
-            self.timeouts.body_idle,
-        )?;
-        if let Either::Left(body) = req.body_mut() {
-            if hyper::body::Body::size_hint(body).exact().is_none() {
-                body.counting(StreamedBytes::new(Arc::clone(&pool.stats), self.worker, false));
-            }
-        }
-
-        let sticky = pool.opts.sticky.as_ref();
-        let cookie = sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
-        // The clock read when the request arrived, a few µs ago, is close
-        // enough for balancing and health (two clock reads fewer), unless a
-        // policy may have made it wait (a password hash, a queue).
-        let at = if pool.policy.is_some() { Instant::now() } else { start };
-        let ctx = Context {
-            client_ip: client.ip(),
-            sticky: cookie.as_deref(),
-            now: at,
-        };
-        let now = health::ms_at(at);
-        pool.retry_budget.deposit();
-        // Panic mode: every ready backend is ejected or failing its checks;
-        // trying them all beats answering 503 to everyone.
-        let panic = pool.in_panic(now);
-        let slot = pool.stats.slot(self.worker);
-        if panic {
-            self.stats.panics.fetch_add(1, Ordering::Relaxed);
-            slot.panics.fetch_add(1, Ordering::Relaxed);
-        }
-        // Backends tried so far: at most 1 + `wharf.retries` (≤ 10), on the stack.
-        let mut tried_at = [0usize; 1 + retry::MAX_RETRIES as usize];
-        let mut attempts = 0;
-        let mut last_err = String::new();
-        let mut last_failure = Failure::NotSent;
-        // The head kept for a replay after a lost connection: copied (the
-        // whole header map) only before an attempt that a replay could
-        // follow, i.e. with attempts left and another backend to take it.
-        let mut replay: Option<prepare::Replay> = None;
-        let max_attempts = 1 + pool.opts.retries.min(retry::MAX_RETRIES) as usize;
-        let unreachable = |detail: String| ProxyError::Unreachable {
-            pool: pool.name.clone(),
-            detail,
-        };
-        loop {
-            let tried = &tried_at[..attempts];
-            let max_conns = pool.opts.max_conns;
-            // A backend with room first; if all are full, queue on one.
-            let picked = pick(&pool, &ctx, tried, now, panic, max_conns).or_else(|| {
-                (max_conns > 0)
-                    .then(|| pick(&pool, &ctx, tried, now, panic, 0))
-                    .flatten()
-            });
-            let Some(idx) = picked else {
-                return Err(if tried.is_empty() {
-                    ProxyError::NoBackend(pool.name.clone())
-                } else {
-                    unreachable(last_err)
-                });
-            };
-            if !tried.is_empty() {
-                if !pool.retry_budget.try_withdraw() {
-                    slot.budget_exhausted.fetch_add(1, Ordering::Relaxed);
-                    return Err(unreachable(format!("{last_err}; retry budget exhausted")));
+            // ACME HTTP-01, before routing and never redirected; a token wharf
+            // does not know goes on to the backend (it may run its own client).
+            let challenge = !secure && http01_token(req.uri().path()).is_some();
+            if challenge {
+                let answer = (self.http01.as_ref()).and_then(|h| h.answer(http01_token(req.uri().path())?));
+                if let Some(answer) = answer {
+                    return Ok(https::http01_answer(answer).map(Either::Right));
                 }
-                self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                slot.retries[usize::from(last_failure == Failure::Lost)].fetch_add(1, Ordering::Relaxed);
             }
-            tried_at[attempts] = idx;
-            attempts += 1;
-            trace.attempts = attempts as u32;
-            trace.backend = Some(idx);
-            let backend = &pool.backends[idx];
-            // Waiting is rare: boxed, so that its future does not size every request's.
-            if !slots::has_room(&backend.shared, max_conns)
-                && !Box::pin(slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect)).await
-            {
-                return Err(ProxyError::BackendFull {
-                    pool: pool.name.clone(),
-                    max: max_conns,
-                });
+            let table = self.router.load();
+            let host = headers::request_host(req.headers(), req.uri()).unwrap_or_default();
+            // A CONNECT target has no path: it routes like `/`.
+            let path = if connect { "/" } else { req.uri().path() };
+            let m = table.route(&host, path).ok_or(ProxyError::NoRoute)?;
+            let pool = Arc::clone(m.pool);
+            trace.pool = Some(Arc::clone(&pool));
+            if connect && !connect::allowed(req.version(), &pool.opts) {
+                return Err(ProxyError::MethodNotAllowed);
             }
-            let sent_at = Instant::now();
-            let mode = Mode {
-                upgrade: upgrade.is_some(),
+            if !secure && !challenge && pool.opts.https_redirect {
+                let location = https::redirect_location(&host, self.https_port, req.uri())
+                    .ok_or(ProxyError::BadRequest("no host to redirect to"))?;
+                return Ok(https::redirect(location).map(Either::Right));
+            }
+            // Policies before anything else: a refused client learns nothing of the backends.
+            let shape = match &pool.policy {
+                None => None,
+                Some(policy) => {
+                    let head = req.method() == http::Method::HEAD;
+                    // Boxed: pools without policies do not carry its future's size.
+                    let admitted = Box::pin(policy.admit(head, req.headers_mut(), client, &self.trusted_proxies));
+                    Some(admitted.await.map_err(ProxyError::Refused)?)
+                }
+            };
+            if !pool.has_ready() {
+                return Err(ProxyError::NoBackend(pool.name.clone()));
+            }
+            let trusted = cidr::any_contains(&self.trusted_proxies, client.ip());
+            let prepare::Prepared {
+                mut req,
+                upgrade,
                 h2,
-                alone: !others_left(&pool, &tried_at[..attempts], now, panic),
-            };
-            if replayable && replay.is_none() && !mode.alone && attempts < max_attempts {
-                replay = Some(prepare::Replay::of(&req));
+                replayable,
+                fault,
+            } = prepare::prepare(
+                req,
+                &pool,
+                m.prefix_len,
+                client,
+                trusted,
+                secure,
+                self.timeouts.body_idle,
+            )?;
+            if let Either::Left(body) = req.body_mut() {
+                if hyper::body::Body::size_hint(body).exact().is_none() {
+                    body.counting(StreamedBytes::new(Arc::clone(&pool.stats), self.worker, false));
+                }
             }
-            let (failure, why, back) = match self.attempt(backend, req, mode, sent_at).await {
-                Attempted::Answered(mut resp, guard) => {
-                    backend.shared.health.record_success();
-                    let answered = Instant::now();
-                    trace.upstream = Some(answered.saturating_duration_since(sent_at));
-                    backend
-                        .shared
-                        .latency
-                        .observe(answered.saturating_duration_since(sent_at), answered);
-                    balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
-                    match connect::switch(resp.status(), connect, upgrade.is_some()) {
-                        connect::Switch::Refuse(detail) => {
-                            backend.shared.errors.fetch_add(1, Ordering::Relaxed);
-                            return Err(ProxyError::BadResponse {
-                                pool: pool.name.clone(),
-                                detail,
-                            });
-                        }
-                        connect::Switch::Tunnel => {
-                            if let Some(on_client) = upgrade {
-                                return Ok(self.start_tunnel(on_client, resp, guard, connect));
-                            }
-                        }
-                        connect::Switch::No => {}
-                    }
-                    headers::strip_hop_by_hop(resp.headers_mut(), false);
-                    if let (true, Some(max_age)) = (secure, pool.opts.hsts) {
-                        resp.headers_mut()
-                            .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));
-                    }
-                    // A length not declared at the head is counted as it streams.
-                    let streamed = hyper::body::Body::size_hint(resp.body()).exact().is_none();
-                    let resp = resp.map(|b| {
-                        let body = Tracked::new(b, guard);
-                        match streamed {
-                            true => body.counting(StreamedBytes::new(Arc::clone(&pool.stats), self.worker, true)),
-                            false => body,
-                        }
+
+            let sticky = pool.opts.sticky.as_ref();
+            let cookie =
+                sticky.and_then(|s| balance::sticky::cookie_value(req.headers(), &s.cookie).map(str::to_owned));
+            // The clock read when the request arrived, a few µs ago, is close
+            // enough for balancing and health (two clock reads fewer), unless a
+            // policy may have made it wait (a password hash, a queue).
+            let at = if pool.policy.is_some() { Instant::now() } else { start };
+            let ctx = Context {
+                client_ip: client.ip(),
+                sticky: cookie.as_deref(),
+                now: at,
+            };
+            let now = health::ms_at(at);
+            pool.retry_budget.deposit();
+            // Panic mode: every ready backend is ejected or failing its checks;
+            // trying them all beats answering 503 to everyone.
+            let panic = pool.in_panic(now);
+            let slot = pool.stats.slot(self.worker);
+            if panic {
+                self.stats.panics.fetch_add(1, Ordering::Relaxed);
+                slot.panics.fetch_add(1, Ordering::Relaxed);
+            }
+            // Backends tried so far: at most 1 + `wharf.retries` (≤ 10), on the stack.
+            let mut tried_at = [0usize; 1 + retry::MAX_RETRIES as usize];
+            let mut attempts = 0;
+            let mut last_err = String::new();
+            let mut last_failure = Failure::NotSent;
+            // The head kept for a replay after a lost connection: copied (the
+            // whole header map) only before an attempt that a replay could
+            // follow, i.e. with attempts left and another backend to take it.
+            let mut replay: Option<prepare::Replay> = None;
+            let max_attempts = 1 + pool.opts.retries.min(retry::MAX_RETRIES) as usize;
+            let unreachable = |detail: String| ProxyError::Unreachable {
+                pool: pool.name.clone(),
+                detail,
+            };
+            loop {
+                let tried = &tried_at[..attempts];
+                let max_conns = pool.opts.max_conns;
+                // A backend with room first; if all are full, queue on one.
+                let picked = pick(&pool, &ctx, tried, now, panic, max_conns).or_else(|| {
+                    (max_conns > 0)
+                        .then(|| pick(&pool, &ctx, tried, now, panic, 0))
+                        .flatten()
+                });
+                let Some(idx) = picked else {
+                    return Err(if tried.is_empty() {
+                        ProxyError::NoBackend(pool.name.clone())
+                    } else {
+                        unreachable(last_err)
                     });
-                    let resp = match (&pool.policy, shape) {
-                        (Some(policy), Some(shape)) => policy.shape(resp, shape).map(Either::Left),
-                        _ => resp.map(|b| Either::Left(Either::Left(b))),
-                    };
-                    return Ok(resp);
+                };
+                if !tried.is_empty() {
+                    if !pool.retry_budget.try_withdraw() {
+                        slot.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+                        return Err(unreachable(format!("{last_err}; retry budget exhausted")));
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    slot.retries[usize::from(last_failure == Failure::Lost)].fetch_add(1, Ordering::Relaxed);
                 }
-                Attempted::NotSent(r, why) => {
-                    debug!(backend = %backend.addr, %why, "not delivered, trying another backend");
-                    (Failure::NotSent, why, Some(*r))
+                tried_at[attempts] = idx;
+                attempts += 1;
+                trace.attempts = attempts as u32;
+                trace.backend = Some(idx);
+                let backend = &pool.backends[idx];
+                // Waiting is rare: boxed, so that its future does not size every request's.
+                if !slots::has_room(&backend.shared, max_conns)
+                    && !Box::pin(slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect)).await
+                {
+                    return Err(ProxyError::BackendFull {
+                        pool: pool.name.clone(),
+                        max: max_conns,
+                    });
                 }
-                Attempted::Lost(why) => (Failure::Lost, why, None),
-                Attempted::Timeout => (Failure::Timeout, String::new(), None),
-            };
-            // The client's body failed (bad framing, gone, too slow): the
-            // upstream exchange broke because of the client. Not the
-            // backend's fault, and no other backend would do better.
-            if let Some(f) = fault.get() {
-                return Err(ProxyError::Client(f));
+                let sent_at = Instant::now();
+                let mode = Mode {
+                    upgrade: upgrade.is_some(),
+                    h2,
+                    alone: !others_left(&pool, &tried_at[..attempts], now, panic),
+                };
+                if replayable && replay.is_none() && !mode.alone && attempts < max_attempts {
+                    replay = Some(prepare::Replay::of(&req));
+                }
+                let (failure, why, back) = match self.attempt(backend, req, mode, sent_at).await {
+                    Attempted::Answered(mut resp, guard) => {
+                        backend.shared.health.record_success();
+                        let answered = Instant::now();
+                        trace.upstream = Some(answered.saturating_duration_since(sent_at));
+                        backend
+                            .shared
+                            .latency
+                            .observe(answered.saturating_duration_since(sent_at), answered);
+                        balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
+                        match connect::switch(resp.status(), connect, upgrade.is_some()) {
+                            connect::Switch::Refuse(detail) => {
+                                backend.shared.errors.fetch_add(1, Ordering::Relaxed);
+                                return Err(ProxyError::BadResponse {
+                                    pool: pool.name.clone(),
+                                    detail,
+                                });
+                            }
+                            connect::Switch::Tunnel => {
+                                if let Some(on_client) = upgrade {
+                                    return Ok(self.start_tunnel(on_client, resp, guard, connect));
+                                }
+                            }
+                            connect::Switch::No => {}
+                        }
+                        headers::strip_hop_by_hop(resp.headers_mut(), false);
+                        if let (true, Some(max_age)) = (secure, pool.opts.hsts) {
+                            resp.headers_mut()
+                                .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));
+                        }
+                        // A length not declared at the head is counted as it streams.
+                        let streamed = hyper::body::Body::size_hint(resp.body()).exact().is_none();
+                        let resp = resp.map(|b| {
+                            let body = Tracked::new(b, guard);
+                            match streamed {
+                                true => body.counting(StreamedBytes::new(Arc::clone(&pool.stats), self.worker, true)),
+                                false => body,
+                            }
+                        });
+                        let resp = match (&pool.policy, shape) {
+                            (Some(policy), Some(shape)) => policy.shape(resp, shape).map(Either::Left),
+                            _ => resp.map(|b| Either::Left(Either::Left(b))),
+                        };
+                        return Ok(resp);
+                    }
+                    Attempted::NotSent(r, why) => {
+                        debug!(backend = %backend.addr, %why, "not delivered, trying another backend");
+                        (Failure::NotSent, why, Some(*r))
+                    }
+                    Attempted::Lost(why) => (Failure::Lost, why, None),
+                    Attempted::Timeout => (Failure::Timeout, String::new(), None),
+                };
+                // The client's body failed (bad framing, gone, too slow): the
+                // upstream exchange broke because of the client. Not the
+                // backend's fault, and no other backend would do better.
+                if let Some(f) = fault.get() {
+                    return Err(ProxyError::Client(f));
+                }
+                if failure == Failure::Timeout {
+                    backend.shared.errors.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    record_failure(&pool, backend, now);
+                }
+                last_err = why;
+                last_failure = failure;
+                req = match (retry::after(failure, replayable, attempts, max_attempts), back) {
+                    (Next::Retry, Some(r)) => r,
+                    (Next::Replay, _) => match &replay {
+                        Some(r) => r.request(),
+                        None => return Err(unreachable(last_err)),
+                    },
+                    (Next::Timeout, _) => return Err(ProxyError::Timeout(self.timeouts.request)),
+                    _ => return Err(unreachable(last_err)),
+                };
             }
-            if failure == Failure::Timeout {
-                backend.shared.errors.fetch_add(1, Ordering::Relaxed);
-            } else {
-                record_failure(&pool, backend, now);
-            }
-            last_err = why;
-            last_failure = failure;
-            req = match (retry::after(failure, replayable, attempts, max_attempts), back) {
-                (Next::Retry, Some(r)) => r,
-                (Next::Replay, _) => match &replay {
-                    Some(r) => r.request(),
-                    None => return Err(unreachable(last_err)),
-                },
-                (Next::Timeout, _) => return Err(ProxyError::Timeout(self.timeouts.request)),
-                _ => return Err(unreachable(last_err)),
-            };
         }
     }
 

@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -233,10 +234,8 @@ impl Connection {
         // The request's future is boxed per request: hyper otherwise keeps a
         // `Box` sized for it (about 5 KiB) for the whole life of every
         // connection, idle ones included (issue 9: 10,000 idle connections).
-        let svc = service_fn(move |req| {
-            let proxy = Arc::clone(&proxy);
-            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) })
-        });
+        let svc =
+            service_fn(move |req| Box::pin(Arc::clone(&proxy).handle_on(req, peer, false).map(Ok::<_, Infallible>)));
         let io = TokioIo::new(detect::Prefixed::new(first, stream));
         // Boxed: hyper's connection state is large, and the task's future is
         // copied several times on its way into the runtime (spawn, completion).

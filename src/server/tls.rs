@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
@@ -86,10 +87,8 @@ impl TlsConnection {
         }
         let proxy = Arc::clone(&self.proxy);
         // Boxed per request, as on the plain listener (see `super::Connection::serve`).
-        let svc = service_fn(move |req| {
-            let proxy = Arc::clone(&proxy);
-            Box::pin(async move { Ok::<_, Infallible>(proxy.handle_on(req, peer, true).await) })
-        });
+        let svc =
+            service_fn(move |req| Box::pin(Arc::clone(&proxy).handle_on(req, peer, true).map(Ok::<_, Infallible>)));
         let io = TokioIo::new(tls);
         if alpn.as_deref() == Some(b"h2") {
             let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
