@@ -291,7 +291,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
         .map(|i| {
             tokio::spawn(async move {
                 let id = format!("slow-{i}");
-                let r = request(listen, "GET", Three::HOST, "/slow?ms=5000", &[("x-demo-id", &id)], b"").await;
+                let r = request(listen, "GET", Three::HOST, "/slow?ms=8000", &[("x-demo-id", &id)], b"").await;
                 (id, r, origin.elapsed())
             })
         })
@@ -326,7 +326,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
     let since = unix_ns();
     let stop_issued = Instant::now();
     let id = victim.id.clone();
-    let stop = tokio::task::spawn_blocking(move || docker(&["stop", "-t", "10", &id]));
+    let stop = tokio::task::spawn_blocking(move || docker(&["stop", "-t", "15", &id]));
     let what = "victim draining in /api/state";
     let (first_draining, _) = t
         .wait_backend(victim_addr, secs(20), what, |b| match b {

@@ -34,7 +34,7 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
     let inflight: Vec<_> = (0..5)
         .map(|_| {
             tokio::spawn(async move {
-                let r = get(listen, "term.test", "/slow?ms=4000").await;
+                let r = get(listen, "term.test", "/slow?ms=6000").await;
                 (r, Instant::now())
             })
         })
@@ -85,7 +85,7 @@ async fn sigterm_finishes_requests_in_flight_turns_readyz_503_refuses_new_connec
         let (r, done) = t.await.expect("request task");
         let r = r.unwrap_or_else(|e| panic!("request in flight at SIGTERM failed: {e}"));
         assert_eq!(r.status, 200, "request in flight at SIGTERM: {}", r.body);
-        assert!(r.body.contains("GET /slow?ms=4000"), "echo body: {}", r.body);
+        assert!(r.body.contains("GET /slow?ms=6000"), "echo body: {}", r.body);
         assert!(
             done > refused_at,
             "the listener closed only after the requests completed"
