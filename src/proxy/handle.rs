@@ -23,9 +23,11 @@ impl Proxy {
     /// `forward` and `attempt`, rather than an `async fn`: an `async fn`
     /// keeps each argument twice in its state (as passed, and moved into the
     /// body's local), so the 264-byte request was held, and copied, twice at
-    /// each level (issue 9: the boxed request future went from 4,552 to 2,936 bytes, and callgrind from 33,993 to 33,357 instructions per keep-alive request, 42,201 to 41,601 with `Connection: close`). And
-    /// it takes the `Arc`, so the server's per-request future is this one,
-    /// not one more level around it.
+    /// each level. And it takes the `Arc`, so the server's per-request
+    /// future is this one, not one more level around it. Issue 9: the boxed
+    /// request future went from 4,552 to 2,936 bytes; callgrind from 33,993
+    /// to 33,357 instructions per keep-alive request (42,201 to 41,601 with
+    /// `Connection: close`).
     #[allow(clippy::manual_async_fn)] // on purpose: see `Proxy::handle_on`
     pub fn handle_on(
         self: Arc<Self>,
