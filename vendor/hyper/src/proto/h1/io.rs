@@ -248,7 +248,14 @@ where
                 .max()
                 .saturating_sub(self.read_buf.len()),
         );
-        if self.read_buf_remaining_mut() < next {
+        // wharf patch (see vendor/hyper/WHARF-PATCH.md, change 6): reserve
+        // only when less than half of `next` is free. Unpatched, any shortfall
+        // reserved: after a response head is split off an 8 KiB buffer, 8 KiB
+        // minus the head is left, and the next read (the idle check, while
+        // the head's header values still share the buffer) made a new 8 KiB
+        // buffer for every response. A read of at least half of `next` does
+        // not shrink the adaptive strategy (its threshold is `next / 2`).
+        if self.read_buf_remaining_mut() < next - next / 2 {
             self.read_buf.reserve(next);
         }
 
