@@ -5,7 +5,7 @@
 //! 1. the compose example scaled 1 → 8 → 1 under GET+POST load: 0 failed,
 //!    the pool follows, and the SIGTERM → drained lag from wharf's log;
 //! 2. `docker kill` (SIGKILL) of one of three backends under GET load: 0 failed;
-//! 3. `docker stop` of a backend with 5-second requests in flight on it: they
+//! 3. `docker stop` of a backend with 6.5-second requests in flight on it: they
 //!    all finish with 200, and no request sent after wharf drained it reaches it;
 //! 6. `docker pause` of one of three under load: failures (if any) end within
 //!    2 s, and after `unpause` it is back in rotation;
@@ -291,7 +291,7 @@ async fn docker_stop_lets_in_flight_slow_requests_finish_and_sends_nothing_new()
         .map(|i| {
             tokio::spawn(async move {
                 let id = format!("slow-{i}");
-                let r = request(listen, "GET", Three::HOST, "/slow?ms=8000", &[("x-demo-id", &id)], b"").await;
+                let r = request(listen, "GET", Three::HOST, "/slow?ms=6500", &[("x-demo-id", &id)], b"").await;
                 (id, r, origin.elapsed())
             })
         })

@@ -28,7 +28,7 @@ impl Proxy {
     /// request future went from 4,552 to 2,936 bytes; callgrind from 33,993
     /// to 33,357 instructions per keep-alive request (42,201 to 41,601 with
     /// `Connection: close`).
-    #[allow(clippy::manual_async_fn)] // on purpose: see `Proxy::handle_on`
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
     pub fn handle_on(
         self: Arc<Self>,
         mut req: Request<Incoming>,

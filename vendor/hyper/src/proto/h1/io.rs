@@ -253,8 +253,12 @@ where
         // reserved: after a response head is split off an 8 KiB buffer, 8 KiB
         // minus the head is left, and the next read (the idle check, while
         // the head's header values still share the buffer) made a new 8 KiB
-        // buffer for every response. A read of at least half of `next` does
-        // not shrink the adaptive strategy (its threshold is `next / 2`).
+        // buffer for every response. The adaptive strategy shrinks after two
+        // reads in a row below the power of two under `next`, which is
+        // `next / 2` when `next` is a power of two (8 KiB and wharf's limits
+        // are), so reading into a free half does not shrink it; a read that
+        // fills a free half cannot grow it, but the next one reserves `next`
+        // and can: a stream grows the buffer at most one read later.
         if self.read_buf_remaining_mut() < next - next / 2 {
             self.read_buf.reserve(next);
         }
