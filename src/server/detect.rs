@@ -95,7 +95,12 @@ fn read_some(stream: &TcpStream, first: &mut Vec<u8>) -> io::Result<usize> {
     }
     let mut buf = [0u8; FIRST_READ];
     let n = stream.try_read(&mut buf)?;
-    first.reserve_exact(FIRST_READ);
+    // Exactly what was read (a typical request head: 100 bytes or so), not
+    // 1 KiB: hyper's read buffer and tokio's task cell are allocated per
+    // connection too, and three blocks of one size class per connection
+    // overflow glibc's per-thread cache (7 per class) under concurrent
+    // connections (issue 9). A later read grows it if the preface is cut.
+    first.reserve_exact(n);
     first.extend_from_slice(&buf[..n]);
     Ok(n)
 }
