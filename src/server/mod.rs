@@ -223,6 +223,11 @@ impl Connection {
     /// puts tokio's task cell for it at 768 bytes instead of 896 (128-byte
     /// aligned), out of the 1 KiB size class that hyper's read buffer also
     /// uses once per connection (issue 9, `Connection: close`).
+    ///
+    /// Careful: an `async move` block captures only the fields it names. The
+    /// ticket's permit (`--max-connections`) and drain token are never named,
+    /// so the ticket is used whole at the end: without that they were dropped
+    /// when the task was spawned (the drain did not wait, the cap did not hold).
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     fn serve(
         self,
@@ -230,8 +235,13 @@ impl Connection {
         peer: SocketAddr,
         first_bytes_within: Duration,
     ) -> impl Future<Output = ()> + Send {
+        let Connection {
+            ticket,
+            proxy,
+            builders,
+        } = self;
         async move {
-            let Some(protocol) = self.ticket.stop.run(detect::detect(&stream, first_bytes_within)).await else {
+            let Some(protocol) = ticket.stop.run(detect::detect(&stream, first_bytes_within)).await else {
                 return;
             };
             let (protocol, first) = match protocol {
@@ -241,27 +251,33 @@ impl Connection {
                     return;
                 }
             };
-            let _open = OpenConnection::new(&self.proxy, protocol);
-            let proxy = Arc::clone(&self.proxy);
+            let _open = OpenConnection::new(&proxy, protocol);
             // The request's future is boxed per request: hyper otherwise keeps a
             // `Box` sized for it (about 5 KiB) for the whole life of every
             // connection, idle ones included (issue 9: 10,000 idle connections).
+            let handler = Arc::clone(&proxy);
             let svc = service_fn(move |req| {
-                Box::pin(Arc::clone(&proxy).handle_on(req, peer, false).map(Ok::<_, Infallible>))
+                Box::pin(
+                    Arc::clone(&handler)
+                        .handle_on(req, peer, false)
+                        .map(Ok::<_, Infallible>),
+                )
             });
             let io = TokioIo::new(detect::Prefixed::new(first, stream));
             // Boxed: hyper's connection state is large, and the task's future is
             // copied several times on its way into the runtime (spawn, completion).
             match protocol {
                 Protocol::Http1 => {
-                    let conn = Box::pin(self.builders.h1.serve_connection(io, svc).with_upgrades());
-                    drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
+                    let conn = Box::pin(builders.h1.serve_connection(io, svc).with_upgrades());
+                    drive(conn, &ticket.stop, |c| c.graceful_shutdown()).await
                 }
                 Protocol::H2 => {
-                    let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
-                    drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
+                    let conn = Box::pin(builders.h2.serve_connection(io, svc));
+                    drive(conn, &ticket.stop, |c| c.graceful_shutdown()).await
                 }
             }
+            // The whole ticket, until the connection ends (see above).
+            drop(ticket);
         }
     }
 }
