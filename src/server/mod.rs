@@ -241,13 +241,17 @@ impl Connection {
             builders,
         } = self;
         async move {
+            // The socket is closed before the ticket (its permit) is given
+            // back, on every path, as when this was an `async fn`.
             let Some(protocol) = ticket.stop.run(detect::detect(&stream, first_bytes_within)).await else {
+                drop(stream);
                 return;
             };
             let (protocol, first) = match protocol {
                 Ok(p) => p,
                 Err(e) => {
                     debug!(%peer, error = %e, "connection closed before a request");
+                    drop(stream);
                     return;
                 }
             };
@@ -276,7 +280,9 @@ impl Connection {
                     drive(conn, &ticket.stop, |c| c.graceful_shutdown()).await
                 }
             }
-            // The whole ticket, until the connection ends (see above).
+            // The open-connections gauge, then the whole ticket, when the
+            // connection ends (see above).
+            drop(_open);
             drop(ticket);
         }
     }
