@@ -129,6 +129,63 @@ async fn a_request_body_streams_to_the_backend_before_the_client_has_finished_it
     wharf.settled().await;
 }
 
+/// A backend that answers at once and echoes the request body as it
+/// arrives: each chunk must cross wharf both ways before the client sends
+/// the next, so the rest of the request body must keep flowing upstream
+/// while the response body streams back (a design that drives the upstream
+/// connection only while something waits for its response fails this).
+#[tokio::test]
+async fn a_backend_echoing_the_request_body_as_it_arrives_streams_both_ways_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _backend = AbortOnDrop(tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let svc =
+            service_fn(|req: Request<Incoming>| async move { Ok::<_, Infallible>(Response::new(req.into_body())) });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
+    }));
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[addr]);
+
+    let (chunks, rx) = mpsc::channel::<Bytes>(1);
+    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
+    }));
+    let stream = TcpStream::connect(wharf.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = request(Method::POST, "/echo").body(body).unwrap();
+    let pending = tokio::spawn(sender.send_request(req));
+    chunks.send(Bytes::from_static(b"one")).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("response headers while the request body is still open")
+        .unwrap()
+        .expect("a response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut echoed = resp.into_body();
+    for (i, word) in [&b"one"[..], b"two", b"three"].into_iter().enumerate() {
+        if i > 0 {
+            chunks.send(Bytes::from_static(word)).await.unwrap();
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(10), echoed.frame())
+            .await
+            .unwrap_or_else(|_| panic!("chunk {i} echoed while the request body is still open"))
+            .expect("a frame")
+            .expect("not an error");
+        assert_eq!(frame.into_data().ok().as_deref(), Some(word));
+    }
+    drop(chunks);
+    let rest = echoed.collect().await.expect("the echo ends cleanly").to_bytes();
+    assert!(rest.is_empty(), "nothing after the last chunk: {rest:?}");
+    wharf.settled().await;
+}
+
 /// The request timeout bounds the wait for response headers; a body that
 /// keeps streaming after it is not cut off. The pause between the chunks is
 /// the behaviour under test (time passing), not a synchronisation.
