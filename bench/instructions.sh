@@ -4,11 +4,13 @@
 # CPU µs do), so an optimisation of the request path can be judged by one run.
 # The kernel's share (syscalls, TCP) is not counted: pinned.sh measures it.
 #
-#   bench/instructions.sh [--requests 20000] [--connections 8] [--keep DIR]
+#   bench/instructions.sh [--requests 20000] [--connections 8] [--backends 1] [--keep DIR]
 #
 # WHARF_BIN=PATH measures that binary (default: build the working tree);
 # WHARF_BIN_B=PATH adds a second column. Each is run with `--workers 1` in front
-# of one nginx backend answering `return 200`; wrk sends keep-alive requests,
+# of one nginx backend answering `return 200` (--backends N: N of them, in one
+# pool; pinned.sh has 2, and with more than one a GET's head is copied for a
+# replay); wrk sends keep-alive requests,
 # then `Connection: close` ones. Counting starts after a warm-up
 # (`callgrind_control --zero`) and stops at `--dump`, so start-up is excluded.
 # Prints a table; asserts nothing. WRK_HEADER='Name: value' adds a request
@@ -23,14 +25,16 @@ source "$(dirname "$0")/lib.sh"
 source "$BENCH_DIR/proxies.sh"
 
 REQUESTS=20000
+BACKENDS=1
 CONNS=8
 KEEP=
 while (($#)); do
     case $1 in
         --requests) REQUESTS=$2; shift 2 ;;
         --connections) CONNS=$2; shift 2 ;;
+        --backends) BACKENDS=$2; shift 2 ;;
         --keep) KEEP=$2; mkdir -p "$KEEP"; shift 2 ;;
-        -h | --help) sed -n '2,19p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -47,11 +51,16 @@ B=${WHARF_BIN_B:-}
 
 WORK=$(mktemp -d /tmp/wharf-instr.XXXXXX)
 BENCH_CLEANUPS+=("rm -rf $WORK")
-BACKEND=127.0.0.1:18291
 LISTEN=127.0.0.1:18290
-bench_nginx_backend_conf "$WORK/backend" "$BACKEND"
-bench_spawn "$WORK/backend.log" "" nginx -c "$WORK/backend/nginx.conf"
-bench_wait_up "$SPAWNED" "http://$BACKEND/" "$WORK/backend.log" "nginx backend"
+POOL=
+for ((i = 0; i < BACKENDS; i++)); do
+    # 18291, then 18293 and up (18292 is wharf's admin port).
+    BACKEND=127.0.0.1:$((i == 0 ? 18291 : 18292 + i))
+    bench_nginx_backend_conf "$WORK/backend$i" "$BACKEND"
+    bench_spawn "$WORK/backend$i.log" "" nginx -c "$WORK/backend$i/nginx.conf"
+    bench_wait_up "$SPAWNED" "http://$BACKEND/" "$WORK/backend$i.log" "nginx backend"
+    POOL+=${POOL:+,}$BACKEND
+done
 
 # count BIN MODE: user-space instructions per request (one line: Ir requests).
 count() {
@@ -61,7 +70,7 @@ count() {
     [[ -n ${WRK_HEADER:-} ]] && header+=(-H "$WRK_HEADER")
     ! bench_wharf_has "$bin" --workers || workers=(--workers 1)
     valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$bin" --provider none \
-        --static "web=$BACKEND" --listen "$LISTEN" --admin-listen 127.0.0.1:18292 \
+        --static "web=$POOL" --listen "$LISTEN" --admin-listen 127.0.0.1:18292 \
         "${workers[@]}" >"$WORK/wharf.log" 2>&1 &
     pid=$!
     # Stopped however the script ends (a failed start used to leave it running).

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
+use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
@@ -37,20 +37,29 @@ pub struct Prepared {
 }
 
 /// What is needed to send a bodyless request again.
+///
+/// The headers are kept as a list, not a `HeaderMap`: the copy is made for
+/// every replayable request to a pool with more than one backend and used
+/// almost never, and a list is one small allocation where a map's clone is
+/// two, one of them usually over glibc's per-thread cache (issue 9:
+/// callgrind, two backends, 1.4k instructions per request for the map).
+/// Appending the list in order rebuilds the same map, repeated names included.
 pub struct Replay {
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    headers: Vec<(HeaderName, HeaderValue)>,
     version: Version,
 }
 
 impl Replay {
     /// A copy of `req`'s head, taken before an attempt that could be replayed.
     pub fn of(req: &Request<UpBody>) -> Replay {
+        let mut headers = Vec::with_capacity(req.headers().len());
+        headers.extend(req.headers().iter().map(|(k, v)| (k.clone(), v.clone())));
         Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            headers: req.headers().clone(),
+            headers,
             version: req.version(),
         }
     }
@@ -60,7 +69,11 @@ impl Replay {
         *r.version_mut() = self.version;
         *r.method_mut() = self.method.clone();
         *r.uri_mut() = self.uri.clone();
-        *r.headers_mut() = self.headers.clone();
+        let headers = r.headers_mut();
+        headers.reserve(self.headers.len());
+        for (k, v) in &self.headers {
+            headers.append(k.clone(), v.clone());
+        }
         r
     }
 }
@@ -165,4 +178,35 @@ pub fn prepare(
         replayable,
         fault,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_rebuilds_the_same_head_repeated_and_interleaved_names_included() {
+        let mut req: Request<UpBody> = Request::new(Either::Right(Empty::new()));
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = Uri::from_static("/a/b?c=d");
+        let h = req.headers_mut();
+        h.append("accept", HeaderValue::from_static("text/html"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("accept", HeaderValue::from_static("*/*"));
+        h.append("cookie", HeaderValue::from_static("a=1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+
+        let again = Replay::of(&req).request();
+        assert_eq!(again.method(), req.method());
+        assert_eq!(again.uri(), req.uri());
+        assert_eq!(again.version(), req.version());
+        assert_eq!(again.headers(), req.headers());
+        let order = |r: &Request<UpBody>| -> Vec<(String, String)> {
+            let h = r.headers().iter();
+            h.map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                .collect()
+        };
+        assert_eq!(order(&again), order(&req), "values in the same order");
+        assert_eq!(again.headers().get_all("accept").iter().count(), 2);
+    }
 }
