@@ -10,9 +10,9 @@
 # WHARF_BIN_B=PATH adds a second column. Each is run with `--workers 1` in front
 # of one nginx backend answering `return 200` (--backends N: N of them, in one
 # pool; pinned.sh has 2, and with more than one a GET's head is copied for a
-# replay); wrk sends keep-alive requests,
-# then `Connection: close` ones. Counting starts after a warm-up
-# (`callgrind_control --zero`) and stops at `--dump`, so start-up is excluded.
+# replay); wrk sends keep-alive requests, then `Connection: close` ones.
+# Counting starts after a warm-up (`callgrind_control --zero`) and stops at
+# `--dump`, so start-up is excluded.
 # Prints a table; asserts nothing. WRK_HEADER='Name: value' adds a request
 # header; wharf's own WHARF_* variables pass through, so a policy is measured
 # with e.g. WHARF_STATIC_LABEL='web:wharf.compress=true' (see labels.md).
@@ -32,7 +32,9 @@ while (($#)); do
     case $1 in
         --requests) REQUESTS=$2; shift 2 ;;
         --connections) CONNS=$2; shift 2 ;;
-        --backends) BACKENDS=$2; shift 2 ;;
+        --backends)
+            [[ $2 =~ ^[1-9][0-9]*$ ]] || die "--backends wants a count of 1 or more, not '$2'"
+            BACKENDS=$2; shift 2 ;;
         --keep) KEEP=$2; mkdir -p "$KEEP"; shift 2 ;;
         -h | --help) sed -n '2,21p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;

@@ -41,9 +41,10 @@ pub struct Prepared {
 /// The headers are kept as a list, not a `HeaderMap`: the copy is made for
 /// every replayable request to a pool with more than one backend and used
 /// almost never, and a list is one small allocation where a map's clone is
-/// two, one of them usually over glibc's per-thread cache (issue 9:
-/// callgrind, two backends, 1.4k instructions per request for the map).
-/// Appending the list in order rebuilds the same map, repeated names included.
+/// two (issue 9, callgrind with two backends: the map's copy cost about 1.4k
+/// instructions per request, the list saves 350-480 of them). Appending the
+/// list in order rebuilds the same map: the same names in the same order,
+/// each with its values in order.
 pub struct Replay {
     method: Method,
     uri: Uri,
@@ -69,11 +70,9 @@ impl Replay {
         *r.version_mut() = self.version;
         *r.method_mut() = self.method.clone();
         *r.uri_mut() = self.uri.clone();
-        let headers = r.headers_mut();
-        headers.reserve(self.headers.len());
-        for (k, v) in &self.headers {
-            headers.append(k.clone(), v.clone());
-        }
+        // `extend` appends, in order, and caps what it reserves (a map
+        // panics when asked to reserve too much; this list counts values).
+        r.headers_mut().extend(self.headers.iter().cloned());
         r
     }
 }
@@ -185,7 +184,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_replay_rebuilds_the_same_head_repeated_and_interleaved_names_included() {
+    fn a_replay_rebuilds_the_same_head_with_every_value_of_a_repeated_name_in_order() {
         let mut req: Request<UpBody> = Request::new(Either::Right(Empty::new()));
         *req.method_mut() = Method::GET;
         *req.uri_mut() = Uri::from_static("/a/b?c=d");
@@ -195,6 +194,9 @@ mod tests {
         h.append("accept", HeaderValue::from_static("*/*"));
         h.append("cookie", HeaderValue::from_static("a=1"));
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        h.append("x-gone", HeaderValue::from_static("1"));
+        // A removal reorders the map's entries: the copy follows the map as it is.
+        h.remove("x-gone");
 
         let again = Replay::of(&req).request();
         assert_eq!(again.method(), req.method());
