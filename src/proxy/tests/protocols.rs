@@ -73,6 +73,30 @@ async fn an_http2_client_is_routed_by_its_authority_which_reaches_an_http1_backe
 /// A request body reaches the backend as the client sends it, not once it
 /// has ended: the backend reports its first chunk while the client still
 /// holds the rest.
+/// A POST to `path` on a new HTTP/1.1 connection to `addr`, whose body is
+/// what the test sends on the returned channel, chunk by chunk, until it
+/// drops it; the response head arrives on the returned task.
+async fn streamed_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (
+    mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<hyper::Result<Response<Incoming>>>,
+) {
+    let (chunks, rx) = mpsc::channel::<Bytes>(1);
+    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
+    }));
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = request(Method::POST, path).body(body).unwrap();
+    (chunks, tokio::spawn(sender.send_request(req)))
+}
+
 #[tokio::test]
 async fn a_request_body_streams_to_the_backend_before_the_client_has_finished_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -103,18 +127,7 @@ async fn a_request_body_streams_to_the_backend_before_the_client_has_finished_it
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[addr]);
 
-    let (chunks, rx) = mpsc::channel::<Bytes>(1);
-    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
-    }));
-    let stream = TcpStream::connect(wharf.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = request(Method::POST, "/upload").body(body).unwrap();
-    let pending = tokio::spawn(sender.send_request(req));
+    let (chunks, pending) = streamed_post(wharf.addr, "/upload").await;
 
     chunks.send(Bytes::from_static(b"first,")).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), first_rx.recv())
@@ -149,18 +162,7 @@ async fn a_backend_echoing_the_request_body_as_it_arrives_streams_both_ways_at_o
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[addr]);
 
-    let (chunks, rx) = mpsc::channel::<Bytes>(1);
-    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
-    }));
-    let stream = TcpStream::connect(wharf.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = request(Method::POST, "/echo").body(body).unwrap();
-    let pending = tokio::spawn(sender.send_request(req));
+    let (chunks, pending) = streamed_post(wharf.addr, "/echo").await;
     chunks.send(Bytes::from_static(b"one")).await.unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(10), pending)
         .await
