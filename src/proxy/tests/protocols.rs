@@ -70,9 +70,6 @@ async fn an_http2_client_is_routed_by_its_authority_which_reaches_an_http1_backe
     wharf.settled().await;
 }
 
-/// A request body reaches the backend as the client sends it, not once it
-/// has ended: the backend reports its first chunk while the client still
-/// holds the rest.
 /// A POST to `path` on a new HTTP/1.1 connection to `addr`, whose body is
 /// what the test sends on the returned channel, chunk by chunk, until it
 /// drops it; the response head arrives on the returned task.
@@ -97,6 +94,9 @@ async fn streamed_post(
     (chunks, tokio::spawn(sender.send_request(req)))
 }
 
+/// A request body reaches the backend as the client sends it, not once it
+/// has ended: the backend reports its first chunk while the client still
+/// holds the rest.
 #[tokio::test]
 async fn a_request_body_streams_to_the_backend_before_the_client_has_finished_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
