@@ -59,50 +59,57 @@ pub enum DetectError {
 
 /// Wait for the connection's first bytes, at most `within`; the protocol and
 /// the bytes read, which belong in front of the stream ([`Prefixed::new`]).
-pub async fn detect(stream: &TcpStream, within: Duration) -> Result<(Protocol, Vec<u8>), DetectError> {
+pub async fn detect(stream: &mut TcpStream, within: Duration) -> Result<(Protocol, Vec<u8>), DetectError> {
     let deadline = Instant::now() + within;
     let mut first = Vec::new();
     loop {
-        timeout_at(deadline, stream.readable())
+        let read = std::future::poll_fn(|cx| read_some(Pin::new(&mut *stream), cx, &mut first));
+        let n = timeout_at(deadline, read)
             .await
             .map_err(|_| DetectError::Timeout(within))??;
-        match read_some(stream, &mut first) {
-            Ok(0) if first.is_empty() => return Err(DetectError::Closed),
+        match n {
+            0 if first.is_empty() => return Err(DetectError::Closed),
             // Closed after a prefix of the preface: HTTP/1's parser answers
             // it (a 505 from 18 bytes on) or closes.
-            Ok(0) => return Ok((Protocol::Http1, first)),
-            Ok(_) => {
+            0 => return Ok((Protocol::Http1, first)),
+            _ => {
                 if let Some(p) = classify(&first) {
                     return Ok((p, first));
                 }
                 // A prefix of the preface: read again when more arrives.
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// One read into `first`. The first read goes through a stack buffer: tokio
-/// takes a new socket to be readable and tries at once, usually before the
-/// client's bytes arrive, and a heap buffer allocated for that try would stay
-/// with a silent connection (1 KiB each, measured) or cost a `malloc` and a
-/// `free` per connection. Not `async`: the stack buffer is never part of the
+/// One read appended to `first`, through a stack buffer: tokio takes a new
+/// socket to be readable and tries at once, usually before the client's
+/// bytes arrive, and a heap buffer allocated for that try would stay with a
+/// silent connection (1 KiB each, measured) or cost a `malloc` and a `free`
+/// per connection. Not `async`: the stack buffer is never part of the
 /// connection's future.
-fn read_some(stream: &TcpStream, first: &mut Vec<u8>) -> io::Result<usize> {
-    if first.capacity() != 0 {
-        return stream.try_read_buf(first);
-    }
-    let mut buf = [0u8; FIRST_READ];
-    let n = stream.try_read(&mut buf)?;
+///
+/// tokio's `poll_read`, not `try_read`: `poll_read` takes a short read as
+/// proof that the socket is drained and clears its readiness, `try_read`
+/// only an `EAGAIN`. hyper reads a connection again as soon as it has a
+/// request head (to notice a client that hangs up while the response is on
+/// its way), and after a `try_read` that read was a `recv` failing with
+/// `EAGAIN`: one syscall per `Connection: close` request (issue 9).
+fn read_some(stream: Pin<&mut TcpStream>, cx: &mut Context<'_>, first: &mut Vec<u8>) -> Poll<io::Result<usize>> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); FIRST_READ];
+    let mut read = ReadBuf::uninit(&mut buf);
+    std::task::ready!(stream.poll_read(cx, &mut read))?;
+    let got = read.filled();
     // Exactly what was read (a typical request head: 100 bytes or so), not
     // 1 KiB: hyper's read buffer and tokio's task cell are allocated per
     // connection too, and three blocks of one size class per connection
     // overflow glibc's per-thread cache (7 per class) under concurrent
     // connections (issue 9). A later read grows it if the preface is cut.
-    first.reserve_exact(n);
-    first.extend_from_slice(&buf[..n]);
-    Ok(n)
+    if first.capacity() == 0 {
+        first.reserve_exact(got.len());
+    }
+    first.extend_from_slice(got);
+    Poll::Ready(Ok(got.len()))
 }
 
 /// A stream with bytes already read from it in front: reads return those
@@ -166,6 +173,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -191,10 +199,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_split_preface_is_waited_for_and_every_byte_reaches_the_reader_in_order() {
-        let (mut client, server) = pair().await;
+        let (mut client, mut server) = pair().await;
         client.write_all(&PREFACE[..5]).await.unwrap();
         let (protocol, first) = {
-            let detecting = detect(&server, Duration::from_secs(5));
+            let detecting = detect(&mut server, Duration::from_secs(5));
             tokio::pin!(detecting);
             // Five bytes of the preface decide nothing: detection reads
             // them and waits for more.
@@ -215,9 +223,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_reader_gets_the_read_bytes_in_pieces_then_the_stream() {
-        let (mut client, server) = pair().await;
+        let (mut client, mut server) = pair().await;
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        let (protocol, first) = detect(&server, Duration::from_secs(5)).await.unwrap();
+        let (protocol, first) = detect(&mut server, Duration::from_secs(5)).await.unwrap();
         assert_eq!(protocol, Protocol::Http1);
         client.write_all(b"Host: x\r\n\r\n").await.unwrap();
         client.shutdown().await.unwrap();
@@ -237,36 +245,56 @@ mod tests {
 
     #[tokio::test]
     async fn a_preface_prefix_then_close_goes_to_http1_with_its_bytes() {
-        let (mut client, server) = pair().await;
+        let (mut client, mut server) = pair().await;
         client.write_all(&PREFACE[..5]).await.unwrap();
         client.shutdown().await.unwrap();
-        let (protocol, first) = detect(&server, Duration::from_secs(5)).await.unwrap();
+        let (protocol, first) = detect(&mut server, Duration::from_secs(5)).await.unwrap();
         assert_eq!(protocol, Protocol::Http1, "HTTP/1's parser answers a truncated preface");
         assert_eq!(first, &PREFACE[..5]);
     }
 
     #[tokio::test]
     async fn a_read_that_finds_nothing_leaves_no_buffer_behind() {
-        let (_client, server) = pair().await;
+        let (_client, mut server) = pair().await;
         let mut first = Vec::new();
-        let e = read_some(&server, &mut first).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let read = std::future::poll_fn(|cx| read_some(Pin::new(&mut server), cx, &mut first)).now_or_never();
+        assert!(read.is_none(), "nothing arrived: the read waits, got {read:?}");
         assert_eq!(first.capacity(), 0, "a silent connection holds no buffer");
+    }
+
+    #[tokio::test]
+    async fn after_a_short_first_read_the_socket_is_no_longer_taken_as_readable() {
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let (_, first) = detect(&mut server, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(first, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        // The read returned less than it asked for: the socket is drained.
+        // Were it still taken as readable, hyper's next read (at once, to
+        // notice a client hanging up) would be a `recv` failing with EAGAIN.
+        let ready = server.ready(tokio::io::Interest::READABLE).now_or_never();
+        assert!(
+            ready.is_none(),
+            "tokio still takes the drained socket as readable: {ready:?}"
+        );
+        // And it becomes readable again when the client sends more.
+        client.write_all(b"x").await.unwrap();
+        let ready = tokio::time::timeout(Duration::from_secs(5), server.ready(tokio::io::Interest::READABLE)).await;
+        assert!(ready.expect("readable within 5 s").unwrap().is_readable());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_sends_nothing_is_given_up_at_the_deadline() {
-        let (_client, server) = pair().await;
-        let e = detect(&server, Duration::from_secs(3)).await.unwrap_err();
+        let (_client, mut server) = pair().await;
+        let e = detect(&mut server, Duration::from_secs(3)).await.unwrap_err();
         assert!(matches!(e, DetectError::Timeout(_)), "{e}");
     }
 
     #[tokio::test]
     async fn a_connection_closed_without_a_byte_is_reported_closed() {
-        let (client, server) = pair().await;
+        let (client, mut server) = pair().await;
         drop(client);
         assert!(matches!(
-            detect(&server, Duration::from_secs(5)).await,
+            detect(&mut server, Duration::from_secs(5)).await,
             Err(DetectError::Closed)
         ));
     }

@@ -231,7 +231,7 @@ impl Connection {
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     fn serve(
         self,
-        stream: TcpStream,
+        mut stream: TcpStream,
         peer: SocketAddr,
         first_bytes_within: Duration,
     ) -> impl Future<Output = ()> + Send {
@@ -243,7 +243,7 @@ impl Connection {
         async move {
             // The socket is closed before the ticket (its permit) is given
             // back, on every path, as when this was an `async fn`.
-            let Some(protocol) = ticket.stop.run(detect::detect(&stream, first_bytes_within)).await else {
+            let Some(protocol) = ticket.stop.run(detect::detect(&mut stream, first_bytes_within)).await else {
                 drop(stream);
                 return;
             };
