@@ -349,7 +349,12 @@ where
             ));
         }
 
-        self.state.allow_trailer_fields = headers::te_is_trailers(&msg.head.headers);
+        // wharf patch (see vendor/hyper/WHARF-PATCH.md): only a server asks
+        // whether the peer accepts trailers (`TE: trailers` in a request); a
+        // client never reads the flag, and looked for `TE` in every response.
+        if T::is_server() {
+            self.state.allow_trailer_fields = headers::te_is_trailers(&msg.head.headers);
+        }
 
         Poll::Ready(Some(Ok((msg.head, msg.decode, wants))))
     }

@@ -338,7 +338,14 @@ where
         } else if self.write_buf.remaining() == 0 {
             Pin::new(&mut self.io).poll_flush(cx)
         } else {
+            // wharf patch (see vendor/hyper/WHARF-PATCH.md): with nothing
+            // queued (a message without a body), every byte is in the
+            // headers buffer: one `write` of it, as the flatten strategy
+            // does, without filling 64 `IoSlice`s and walking the empty queue.
             if let WriteStrategy::Flatten = self.write_buf.strategy {
+                return self.poll_flush_flattened(cx);
+            }
+            if !self.write_buf.queue.has_remaining() {
                 return self.poll_flush_flattened(cx);
             }
 
