@@ -4,7 +4,7 @@
 # CPU µs do), so an optimisation of the request path can be judged by one run.
 # The kernel's share (syscalls, TCP) is not counted: pinned.sh measures it.
 #
-#   bench/instructions.sh [--requests 20000] [--connections 8] [--backends 1] [--keep DIR]
+#   bench/instructions.sh [--requests 20000] [--connections 8] [--backends 1] [--keep DIR] [--nginx]
 #
 # WHARF_BIN=PATH measures that binary (default: build the working tree);
 # WHARF_BIN_B=PATH adds a second column. Each is run with `--workers 1` in front
@@ -16,6 +16,8 @@
 # Prints a table; asserts nothing. WRK_HEADER='Name: value' adds a request
 # header; wharf's own WHARF_* variables pass through, so a policy is measured
 # with e.g. WHARF_STATIC_LABEL='web:wharf.compress=true' (see labels.md).
+# --nginx adds a column: nginx as the proxy (pinned.sh's config, one
+# process), counted the same way: the user-space gap in instructions.
 # --keep DIR keeps each run's callgrind output (DIR/<binary>.<mode>.out) for
 # `callgrind_annotate --inclusive=yes`; build with CARGO_PROFILE_RELEASE_STRIP=false
 # for function names.
@@ -28,6 +30,7 @@ REQUESTS=20000
 BACKENDS=1
 CONNS=8
 KEEP=
+NGINX=0
 while (($#)); do
     case $1 in
         --requests) REQUESTS=$2; shift 2 ;;
@@ -36,7 +39,8 @@ while (($#)); do
             [[ $2 =~ ^[1-9][0-9]*$ ]] || die "--backends wants a count of 1 or more, not '$2'"
             BACKENDS=$2; shift 2 ;;
         --keep) KEEP=$2; mkdir -p "$KEEP"; shift 2 ;;
-        -h | --help) sed -n '2,21p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --nginx) NGINX=1; shift ;;
+        -h | --help) sed -n '2,23p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -70,17 +74,26 @@ count() {
     local header=() workers=()
     [[ $mode == close ]] && header=(-H "Connection: close")
     [[ -n ${WRK_HEADER:-} ]] && header+=(-H "$WRK_HEADER")
-    ! bench_wharf_has "$bin" --workers || workers=(--workers 1)
-    valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$bin" --provider none \
-        --static "web=$POOL" --listen "$LISTEN" --admin-listen 127.0.0.1:18292 \
-        "${workers[@]}" >"$WORK/wharf.log" 2>&1 &
+    if [[ $bin == nginx ]]; then
+        # pinned.sh's nginx proxy config, one process (no master) so that
+        # callgrind follows the worker itself.
+        bench_nginx_proxy_conf "$WORK/nginx" "$LISTEN" 1 1024 "${POOL//,/ }"
+        sed -i 's/^daemon off;/daemon off;\nmaster_process off;/' "$WORK/nginx/nginx.conf"
+        valgrind --tool=callgrind --callgrind-out-file="$out.%p" nginx -e "$WORK/nginx/error.log" \
+            -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/wharf.log" 2>&1 &
+    else
+        ! bench_wharf_has "$bin" --workers || workers=(--workers 1)
+        valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$bin" --provider none \
+            --static "web=$POOL" --listen "$LISTEN" --admin-listen 127.0.0.1:18292 \
+            "${workers[@]}" >"$WORK/wharf.log" 2>&1 &
+    fi
     pid=$!
     # Stopped however the script ends (a failed start used to leave it running).
     BENCH_CLEANUPS+=("kill $pid 2>/dev/null || true")
     bench_wait_up "$pid" "http://$LISTEN/" "$WORK/wharf.log" wharf
     # Warm-up: connections, pools and allocator caches in their steady state.
     wrk -t1 -c"$CONNS" -d2s "${header[@]}" "http://$LISTEN/" >/dev/null
-    callgrind_control --zero "$pid" >/dev/null
+    callgrind_control --zero "$pid" >/dev/null 2>&1
     # wrk runs for a time, not a count: run until about REQUESTS are done.
     done_=0
     while ((done_ < REQUESTS)); do
@@ -88,7 +101,7 @@ count() {
         r=$(wrk -t1 -c"$CONNS" -d2s "${header[@]}" "http://$LISTEN/" | awk '/requests in/ { print $1 }')
         done_=$((done_ + r))
     done
-    callgrind_control --dump "$pid" >/dev/null
+    callgrind_control --dump "$pid" >/dev/null 2>&1
     sleep 0.5
     kill "$pid"; wait "$pid" 2>/dev/null || true
     total=$(cat "$out".* 2>/dev/null | awk '/^summary:/ { s += $2 } END { print s + 0 }')
@@ -99,7 +112,9 @@ count() {
 }
 
 declare -A IPR
-for bin in "$A" ${B:+"$B"}; do
+BINS=("$A" ${B:+"$B"})
+! ((NGINX)) || BINS+=(nginx)
+for bin in "${BINS[@]}"; do
     for mode in keepalive close; do
         read -r ir n < <(count "$bin" "$mode")
         IPR[$bin.$mode]=$(awk -v i="$ir" -v n="$n" 'BEGIN { printf "%.0f", i / n }')
@@ -107,15 +122,15 @@ for bin in "$A" ${B:+"$B"}; do
     done
 done
 
-printf '\n| user-space instructions per request | wharf A |%s\n' "${B:+ wharf B | B ÷ A |}"
-printf '| --- | ---: |%s\n' "${B:+ ---: | ---: |}"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+printf '\n| user-space instructions per request | wharf A |%s%s\n' "${B:+ wharf B | B ÷ A |}" \
+    "$( ((NGINX)) && echo ' nginx | A ÷ nginx |')"
+printf '| --- | ---: |%s%s\n' "${B:+ ---: | ---: |}" "$( ((NGINX)) && echo ' ---: | ---: |')"
 for mode in keepalive close; do
     a=${IPR[$A.$mode]}
-    if [[ -n $B ]]; then
-        b=${IPR[$B.$mode]}
-        printf '| %s | %s | %s | %s |\n' "$mode" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
-    else
-        printf '| %s | %s |\n' "$mode" "$a"
-    fi
+    row="| $mode | $a |"
+    [[ -z $B ]] || row+=" ${IPR[$B.$mode]} | $(ratio "${IPR[$B.$mode]}" "$a") |"
+    ! ((NGINX)) || row+=" ${IPR[nginx.$mode]} | $(ratio "$a" "${IPR[nginx.$mode]}") |"
+    echo "$row"
 done
 printf '\nA = %s%s\n' "$A" "${B:+, B = $B}"
