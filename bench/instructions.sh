@@ -71,7 +71,7 @@ done
 # count BIN MODE: user-space instructions per request (one line: Ir requests).
 count() {
     local bin=$1 mode=$2 out="$WORK/cg.$RANDOM" pid total done_
-    local header=() workers=()
+    local header=() workers=() log=$WORK/wharf.log name=wharf
     [[ $mode == close ]] && header=(-H "Connection: close")
     [[ -n ${WRK_HEADER:-} ]] && header+=(-H "$WRK_HEADER")
     if [[ $bin == nginx ]]; then
@@ -79,8 +79,11 @@ count() {
         # callgrind follows the worker itself.
         bench_nginx_proxy_conf "$WORK/nginx" "$LISTEN" 1 1024 "${POOL//,/ }"
         sed -i 's/^daemon off;/daemon off;\nmaster_process off;/' "$WORK/nginx/nginx.conf"
-        valgrind --tool=callgrind --callgrind-out-file="$out.%p" nginx -e "$WORK/nginx/error.log" \
-            -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/wharf.log" 2>&1 &
+        grep -q '^master_process off;' "$WORK/nginx/nginx.conf" ||
+            die "could not turn nginx's master process off in $WORK/nginx/nginx.conf"
+        log=$WORK/nginx/error.log name=nginx
+        valgrind --tool=callgrind --callgrind-out-file="$out.%p" nginx -e "$log" \
+            -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.log" 2>&1 &
     else
         ! bench_wharf_has "$bin" --workers || workers=(--workers 1)
         valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$bin" --provider none \
@@ -90,10 +93,10 @@ count() {
     pid=$!
     # Stopped however the script ends (a failed start used to leave it running).
     BENCH_CLEANUPS+=("kill $pid 2>/dev/null || true")
-    bench_wait_up "$pid" "http://$LISTEN/" "$WORK/wharf.log" wharf
+    bench_wait_up "$pid" "http://$LISTEN/" "$log" "$name"
     # Warm-up: connections, pools and allocator caches in their steady state.
     wrk -t1 -c"$CONNS" -d2s "${header[@]}" "http://$LISTEN/" >/dev/null
-    callgrind_control --zero "$pid" >/dev/null 2>&1
+    callgrind_control --zero "$pid" >/dev/null 2>&1 || die "callgrind_control --zero $pid failed"
     # wrk runs for a time, not a count: run until about REQUESTS are done.
     done_=0
     while ((done_ < REQUESTS)); do
@@ -101,7 +104,7 @@ count() {
         r=$(wrk -t1 -c"$CONNS" -d2s "${header[@]}" "http://$LISTEN/" | awk '/requests in/ { print $1 }')
         done_=$((done_ + r))
     done
-    callgrind_control --dump "$pid" >/dev/null 2>&1
+    callgrind_control --dump "$pid" >/dev/null 2>&1 || die "callgrind_control --dump $pid failed"
     sleep 0.5
     kill "$pid"; wait "$pid" 2>/dev/null || true
     total=$(cat "$out".* 2>/dev/null | awk '/^summary:/ { s += $2 } END { print s + 0 }')

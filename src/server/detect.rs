@@ -254,7 +254,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_read_that_finds_nothing_leaves_no_buffer_behind() {
+    async fn a_read_that_waits_leaves_no_buffer_behind() {
         let (_client, mut server) = pair().await;
         let mut first = Vec::new();
         let read = std::future::poll_fn(|cx| read_some(Pin::new(&mut server), cx, &mut first)).now_or_never();

@@ -339,9 +339,10 @@ where
             Pin::new(&mut self.io).poll_flush(cx)
         } else {
             // wharf patch (see vendor/hyper/WHARF-PATCH.md): with nothing
-            // queued (a message without a body), every byte is in the
-            // headers buffer: one `write` of it, as the flatten strategy
-            // does, without filling 64 `IoSlice`s and walking the empty queue.
+            // queued (a message without a body, or a head going out before
+            // its body's first chunk), every byte is in the headers buffer:
+            // one `write` of it, as the flatten strategy does, without
+            // filling 64 `IoSlice`s and walking the empty queue.
             if let WriteStrategy::Flatten = self.write_buf.strategy {
                 return self.poll_flush_flattened(cx);
             }
@@ -375,7 +376,8 @@ where
         }
     }
 
-    /// Specialized version of `flush` when strategy is Flatten.
+    /// Specialized version of `flush` when strategy is Flatten (wharf
+    /// patch: or when nothing is queued, see `poll_flush`).
     ///
     /// Since all buffered bytes are flattened into the single headers buffer,
     /// that skips some bookkeeping around using multiple buffers.
@@ -1018,6 +1020,31 @@ mod tests {
         buffered.flush().await.expect("flush");
 
         assert_eq!(buffered.write_buf.queue.bufs_cnt(), 0);
+    }
+
+    #[cfg(not(miri))]
+    #[tokio::test]
+    async fn write_buf_queue_with_nothing_queued_writes_the_headers_in_order_across_partial_writes() {
+        // wharf patch 7: the queue strategy with an empty queue flushes the
+        // headers buffer by itself (the flatten path), however many writes
+        // it takes; a body queued afterwards still follows it.
+        let mock = Mock::new()
+            .write(b"HTTP/1.1 ")
+            .write(b"200 OK\r\n\r\n")
+            .write(b"body")
+            .build();
+
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(Compat::new(mock));
+        buffered.write_buf.set_strategy(WriteStrategy::Queue);
+
+        buffered.headers_buf().extend(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(buffered.write_buf.queue.bufs_cnt(), 0);
+        buffered.flush().await.expect("flush");
+        assert_eq!(buffered.write_buf.remaining(), 0);
+
+        buffered.buffer(Cursor::new(b"body".to_vec()));
+        buffered.flush().await.expect("flush");
+        assert_eq!(buffered.write_buf.remaining(), 0);
     }
 
     // #[cfg(feature = "nightly")]
