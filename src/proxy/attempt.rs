@@ -9,16 +9,18 @@
 //! request, the connect is tried again after a short back-off.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::future::{select, Either};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::body::Guard;
 use super::cold::ColdStart;
-use super::upstream::{Conn, UpBody};
+use super::upstream::{Conn, Pooled, Timer, UpBody};
 use super::{slots, Proxy};
 use crate::backend::Backend;
 use crate::balance::Context;
@@ -64,10 +66,15 @@ impl Proxy {
             let mut guard = Guard::new(Arc::clone(&backend.shared));
             let uid = backend.shared.uid;
             let ups = &self.upstreams;
+            // The request timer: a pooled HTTP/1 connection's own, else a new one.
+            let mut timer: Option<Timer> = None;
             loop {
                 let pooled = match (upgrade, h2) {
                     (true, _) => None,
-                    (false, false) => ups.take(uid, self.timeouts.upstream_idle, now).map(Conn::H1),
+                    (false, false) => ups.take(uid, self.timeouts.upstream_idle, now).map(|p| {
+                        timer = Some(p.timer);
+                        Conn::H1(p.sender)
+                    }),
                     (false, true) => ups.take_h2(uid).map(Conn::H2),
                 };
                 let fresh = pooled.is_none();
@@ -122,18 +129,34 @@ impl Proxy {
                     }
                     continue;
                 }
-                let sent = tokio::time::timeout(self.timeouts.request, conn.try_send(req)).await;
+                // From now: a fresh connection's connect does not count; a
+                // pooled one's request goes out a few µs after `now` was read.
+                let sent_at = if fresh { Instant::now() } else { now };
+                let deadline = tokio::time::Instant::from_std(sent_at + self.timeouts.request);
+                let armed = match &mut timer {
+                    Some(t) => {
+                        t.as_mut().reset(deadline);
+                        t
+                    }
+                    None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                // The request first, as `tokio::time::timeout` polls it: an
+                // answer ready with the deadline wins.
+                let sent = match select(pin!(conn.try_send(req)), armed.as_mut()).await {
+                    Either::Left((sent, _)) => sent,
+                    Either::Right(_) => return Attempted::Timeout,
+                };
                 match sent {
-                    Err(_) => return Attempted::Timeout,
-                    Ok(Ok(resp)) => {
-                        // HTTP/1 connections go back to the pool when the body ends;
-                        // the shared HTTP/2 one never left it.
-                        if let (Conn::H1(s), false) = (conn, upgrade) {
-                            guard.set_sender(ups, s);
+                    Ok(resp) => {
+                        // HTTP/1 connections go back to the pool, with their
+                        // timer, when the body ends; the shared HTTP/2 one
+                        // never left it.
+                        if let (Conn::H1(sender), false, Some(timer)) = (conn, upgrade, timer.take()) {
+                            guard.set_sender(ups, Pooled { sender, timer });
                         }
                         return Attempted::Answered(resp, guard);
                     }
-                    Ok(Err(mut e)) => match e.take_message() {
+                    Err(mut e) => match e.take_message() {
                         Some(r) if !fresh => {
                             req = r;
                             continue;

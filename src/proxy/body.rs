@@ -16,7 +16,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::upstream::{Sender, Upstreams};
+use super::upstream::{Pooled, Upstreams};
 use crate::backend::BackendShared;
 use crate::stats::StreamedBytes;
 
@@ -24,7 +24,7 @@ use crate::stats::StreamedBytes;
 #[derive(Debug)]
 pub struct Guard {
     shared: Arc<BackendShared>,
-    sender: Option<(Arc<Upstreams>, Sender)>,
+    sender: Option<(Arc<Upstreams>, Pooled)>,
 }
 
 impl Guard {
@@ -35,7 +35,7 @@ impl Guard {
     }
 
     /// The connection goes back to `upstreams` if the response ends cleanly.
-    pub fn set_sender(&mut self, upstreams: &Arc<Upstreams>, s: Sender) {
+    pub fn set_sender(&mut self, upstreams: &Arc<Upstreams>, s: Pooled) {
         self.sender = Some((Arc::clone(upstreams), s));
     }
 

@@ -267,6 +267,23 @@ pub async fn delayed(name: &'static str, delay: Duration) -> Upstream {
     .await
 }
 
+/// Waits as many milliseconds as its path says (`/250`; `/` at once), then
+/// answers `200` with its name.
+pub async fn waiting_per_path(name: &'static str) -> Upstream {
+    http(
+        false,
+        Arc::new(move |s: &Seen| {
+            let ms = s.uri.path().trim_start_matches('/').parse().unwrap_or(0);
+            async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                full(StatusCode::OK, name)
+            }
+            .boxed()
+        }),
+    )
+    .await
+}
+
 /// Answers `200` at once with a chunked body the test writes: for each
 /// request the returned receiver yields a sender; each `Bytes` sent is one
 /// chunk, and dropping the sender ends the body.

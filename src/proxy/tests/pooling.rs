@@ -125,3 +125,38 @@ async fn maintain_closes_the_shared_http2_connection_of_a_backend_that_left_the_
     let took = client::eventually("a's HTTP/2 connection closed", || a.log.open() == 0).await;
     println!("closed {took:?} after the swap");
 }
+
+/// The request timeout's timer stays with its upstream connection
+/// (`upstream::Pooled`) and is moved to each request's own deadline.
+#[tokio::test]
+async fn a_reused_connection_times_each_request_from_its_own_start_even_after_idling_past_a_deadline() {
+    let b = backends::waiting_per_path("b").await;
+    let mut t = timeouts();
+    t.request = Duration::from_millis(400);
+    let wharf = Wharf::with_timeouts(t).await;
+    wharf.serve(PoolOptions::default(), &[b.addr]);
+    let shared = wharf.shared("web", b.addr);
+
+    assert_eq!(client::get(wharf.addr, "/").await.body, "b");
+    client::eventually("the connection back in the pool", || wharf.idle(&shared) == 1).await;
+    // Idle past the first request's deadline: its timer fires in the pool.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Three answers of 250 ms each on that connection: 750 ms in all, each
+    // within its own 400.
+    for _ in 0..3 {
+        let r = client::get(wharf.addr, "/250").await;
+        assert_eq!((r.status, r.body.as_str()), (http::StatusCode::OK, "b"), "{}", r.body);
+        client::eventually("the connection back in the pool", || wharf.idle(&shared) == 1).await;
+    }
+    assert_eq!(b.log.accepted(), 1, "one upstream connection served them all");
+
+    let start = Instant::now();
+    let r = client::get(wharf.addr, "/3600000").await;
+    let took = start.elapsed();
+    println!("504 after {took:?} on the reused connection");
+    assert_eq!(r.status, http::StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(b.log.accepted(), 1, "the stalled request went over the same connection");
+    assert_eq!(wharf.proxy.stats.timeouts.load(SeqCst), 1);
+}
