@@ -331,16 +331,17 @@ impl Proxy {
                         }
                         // A length not declared at the head is counted as it streams.
                         let streamed = hyper::body::Body::size_hint(resp.body()).exact().is_none();
-                        let resp = resp.map(|b| {
+                        let track = |b| {
                             let body = Tracked::new(b, guard);
                             match streamed {
                                 true => body.counting(StreamedBytes::new(Arc::clone(&pool.stats), self.worker, true)),
                                 false => body,
                             }
-                        });
+                        };
+                        // One `map` without a policy: each one moves the whole head.
                         let resp = match (&pool.policy, shape) {
-                            (Some(policy), Some(shape)) => policy.shape(resp, shape).map(Either::Left),
-                            _ => resp.map(|b| Either::Left(Either::Left(b))),
+                            (Some(policy), Some(shape)) => policy.shape(resp.map(track), shape).map(Either::Left),
+                            _ => resp.map(|b| Either::Left(Either::Left(track(b)))),
                         };
                         return Ok(resp);
                     }
@@ -354,7 +355,7 @@ impl Proxy {
                 // The client's body failed (bad framing, gone, too slow): the
                 // upstream exchange broke because of the client. Not the
                 // backend's fault, and no other backend would do better.
-                if let Some(f) = fault.get() {
+                if let Some(f) = fault.as_ref().and_then(|f| f.get()) {
                     return Err(ProxyError::Client(f));
                 }
                 if failure == Failure::Timeout {

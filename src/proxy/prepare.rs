@@ -32,8 +32,9 @@ pub struct Prepared {
     /// An idempotent request without a body: it may be replayed after a
     /// lost connection ([`Replay::of`] copies its head, only when needed).
     pub replayable: bool,
-    /// Set by the client's body when it fails: the client's fault, not the backend's.
-    pub fault: Arc<Fault>,
+    /// Set by the client's body when it fails: the client's fault, not the
+    /// backend's. `None` for a request without a body, which cannot fail.
+    pub fault: Option<Arc<Fault>>,
 }
 
 /// What is needed to send a bodyless request again.
@@ -111,7 +112,9 @@ pub fn prepare(
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         headers::strip_prefix(pq, prefix_len)
     });
-    let host_value = parts.headers.get(http::header::HOST).cloned().or_else(|| {
+    let sent_host = parts.headers.get(http::header::HOST).cloned();
+    let host_sent = sent_host.is_some();
+    let host_value = sent_host.or_else(|| {
         parts
             .uri
             .authority()
@@ -121,7 +124,8 @@ pub fn prepare(
     // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
     let te_trailers = h2 && headers::te_trailers(&parts.headers);
     let proto_kept = trusted && parts.headers.contains_key(headers::X_FORWARDED_PROTO);
-    headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
+    let removed_named =
+        headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
     if secure && !proto_kept {
         parts
             .headers
@@ -139,10 +143,12 @@ pub fn prepare(
         format!("http://{authority}{pq}").parse::<Uri>()
     } else {
         // HTTP/1 needs a Host: the authority's when the client sent none
-        // (HTTP/2), or the client's if `Connection` named it. Usually it is
-        // still there, and a lookup is cheaper than an insert.
+        // (HTTP/2), or the client's if `Connection` named it. Usually the
+        // client's is still there: sent, and nothing `Connection` named was
+        // removed; no lookup then (issue 9). Otherwise a lookup is still
+        // cheaper than an insert.
         if let Some(h) = host_value {
-            if !parts.headers.contains_key(http::header::HOST) {
+            if (!host_sent || removed_named) && !parts.headers.contains_key(http::header::HOST) {
                 parts.headers.insert(http::header::HOST, h);
             }
         }
@@ -163,9 +169,18 @@ pub fn prepare(
             .insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
     let version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
-    let replayable = pool.opts.retries > 0 && retry::is_idempotent(&parts.method) && body.is_end_stream();
-    let fault = Arc::new(Fault::default());
-    let mut up = Request::new(Either::Left(ClientBody::new(body, body_idle, Arc::clone(&fault))));
+    let bodyless = body.is_end_stream();
+    let replayable = pool.opts.retries > 0 && retry::is_idempotent(&parts.method) && bodyless;
+    // No body (most requests): nothing to watch, so no shared fault cell
+    // (an allocation and its release per request; issue 9).
+    let (body, fault) = if bodyless {
+        (Either::Right(Empty::new()), None)
+    } else {
+        let fault = Arc::new(Fault::default());
+        let body = ClientBody::new(body, body_idle, Arc::clone(&fault));
+        (Either::Left(body), Some(fault))
+    };
+    let mut up = Request::new(body);
     *up.method_mut() = parts.method;
     *up.uri_mut() = uri;
     *up.version_mut() = version;

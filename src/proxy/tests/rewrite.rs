@@ -202,3 +202,20 @@ async fn a_sticky_pool_pins_a_client_to_the_backend_that_answered() {
     }
     assert_eq!(client::get(wharf.addr, "/").await.body, "b", "without it, round robin");
 }
+
+/// `Connection: host` removes the client's Host as a hop-by-hop header:
+/// wharf still sends the backend one (HTTP/1.1 requires it), the client's.
+#[tokio::test]
+async fn a_host_that_connection_names_still_reaches_the_backend() {
+    let a = backends::named("a").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[a.addr]);
+
+    let req = request_to("a.test", Method::GET, "/").header("connection", "host");
+    let r = client::send(wharf.addr, req.body(Full::default()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let seen = a.log.last();
+    assert_eq!(seen.headers.get_all("host").iter().count(), 1);
+    assert_eq!(seen.header("host"), Some("a.test"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("a.test"));
+}
