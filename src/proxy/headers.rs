@@ -239,7 +239,12 @@ fn format_ip(ip: IpAddr) -> HeaderValue {
 /// lowercased and without port. `None` when absent or not valid. Borrowed
 /// when it needs no change (the usual case: no allocation per request).
 pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<Cow<'a, str>> {
-    let raw = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+    host_of(headers.get(header::HOST), uri)
+}
+
+/// [`request_host`] with the `Host` header already looked up.
+pub fn host_of<'a>(host_header: Option<&'a HeaderValue>, uri: &'a http::Uri) -> Option<Cow<'a, str>> {
+    let raw = match host_header.and_then(|h| h.to_str().ok()) {
         Some(h) => h,
         None => uri.authority()?.as_str(),
     };

@@ -150,7 +150,8 @@ impl Proxy {
     ) -> impl Future<Output = Result<Response<RespBody>, ProxyError>> + Send + 'a {
         async move {
             let connect = req.method() == http::Method::CONNECT;
-            match sanity::check(req.method(), req.version(), req.uri(), req.headers()) {
+            let hosts = sanity::Hosts::of(req.headers());
+            match sanity::check_hosts(req.method(), req.version(), req.uri(), &hosts) {
                 None => {}
                 // CONNECT: the pool decides, once routed (`wharf.connect`).
                 Some(sanity::Refusal::Method) if connect => {}
@@ -166,8 +167,11 @@ impl Proxy {
                     return Ok(https::http01_answer(answer).map(Either::Right));
                 }
             }
+            // The Host that was checked routes the request and goes upstream
+            // (no policy touches it).
+            let sent_host = hosts.first.cloned();
             let table = self.router.load();
-            let host = headers::request_host(req.headers(), req.uri()).unwrap_or_default();
+            let host = headers::host_of(sent_host.as_ref(), req.uri()).unwrap_or_default();
             // A CONNECT target has no path: it routes like `/`.
             let path = if connect { "/" } else { req.uri().path() };
             let m = table.route(&host, path).ok_or(ProxyError::NoRoute)?;
@@ -203,6 +207,7 @@ impl Proxy {
                 fault,
             } = prepare::prepare(
                 req,
+                sent_host,
                 &pool,
                 m.prefix_len,
                 client,
@@ -303,11 +308,9 @@ impl Proxy {
                     Attempted::Answered(mut resp, guard) => {
                         backend.shared.health.record_success();
                         let answered = Instant::now();
-                        trace.upstream = Some(answered.saturating_duration_since(sent_at));
-                        backend
-                            .shared
-                            .latency
-                            .observe(answered.saturating_duration_since(sent_at), answered);
+                        let upstream = answered.saturating_duration_since(sent_at);
+                        trace.upstream = Some(upstream);
+                        backend.shared.latency.observe(upstream, answered);
                         balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
                         match connect::switch(resp.status(), connect, upgrade.is_some()) {
                             connect::Switch::Refuse(detail) => {

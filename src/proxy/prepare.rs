@@ -89,13 +89,16 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from_parts(parts).unwrap_or_default()
 }
 
+/// `sent_host`: the client's `Host` header (looked up once, by the proxy).
 /// `prefix_len`: how much of the path the route matched (stripped if the
 /// pool says so). `trusted`: the peer is a trusted proxy (its
 /// `X-Forwarded-*` are kept and extended). `secure`: the request came over
 /// TLS (`X-Forwarded-Proto: https`). `body_idle`: the longest silence allowed
 /// inside the client's body.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub fn prepare(
     mut req: Request<Incoming>,
+    sent_host: Option<HeaderValue>,
     pool: &Pool,
     prefix_len: usize,
     client: SocketAddr,
@@ -112,7 +115,6 @@ pub fn prepare(
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         headers::strip_prefix(pq, prefix_len)
     });
-    let sent_host = parts.headers.get(http::header::HOST).cloned();
     let host_sent = sent_host.is_some();
     let host_value = sent_host.or_else(|| {
         parts
