@@ -457,6 +457,11 @@ where
         ret
     }
 
+    /// wharf patch 10: see `Buffered::start_poll`.
+    pub(crate) fn start_poll(&mut self) {
+        self.io.start_poll();
+    }
+
     pub(crate) fn poll_read_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
         debug_assert!(!self.can_read_head() && !self.can_read_body());
 
@@ -1358,6 +1363,11 @@ mod tests {
             handle.read(b"GET / HTTP");
             assert!(conn.poll_read_head(cx).is_pending());
             handle.read(b"/1.1\r\nHost: foo.bar\r\n\r\n");
+            // wharf patch 10: the data's wake-up starts a new poll, which the
+            // dispatcher announces; within one poll a read that found nothing
+            // is not repeated.
+            assert!(conn.poll_read_head(cx).is_pending());
+            conn.start_poll();
             assert!(conn.poll_read_head(cx).is_ready());
         });
     }

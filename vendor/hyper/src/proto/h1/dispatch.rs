@@ -125,6 +125,9 @@ where
         cx: &mut Context<'_>,
         should_shutdown: bool,
     ) -> Poll<crate::Result<Dispatched>> {
+        // wharf patch 10: within one poll, a read that found the socket
+        // empty is not repeated (see `Buffered::start_poll`).
+        self.conn.start_poll();
         Poll::Ready(ready!(self.poll_inner(cx, should_shutdown)).or_else(|e| {
             // Be sure to alert a streaming body of the failure with a
             // more specific error than the drop guard would provide.

@@ -34,6 +34,9 @@ pub(crate) struct Buffered<T, B> {
     io: T,
     partial_len: Option<usize>,
     read_blocked: bool,
+    /// wharf patch 10: a read returned `Pending` during the current poll of
+    /// the connection (see `start_poll`).
+    blocked_this_poll: bool,
     read_buf: BytesMut,
     read_buf_strategy: ReadStrategy,
     write_buf: WriteBuf<B>,
@@ -78,6 +81,7 @@ where
             io,
             partial_len: None,
             read_blocked: false,
+            blocked_this_poll: false,
             read_buf: BytesMut::with_capacity(0),
             read_buf_strategy: ReadStrategy::default(),
             write_buf,
@@ -239,6 +243,12 @@ where
     }
 
     pub(crate) fn poll_read_from_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        // wharf patch 10: the socket already said `Pending` in this poll, and
+        // registered this task's waker: asking again cannot read anything,
+        // and readiness that comes later wakes the task for a new poll.
+        if self.blocked_this_poll {
+            return Poll::Pending;
+        }
         self.read_blocked = false;
         // Get the next amount to allocate, but make sure we don't go over
         // the max read buf size configured.
@@ -282,6 +292,7 @@ where
             }
             Poll::Pending => {
                 self.read_blocked = true;
+                self.blocked_this_poll = true;
                 Poll::Pending
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -326,6 +337,12 @@ where
 
     pub(crate) fn into_inner(self) -> (T, Bytes) {
         (self.io, self.read_buf.freeze())
+    }
+
+    /// wharf patch 10: a new poll of the connection begins; reads go to the
+    /// socket again. Called at the top of every dispatcher poll.
+    pub(crate) fn start_poll(&mut self) {
+        self.blocked_this_poll = false;
     }
 
     pub(crate) fn is_read_blocked(&self) -> bool {
@@ -1045,6 +1062,62 @@ mod tests {
         buffered.buffer(Cursor::new(b"body".to_vec()));
         buffered.flush().await.expect("flush");
         assert_eq!(buffered.write_buf.remaining(), 0);
+    }
+
+    #[test]
+    fn a_read_that_found_the_socket_empty_is_not_repeated_until_the_next_poll() {
+        // wharf patch 10. An io that counts its reads: empty until given data.
+        struct Counting {
+            reads: usize,
+            data: Option<&'static [u8]>,
+        }
+        impl Read for Counting {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                mut buf: crate::rt::ReadBufCursor<'_>,
+            ) -> Poll<io::Result<()>> {
+                self.reads += 1;
+                match self.data.take() {
+                    Some(d) => {
+                        buf.put_slice(d);
+                        Poll::Ready(Ok(()))
+                    }
+                    None => Poll::Pending,
+                }
+            }
+        }
+        impl Write for Counting {
+            fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+                Poll::Ready(Ok(b.len()))
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut b = Buffered::<_, Cursor<Vec<u8>>>::new(Counting { reads: 0, data: None });
+        b.start_poll();
+        assert!(b.poll_read_from_io(&mut cx).is_pending());
+        assert!(b.poll_read_from_io(&mut cx).is_pending());
+        assert!(b.is_read_blocked());
+        assert_eq!(b.io.reads, 1, "the second read in one poll reached the io");
+
+        // A new poll reads again, and finds the data that came meanwhile.
+        b.start_poll();
+        b.io.data = Some(b"GET / HTTP/1.1\r\n");
+        match b.poll_read_from_io(&mut cx) {
+            Poll::Ready(Ok(n)) => assert_eq!(n, 16),
+            other => panic!("expected 16 bytes, got {:?}", other),
+        }
+        assert!(!b.is_read_blocked());
+        // After data, the next read in the same poll goes to the io.
+        assert!(b.poll_read_from_io(&mut cx).is_pending());
+        assert_eq!(b.io.reads, 3);
     }
 
     // #[cfg(feature = "nightly")]
