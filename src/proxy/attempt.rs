@@ -58,7 +58,7 @@ impl Proxy {
         backend: &'a Backend,
         mut req: Request<UpBody>,
         mode: Mode,
-        now: Instant,
+        mut now: Instant,
     ) -> impl Future<Output = Attempted> + Send + 'a {
         async move {
             let Mode { upgrade, h2, alone } = mode;
@@ -115,6 +115,9 @@ impl Proxy {
                                     tracing::debug!(backend = %backend.addr, ?wait, retries = cold.retries,
                                                 "connect refused during cold start, trying again");
                                     tokio::time::sleep(wait).await;
+                                    // The next pass may take a pooled connection:
+                                    // its request is timed from here.
+                                    now = Instant::now();
                                     continue;
                                 }
                                 return Attempted::NotSent(Box::new(req), e.to_string());
@@ -130,7 +133,8 @@ impl Proxy {
                     continue;
                 }
                 // From now: a fresh connection's connect does not count; a
-                // pooled one's request goes out a few µs after `now` was read.
+                // pooled one's request goes out a few µs after `now` was read
+                // (at the attempt's start, or after a cold-start back-off).
                 let sent_at = if fresh { Instant::now() } else { now };
                 let deadline = tokio::time::Instant::from_std(sent_at + self.timeouts.request);
                 let armed = match &mut timer {
@@ -140,8 +144,8 @@ impl Proxy {
                     }
                     None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
                 };
-                // The request first, as `tokio::time::timeout` polls it: an
-                // answer ready with the deadline wins.
+                // The request is polled first, as in `tokio::time::timeout`:
+                // an answer ready at the deadline wins.
                 let sent = match select(pin!(conn.try_send(req)), armed.as_mut()).await {
                     Either::Left((sent, _)) => sent,
                     Either::Right(_) => return Attempted::Timeout,

@@ -51,8 +51,8 @@ fn hop_by_hop_index(name: &str) -> Option<usize> {
 /// Remove hop-by-hop headers, including those listed in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive so that a
 /// protocol upgrade (WebSocket) can be forwarded end to end.
-/// Returns whether a header that `Connection` named was removed (it may
-/// have been `Host`).
+/// Returns whether `Connection` named a header beyond the hop-by-hop ones
+/// (each such header was removed if present; it may have been `Host`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
     // One pass over the names notes which hop-by-hop headers are present
     // (usually none, or only `Connection`): a hash lookup per name present

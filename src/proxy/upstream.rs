@@ -29,8 +29,8 @@ use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
-/// The body wharf sends upstream: the client's, or an empty one when a
-/// bodyless request is replayed.
+/// The body wharf sends upstream: the client's, watched for the client's
+/// faults, or an empty one for a request without a body (and its replay).
 pub type UpBody = Either<super::client_body::ClientBody, Empty<Bytes>>;
 pub type Sender = http1::SendRequest<UpBody>;
 /// HTTP/2 (h2c) connections are multiplexed: one per backend, shared by clones.

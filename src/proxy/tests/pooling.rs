@@ -132,7 +132,7 @@ async fn maintain_closes_the_shared_http2_connection_of_a_backend_that_left_the_
 async fn a_reused_connection_times_each_request_from_its_own_start_even_after_idling_past_a_deadline() {
     let b = backends::waiting_per_path("b").await;
     let mut t = timeouts();
-    t.request = Duration::from_millis(400);
+    t.request = Duration::from_millis(800);
     let wharf = Wharf::with_timeouts(t).await;
     wharf.serve(PoolOptions::default(), &[b.addr]);
     let shared = wharf.shared("web", b.addr);
@@ -140,11 +140,11 @@ async fn a_reused_connection_times_each_request_from_its_own_start_even_after_id
     assert_eq!(client::get(wharf.addr, "/").await.body, "b");
     client::eventually("the connection back in the pool", || wharf.idle(&shared) == 1).await;
     // Idle past the first request's deadline: its timer fires in the pool.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    // Three answers of 250 ms each on that connection: 750 ms in all, each
-    // within its own 400.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Three answers of 400 ms each on that connection: 1.2 s in all, each
+    // within its own 800 ms.
     for _ in 0..3 {
-        let r = client::get(wharf.addr, "/250").await;
+        let r = client::get(wharf.addr, "/400").await;
         assert_eq!((r.status, r.body.as_str()), (http::StatusCode::OK, "b"), "{}", r.body);
         client::eventually("the connection back in the pool", || wharf.idle(&shared) == 1).await;
     }
@@ -155,7 +155,7 @@ async fn a_reused_connection_times_each_request_from_its_own_start_even_after_id
     let took = start.elapsed();
     println!("504 after {took:?} on the reused connection");
     assert_eq!(r.status, http::StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
-    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(took >= Duration::from_millis(800), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(b.log.accepted(), 1, "the stalled request went over the same connection");
     assert_eq!(wharf.proxy.stats.timeouts.load(SeqCst), 1);
