@@ -138,8 +138,8 @@ pub fn te_trailers(headers: &HeaderMap) -> bool {
 /// sees. From a `trusted` peer (`--trusted-proxies`), the peer's
 /// `X-Forwarded-For` chain is kept and the peer appended to it, and its
 /// `-Proto`/`-Host` are kept (wharf sets them only when absent).
-/// Returns [`strip_hop_by_hop`]'s answer: whether a header named in
-/// `Connection` was removed.
+/// Returns [`strip_hop_by_hop`]'s answer: whether `Connection` named a
+/// header beyond the hop-by-hop ones (so `Host` may be gone).
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     client_ip: IpAddr,
