@@ -311,6 +311,9 @@ fn worker(
     std::thread::Builder::new()
         .name(format!("wharf-worker-{index}"))
         .spawn(move || {
+            // Workers live as long as the process: their freed blocks are
+            // kept for their next requests (the wharf-alloc crate).
+            wharf_alloc::cache_this_thread();
             rt.block_on(async move {
                 let listener = match TcpListener::from_std(socket) {
                     Ok(l) => l,

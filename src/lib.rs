@@ -46,8 +46,9 @@
 //! and releases its in-flight slot when the response body ends.
 #![forbid(unsafe_code)]
 
-/// `malloc`, with over-aligned blocks (tokio's task cells and socket
-/// registrations) kept off `posix_memalign`: see the `wharf-alloc` crate. In
+/// `malloc`, with a bounded cache of freed blocks on each worker thread and
+/// over-aligned blocks (tokio's task cells and socket registrations) kept
+/// off `posix_memalign`: see the `wharf-alloc` crate. In
 /// the library, so that every test of wharf runs on it too.
 #[global_allocator]
 static GLOBAL: wharf_alloc::Allocator = wharf_alloc::Allocator;

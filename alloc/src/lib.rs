@@ -13,15 +13,22 @@
 //! and rounding up keeps those blocks on `malloc`'s fast path for 128 bytes
 //! more per block (two per connection).
 //!
-//! Everything with an alignment of 16 or less (nearly every allocation) goes
-//! to [`System`] unchanged. mimalloc was measured as the whole allocator and
-//! not adopted: it cost 9 MiB more RSS under load (bench/README.md).
+//! Blocks of up to [`MAX_CACHED`] bytes (nearly every allocation) go through
+//! a small per-thread cache on the worker threads ([`cache_this_thread`], the
+//! `cache` module: glibc's own keeps too few blocks, of too few sizes, for a
+//! worker's batches of requests); everything else goes to [`System`]
+//! unchanged. mimalloc was measured as the whole allocator and not adopted:
+//! it cost 9 MiB more RSS under load (bench/README.md). The cache is bounded
+//! (512 KiB per worker) and its blocks are `malloc`'s.
 //!
 //! A crate of its own because it is the project's only `unsafe` code: wharf
 //! itself stays `#![forbid(unsafe_code)]` and only names [`Allocator`].
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+
+mod cache;
+pub use cache::{cache_this_thread, cached, BUDGET, MAX_CACHED, MAX_PER_CLASS};
 
 /// What `malloc` guarantees on x86_64 and aarch64 Linux (glibc and musl).
 const MALLOC_ALIGN: usize = 16;
@@ -49,7 +56,7 @@ unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
-            return unsafe { System.alloc(layout) };
+            return unsafe { plain(layout, false) };
         }
         unsafe { alloc_over_aligned(layout, false) }
     }
@@ -57,7 +64,7 @@ unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
-            return unsafe { System.alloc_zeroed(layout) };
+            return unsafe { plain(layout, true) };
         }
         unsafe { alloc_over_aligned(layout, true) }
     }
@@ -65,23 +72,32 @@ unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout.align() <= MALLOC_ALIGN {
-            return unsafe { System.dealloc(ptr, layout) };
+            return unsafe { plain_free(ptr, layout) };
         }
         // SAFETY: `ptr` came from `alloc_over_aligned` with the same layout
         // (GlobalAlloc's contract), which stored the base just before it.
         unsafe {
             let base = (ptr as *mut usize).sub(1).read();
-            System.dealloc(base as *mut u8, padded(layout).unwrap_unchecked());
+            plain_free(base as *mut u8, padded(layout).unwrap_unchecked());
         }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            let old = layout.size();
+            // A block above the cached sizes, or one growing out of them, is
+            // `malloc`'s to resize (every block here is a `malloc` block).
+            if new_size > MAX_CACHED {
+                return unsafe { System.realloc(ptr, layout, new_size) };
+            }
+            // Within its class the block already has the room.
+            if old <= MAX_CACHED && cache::class_of(old.max(1)) == cache::class_of(new_size.max(1)) {
+                return ptr;
+            }
         }
-        // Rare (nothing on the request path grows an over-aligned block):
-        // a new block, a copy, the old one freed.
+        // Into another class (or over-aligned, which nothing on the request
+        // path grows): a new block, a copy, the old one freed.
         unsafe {
             let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
             let new = self.alloc(new_layout);
@@ -94,6 +110,39 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
+/// A block of `layout` (alignment 16 or less): from the thread cache's
+/// class for sizes up to [`MAX_CACHED`], else `malloc`'s.
+///
+/// # Safety
+/// GlobalAlloc's contract for `layout`.
+#[inline]
+unsafe fn plain(layout: Layout, zeroed: bool) -> *mut u8 {
+    let size = layout.size();
+    if size <= MAX_CACHED {
+        return unsafe { cache::alloc(cache::class_of(size.max(1)), zeroed) };
+    }
+    unsafe {
+        if zeroed {
+            System.alloc_zeroed(layout)
+        } else {
+            System.alloc(layout)
+        }
+    }
+}
+
+/// Free a block [`plain`] gave for `layout`.
+///
+/// # Safety
+/// `ptr` came from [`plain`] with a layout of the same size.
+#[inline]
+unsafe fn plain_free(ptr: *mut u8, layout: Layout) {
+    let size = layout.size();
+    if size <= MAX_CACHED {
+        return unsafe { cache::dealloc(ptr, cache::class_of(size.max(1))) };
+    }
+    unsafe { System.dealloc(ptr, layout) }
+}
+
 /// # Safety
 /// `layout.align() > MALLOC_ALIGN`; the result is freed by
 /// [`Allocator::dealloc`] with the same layout.
@@ -101,13 +150,7 @@ unsafe fn alloc_over_aligned(layout: Layout, zeroed: bool) -> *mut u8 {
     let Some(outer) = padded(layout) else {
         return std::ptr::null_mut();
     };
-    let base = unsafe {
-        if zeroed {
-            System.alloc_zeroed(outer)
-        } else {
-            System.alloc(outer)
-        }
-    };
+    let base = unsafe { plain(outer, zeroed) };
     if base.is_null() {
         return base;
     }
@@ -176,6 +219,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn blocks_keep_their_bytes_through_realloc_across_classes_and_out_of_the_cached_sizes() {
+        std::thread::spawn(|| unsafe {
+            cache_this_thread();
+            let a = Allocator;
+            let mut layout = Layout::from_size_align(20, 8).unwrap();
+            let p = a.alloc(layout);
+            for i in 0..20 {
+                p.add(i).write(i as u8);
+            }
+            assert_eq!(a.realloc(p, layout, 30), p, "20 and 30 bytes share a class: no copy");
+            let mut p = p;
+            for new_size in [30usize, 700, 3000, MAX_CACHED + 1, 100_000, 2000, 24] {
+                let q = a.realloc(p, layout, new_size);
+                assert!(!q.is_null());
+                let kept = 20.min(new_size);
+                assert!(
+                    (0..kept).all(|i| q.add(i).read() == i as u8),
+                    "{} -> {new_size}",
+                    layout.size()
+                );
+                layout = Layout::from_size_align(new_size, 8).unwrap();
+                p = q;
+            }
+            a.dealloc(p, layout);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
