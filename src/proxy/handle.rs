@@ -2,6 +2,7 @@
 //! statistics, the warning line for a failure (rate-limited when it is the
 //! client's fault) and the access-log line.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -28,13 +29,17 @@ impl Proxy {
     /// request future went from 4,552 to 2,936 bytes; callgrind from 33,993
     /// to 33,357 instructions per keep-alive request (42,201 to 41,601 with
     /// `Connection: close`).
+    ///
+    /// It answers a `Result` that is never an error, which is what hyper's
+    /// service wants: wrapping the future in `.map(Ok)` copied all of it
+    /// (2.9 KiB) once more per request.
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     pub fn handle_on(
         self: Arc<Self>,
         mut req: Request<Incoming>,
         client: SocketAddr,
         secure: bool,
-    ) -> impl Future<Output = Response<RespBody>> + Send {
+    ) -> impl Future<Output = Result<Response<RespBody>, Infallible>> + Send {
         async move {
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let start = Instant::now();
@@ -128,7 +133,7 @@ impl Proxy {
                 });
             }
             resp.headers_mut().insert(reqid::HEADER.clone(), request_id);
-            resp
+            Ok(resp)
         }
     }
 }

@@ -21,14 +21,12 @@ pub mod detect;
 pub mod stop;
 pub mod tls;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -266,13 +264,7 @@ impl Connection {
             // `Box` sized for it (about 5 KiB) for the whole life of every
             // connection, idle ones included (issue 9: 10,000 idle connections).
             let handler = Arc::clone(&proxy);
-            let svc = service_fn(move |req| {
-                Box::pin(
-                    Arc::clone(&handler)
-                        .handle_on(req, peer, false)
-                        .map(Ok::<_, Infallible>),
-                )
-            });
+            let svc = service_fn(move |req| Box::pin(Arc::clone(&handler).handle_on(req, peer, false)));
             let io = TokioIo::new(detect::Prefixed::new(first, stream));
             // Boxed: hyper's connection state is large, and the task's future is
             // copied several times on its way into the runtime (spawn, completion).

@@ -12,13 +12,11 @@
 //! the listener is dropped at shutdown, open connections finish gracefully
 //! within the drain timeout; a connection still handshaking is dropped.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
@@ -87,8 +85,7 @@ impl TlsConnection {
         }
         let proxy = Arc::clone(&self.proxy);
         // Boxed per request, as on the plain listener (see `super::Connection::serve`).
-        let svc =
-            service_fn(move |req| Box::pin(Arc::clone(&proxy).handle_on(req, peer, true).map(Ok::<_, Infallible>)));
+        let svc = service_fn(move |req| Box::pin(Arc::clone(&proxy).handle_on(req, peer, true)));
         let io = TokioIo::new(tls);
         if alpn.as_deref() == Some(b"h2") {
             let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
