@@ -311,8 +311,8 @@ fn worker(
     std::thread::Builder::new()
         .name(format!("wharf-worker-{index}"))
         .spawn(move || {
-            // Workers live as long as the process: their freed blocks are
-            // kept for their next requests (the wharf-alloc crate).
+            // Freed blocks are kept for this worker's next requests (the
+            // wharf-alloc crate), and given back when it ends (below).
             wharf_alloc::cache_this_thread();
             rt.block_on(async move {
                 let listener = match TcpListener::from_std(socket) {
@@ -349,6 +349,10 @@ fn worker(
                 maintain.abort();
             });
             let _ = done_tx.send(());
+            // The runtime's own memory is freed on this thread: first that,
+            // then the cache goes back to `free`.
+            drop(rt);
+            wharf_alloc::release_this_thread();
         })?;
     Ok(done_rx)
 }

@@ -1,5 +1,6 @@
 //! A per-thread cache of freed small and medium blocks, for the threads that
-//! serve requests (the workers call [`cache_this_thread`]).
+//! serve requests (each worker calls [`cache_this_thread`] when it starts and
+//! [`release_this_thread`] when it ends).
 //!
 //! Why (issue 9): glibc's own per-thread cache keeps 7 blocks per size and
 //! only blocks up to 1,032 bytes. A worker serves its connections in
@@ -11,17 +12,22 @@
 //! keep-alive request and 16 per `Connection: close` request (callgrind).
 //! Here a hit is a pop from a list and a free a push.
 //!
-//! Bounded: a thread keeps at most [`MAX_PER_CLASS`] blocks of one size
-//! class and [`BUDGET`] bytes in all; beyond that blocks go back to `malloc`.
-//! The blocks are `malloc`'s own, so nothing else changes: a block freed
-//! on a thread without a cache goes to `free`. A cached block is never
-//! returned to `malloc` while its thread lives; the workers live as long as
-//! the process, which is why only they opt in (a thread that exits would
-//! leave its cache behind: no destructor runs inside an allocator here).
+//! Bounded: a thread keeps at most [`MAX_PER_CLASS`] blocks and
+//! [`CLASS_BUDGET`] bytes of one size class, and [`BUDGET`] bytes in all;
+//! beyond that blocks go back to `free`. The per-class cap keeps one class
+//! (say, after a burst of large futures) from taking the whole budget.
 //!
-//! Every block of [`MAX_CACHED`] bytes or less, on any thread, is allocated
-//! at its class's full size, so that any block of a class can serve any
-//! request of that class, whichever thread freed it.
+//! Sizes: every block of [`MAX_CACHED`] bytes or less, on every thread, is
+//! allocated at its class's full size, so that any block of a class can
+//! serve any request of that class, whichever thread freed it. The classes
+//! are glibc's own usable sizes (24, 40, 56, … 1,032 bytes: a chunk of 16
+//! × n bytes holds 16 × n − 8), then 64 bytes apart, so rounding a request up
+//! to its class costs no memory below 1,032 bytes: `malloc` would have given
+//! that chunk anyway.
+//!
+//! A worker's cached blocks go back to `free` when the worker ends; a thread
+//! that opted in and exits without [`release_this_thread`] leaves its cache
+//! behind (at most [`BUDGET`]): no destructor runs inside an allocator here.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -30,14 +36,19 @@ use std::ptr;
 /// The largest size kept: the boxed request futures fit, hyper's 8 KiB
 /// buffers (one per connection, not per request) do not.
 pub const MAX_CACHED: usize = 4096;
-/// Classes 16 bytes apart up to 1 KiB, then 256 bytes apart up to [`MAX_CACHED`].
+/// Small classes: glibc's usable chunk sizes, 24 to 1,032 bytes, 16 apart.
+const SMALL_MIN: usize = 24;
 const SMALL_STEP: usize = 16;
-const SMALL_MAX: usize = 1024;
-const MEDIUM_STEP: usize = 256;
-const SMALL_CLASSES: usize = SMALL_MAX / SMALL_STEP;
-pub const CLASSES: usize = SMALL_CLASSES + (MAX_CACHED - SMALL_MAX) / MEDIUM_STEP;
+const SMALL_CLASSES: usize = 64;
+const SMALL_MAX: usize = SMALL_MIN + SMALL_STEP * (SMALL_CLASSES - 1);
+/// Medium classes: 64 bytes apart above that (a request wastes at most 63
+/// bytes of its block), the last one holding [`MAX_CACHED`].
+const MEDIUM_STEP: usize = 64;
+pub const CLASSES: usize = SMALL_CLASSES + (MAX_CACHED - SMALL_MAX).div_ceil(MEDIUM_STEP);
 /// Most blocks one thread keeps of one class.
 pub const MAX_PER_CLASS: u16 = 256;
+/// Most bytes one thread keeps of one class.
+pub const CLASS_BUDGET: usize = 256 * 1024;
 /// Most bytes one thread keeps in all.
 pub const BUDGET: usize = 512 * 1024;
 
@@ -46,7 +57,7 @@ pub const BUDGET: usize = 512 * 1024;
 pub fn class_of(size: usize) -> usize {
     debug_assert!((1..=MAX_CACHED).contains(&size));
     if size <= SMALL_MAX {
-        (size - 1) / SMALL_STEP
+        size.saturating_sub(SMALL_MIN).div_ceil(SMALL_STEP)
     } else {
         SMALL_CLASSES + (size - SMALL_MAX - 1) / MEDIUM_STEP
     }
@@ -56,7 +67,7 @@ pub fn class_of(size: usize) -> usize {
 #[inline]
 pub fn class_size(c: usize) -> usize {
     if c < SMALL_CLASSES {
-        (c + 1) * SMALL_STEP
+        SMALL_MIN + c * SMALL_STEP
     } else {
         SMALL_MAX + (c - SMALL_CLASSES + 1) * MEDIUM_STEP
     }
@@ -77,14 +88,37 @@ thread_local! {
     };
 }
 
-/// Cache freed blocks on the calling thread from now on. For threads that
-/// live as long as the process (see the module docs).
+/// Cache freed blocks on the calling thread from now on. Call
+/// [`release_this_thread`] before the thread ends (see the module docs).
 pub fn cache_this_thread() {
     // SAFETY: the cell is this thread's; no reference to it outlives the call.
     CACHE.with(|c| unsafe { (*c.get()).enabled = true });
 }
 
-/// A block of class `c` (`size` = its class size, 16-aligned), from this
+/// Stop caching on the calling thread and give every block it keeps back
+/// to `free`.
+pub fn release_this_thread() {
+    loop {
+        // One block at a time, `free` outside the cell.
+        let taken = CACHE.with(|cell| {
+            // SAFETY: this thread's cell, not re-entered.
+            let cache = unsafe { &mut *cell.get() };
+            cache.enabled = false;
+            let c = cache.heads.iter().position(|h| !h.is_null())?;
+            let head = cache.heads[c];
+            // SAFETY: as in `alloc`.
+            cache.heads[c] = unsafe { (head as *mut *mut u8).read() };
+            cache.counts[c] -= 1;
+            cache.bytes -= class_size(c);
+            Some((head, c))
+        });
+        let Some((p, c)) = taken else { return };
+        // SAFETY: a malloc block no longer in the cache.
+        unsafe { System.dealloc(p, Layout::from_size_align_unchecked(class_size(c), 16)) };
+    }
+}
+
+/// A block of class `c` (of its class's size, 16-aligned), from this
 /// thread's cache or from `malloc`.
 ///
 /// # Safety
@@ -98,7 +132,7 @@ pub unsafe fn alloc(c: usize, zeroed: bool) -> *mut u8 {
         if head.is_null() {
             return head;
         }
-        // SAFETY: a cached block is at least 16 bytes, its first word the next link.
+        // SAFETY: a cached block is at least 24 bytes, its first word the next link.
         cache.heads[c] = unsafe { (head as *mut *mut u8).read() };
         cache.counts[c] -= 1;
         cache.bytes -= class_size(c);
@@ -133,10 +167,14 @@ pub unsafe fn dealloc(p: *mut u8, c: usize) {
         // SAFETY: as in `alloc`.
         let cache = unsafe { &mut *cell.get() };
         let size = class_size(c);
-        if !cache.enabled || cache.counts[c] >= MAX_PER_CLASS || cache.bytes + size > BUDGET {
+        if !cache.enabled
+            || cache.counts[c] >= MAX_PER_CLASS
+            || usize::from(cache.counts[c]) * size + size > CLASS_BUDGET
+            || cache.bytes + size > BUDGET
+        {
             return false;
         }
-        // SAFETY: the block has at least 16 bytes, 16-aligned.
+        // SAFETY: the block has at least 24 bytes, 16-aligned.
         unsafe { (p as *mut *mut u8).write(cache.heads[c]) };
         cache.heads[c] = p;
         cache.counts[c] += 1;
@@ -149,13 +187,16 @@ pub unsafe fn dealloc(p: *mut u8, c: usize) {
     }
 }
 
-/// Blocks of the class of `size` and bytes in all the calling thread keeps
-/// (for tests).
+/// Blocks of the class of `size` (none above [`MAX_CACHED`]) and bytes in
+/// all the calling thread keeps (for tests).
 pub fn cached(size: usize) -> (usize, usize) {
     // SAFETY: as in `alloc`.
     CACHE.with(|cell| unsafe {
         let cache = &*cell.get();
-        (usize::from(cache.counts[class_of(size)]), cache.bytes)
+        let blocks = (1..=MAX_CACHED)
+            .contains(&size)
+            .then(|| usize::from(cache.counts[class_of(size)]));
+        (blocks.unwrap_or(0), cache.bytes)
     })
 }
 
@@ -175,10 +216,41 @@ mod tests {
             assert!(c < CLASSES, "size {size}");
             assert!(class_size(c) >= size, "size {size} in class {c} of {}", class_size(c));
             assert!(c == 0 || class_size(c - 1) < size, "size {size} fits class {}", c - 1);
-            assert_eq!(class_size(c) % 16, 0, "class {c} keeps malloc's alignment");
         }
         assert_eq!(class_of(MAX_CACHED), CLASSES - 1);
-        assert_eq!(class_size(CLASSES - 1), MAX_CACHED);
+        for c in 0..CLASSES {
+            assert!(
+                class_size(c) >= 24 && class_size(c).is_multiple_of(8),
+                "class {c}: room and alignment for the link"
+            );
+        }
+        // Below 1,032 bytes the classes are glibc's usable chunk sizes
+        // (16 × n − 8): rounding up costs no memory there.
+        assert_eq!((0..4).map(class_size).collect::<Vec<_>>(), [24, 40, 56, 72]);
+        assert_eq!(class_size(class_of(1032)), 1032);
+        assert_eq!(class_size(class_of(1033)), 1096);
+    }
+
+    #[test]
+    fn a_block_from_a_thread_without_a_cache_serves_a_larger_request_of_its_class() {
+        // Allocated small on a thread that never opted in...
+        let c = class_of(3080);
+        let addr = std::thread::spawn(move || unsafe { alloc(class_of(3017), false) as usize })
+            .join()
+            .unwrap();
+        assert_eq!(class_of(3017), c, "the two sizes share a class");
+        on_new_thread(move || unsafe {
+            let p = addr as *mut u8;
+            cache_this_thread();
+            // ...freed on one that did, then handed out for the class's largest size.
+            dealloc(p, c);
+            let q = alloc(c, false);
+            assert_eq!(q, p);
+            ptr::write_bytes(q, 0x5A, class_size(c));
+            assert!((0..class_size(c)).all(|i| q.add(i).read() == 0x5A));
+            dealloc(q, c);
+            release_this_thread();
+        });
     }
 
     #[test]
@@ -210,26 +282,31 @@ mod tests {
     }
 
     #[test]
-    fn a_class_keeps_at_most_its_cap_and_the_thread_at_most_its_budget() {
+    fn a_class_keeps_at_most_its_caps_and_the_thread_at_most_its_budget() {
         on_new_thread(|| unsafe {
             cache_this_thread();
-            let small = class_of(64);
-            let blocks: Vec<*mut u8> = (0..usize::from(MAX_PER_CLASS) + 10)
-                .map(|_| alloc(small, false))
-                .collect();
-            for p in blocks {
-                dealloc(p, small);
-            }
-            assert_eq!(cached(64).0, usize::from(MAX_PER_CLASS));
-            let big = class_of(MAX_CACHED);
-            let n = BUDGET / MAX_CACHED + 10;
-            let blocks: Vec<*mut u8> = (0..n).map(|_| alloc(big, false)).collect();
-            for p in blocks {
-                dealloc(p, big);
+            let fill = |size: usize, n: usize| {
+                let c = class_of(size);
+                let blocks: Vec<*mut u8> = (0..n).map(|_| alloc(c, false)).collect();
+                for p in blocks {
+                    dealloc(p, c);
+                }
+            };
+            fill(64, usize::from(MAX_PER_CLASS) + 10);
+            assert_eq!(cached(64).0, usize::from(MAX_PER_CLASS), "the count cap");
+            fill(MAX_CACHED, 100);
+            let big = class_size(class_of(MAX_CACHED));
+            assert_eq!(cached(MAX_CACHED).0, CLASS_BUDGET / big, "the class's byte cap");
+            for size in [2000, 2600, 3300] {
+                fill(size, 100);
             }
             let (_, bytes) = cached(MAX_CACHED);
             assert!(bytes <= BUDGET, "{bytes} bytes cached, budget {BUDGET}");
-            assert!(bytes > BUDGET - MAX_CACHED, "the budget is used: {bytes}");
+            assert!(bytes > BUDGET - big, "the budget is used: {bytes}");
+            release_this_thread();
+            assert_eq!(cached(64), (0, 0), "all given back");
+            fill(64, 3);
+            assert_eq!(cached(64), (0, 0), "and no longer caching");
         });
     }
 }

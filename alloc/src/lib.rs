@@ -1,8 +1,12 @@
-//! The global allocator: the system's `malloc`, except for over-aligned
-//! blocks (alignment above 16), which are carved out of a plain `malloc`
-//! block instead of going through `posix_memalign`.
+//! The global allocator: the system's `malloc`, with two changes:
+//! - over-aligned blocks (alignment above 16) are carved out of a plain
+//!   `malloc` block instead of going through `posix_memalign`;
+//! - blocks of up to [`MAX_CACHED`] bytes are allocated at their size
+//!   class's full size (glibc's own chunk sizes up to 1,032 bytes, so no
+//!   memory is lost there), and the worker threads keep freed ones in a
+//!   bounded cache of their own (the `cache` module, [`cache_this_thread`]).
 //!
-//! Why (issue 9, `Connection: close`): every new client connection allocates
+//! Why the first (issue 9, `Connection: close`): every new client connection allocates
 //! two 128-byte-aligned blocks, tokio's task cell and the I/O driver's
 //! `ScheduledIo` (both cache-line padded). glibc serves those with
 //! `_int_memalign`, which bypasses its per-thread cache, takes a larger chunk
@@ -13,13 +17,12 @@
 //! and rounding up keeps those blocks on `malloc`'s fast path for 128 bytes
 //! more per block (two per connection).
 //!
-//! Blocks of up to [`MAX_CACHED`] bytes (nearly every allocation) go through
-//! a small per-thread cache on the worker threads ([`cache_this_thread`], the
-//! `cache` module: glibc's own keeps too few blocks, of too few sizes, for a
-//! worker's batches of requests); everything else goes to [`System`]
-//! unchanged. mimalloc was measured as the whole allocator and not adopted:
-//! it cost 9 MiB more RSS under load (bench/README.md). The cache is bounded
-//! (512 KiB per worker) and its blocks are `malloc`'s.
+//! The worker cache exists because glibc's own per-thread cache keeps too
+//! few blocks, of too few sizes, for a worker's batches of requests (the
+//! `cache` module says how few). Larger blocks go to [`System`] unchanged.
+//! mimalloc was measured as the whole allocator and not adopted: it cost 9
+//! MiB more RSS under load (bench/README.md). The cache is bounded (512 KiB
+//! per worker) and its blocks are `malloc`'s.
 //!
 //! A crate of its own because it is the project's only `unsafe` code: wharf
 //! itself stays `#![forbid(unsafe_code)]` and only names [`Allocator`].
@@ -28,7 +31,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 
 mod cache;
-pub use cache::{cache_this_thread, cached, BUDGET, MAX_CACHED, MAX_PER_CLASS};
+pub use cache::{cache_this_thread, cached, release_this_thread, BUDGET, CLASS_BUDGET, MAX_CACHED, MAX_PER_CLASS};
 
 /// What `malloc` guarantees on x86_64 and aarch64 Linux (glibc and musl).
 const MALLOC_ALIGN: usize = 16;
@@ -231,9 +234,9 @@ mod tests {
             for i in 0..20 {
                 p.add(i).write(i as u8);
             }
-            assert_eq!(a.realloc(p, layout, 30), p, "20 and 30 bytes share a class: no copy");
+            assert_eq!(a.realloc(p, layout, 24), p, "20 and 24 bytes share a class: no copy");
             let mut p = p;
-            for new_size in [30usize, 700, 3000, MAX_CACHED + 1, 100_000, 2000, 24] {
+            for new_size in [24usize, 30, 700, 3000, MAX_CACHED + 1, 100_000, 2000, 24] {
                 let q = a.realloc(p, layout, new_size);
                 assert!(!q.is_null());
                 let kept = 20.min(new_size);
@@ -246,6 +249,33 @@ mod tests {
                 p = q;
             }
             a.dealloc(p, layout);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn over_aligned_blocks_carved_from_cached_blocks_stay_aligned_and_whole() {
+        std::thread::spawn(|| unsafe {
+            cache_this_thread();
+            let a = Allocator;
+            for round in 0..3 {
+                for align in [32usize, 128, 1024] {
+                    let layout = Layout::from_size_align(384, align).unwrap();
+                    let p = a.alloc(layout);
+                    assert_eq!(p as usize % align, 0, "round {round}");
+                    std::ptr::write_bytes(p, 0xEE, 384);
+                    let z = a.alloc_zeroed(layout);
+                    assert!(
+                        (0..384).all(|i| z.add(i).read() == 0),
+                        "a reused block comes back zeroed"
+                    );
+                    a.dealloc(p, layout);
+                    a.dealloc(z, layout);
+                }
+            }
+            release_this_thread();
+            assert_eq!(cached(512), (0, 0), "released");
         })
         .join()
         .unwrap();
