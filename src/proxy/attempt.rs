@@ -14,23 +14,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::{select, Either};
-use http::{Request, Response};
-use hyper::body::Incoming;
-
-use super::body::Guard;
+use super::body::{Guard, UpstreamBody};
 use super::cold::ColdStart;
-use super::upstream::{Conn, Pooled, Timer, UpBody};
+use super::raw::{Failed, RawConn};
+use super::upstream::{Conn, Timer, Up, UpBody};
 use super::{slots, Proxy};
 use crate::backend::Backend;
 use crate::balance::Context;
 use crate::routing::Pool;
 use crate::{health, net};
+use futures::future::{select, Either};
+use http::{Request, Response};
 
 /// How an attempt ended.
 pub(super) enum Attempted {
     /// Response headers arrived; the guard holds the in-flight slot.
-    Answered(Response<Incoming>, Guard),
+    Answered(Response<UpstreamBody>, Guard),
     /// The request was not sent: it comes back for another backend.
     NotSent(Box<Request<UpBody>>, String),
     /// The request was sent and the connection died before response headers.
@@ -48,6 +47,9 @@ pub(super) struct Mode {
     pub h2: bool,
     /// No other backend could take the request (cold-start retries allowed).
     pub alone: bool,
+    /// The request has no body and is neither an upgrade nor HTTP/2: it
+    /// goes on a raw connection ([`super::raw`]).
+    pub raw: bool,
 }
 
 impl Proxy {
@@ -61,7 +63,12 @@ impl Proxy {
         mut now: Instant,
     ) -> impl Future<Output = Attempted> + Send + 'a {
         async move {
-            let Mode { upgrade, h2, alone } = mode;
+            let Mode {
+                upgrade,
+                h2,
+                alone,
+                raw,
+            } = mode;
             let mut cold = ColdStart::new(alone, self.timeouts.connect);
             let mut guard = Guard::new(Arc::clone(&backend.shared));
             let uid = backend.shared.uid;
@@ -71,14 +78,17 @@ impl Proxy {
             loop {
                 let pooled = match (upgrade, h2) {
                     (true, _) => None,
-                    (false, false) => ups.take(uid, self.timeouts.upstream_idle, now).map(|p| {
+                    (false, false) => ups.take(uid, raw, self.timeouts.upstream_idle, now).map(|p| {
                         timer = Some(p.timer);
-                        Conn::H1(p.sender)
+                        match p.conn {
+                            Up::Hyper(s) => Link::Hyper(Conn::H1(s)),
+                            Up::Raw(r) => Link::Raw(r),
+                        }
                     }),
-                    (false, true) => ups.take_h2(uid).map(Conn::H2),
+                    (false, true) => ups.take_h2(uid).map(|s| Link::Hyper(Conn::H2(s))),
                 };
                 let fresh = pooled.is_none();
-                let mut conn = match pooled {
+                let link = match pooled {
                     Some(c) => c,
                     None => {
                         // Boxed: connecting (TCP, the handshake, the spawn) is a
@@ -90,12 +100,16 @@ impl Proxy {
                                 .await
                                 .map(|s| {
                                     ups.set_h2(uid, s.clone());
-                                    Conn::H2(s)
+                                    Link::Hyper(Conn::H2(s))
                                 })
+                        } else if raw {
+                            Box::pin(net::tcp(backend.addr, self.timeouts.connect))
+                                .await
+                                .map(|tcp| Link::Raw(RawConn::new(tcp)))
                         } else {
                             Box::pin(net::connect(backend.addr, self.timeouts.connect, upgrade))
                                 .await
-                                .map(Conn::H1)
+                                .map(|s| Link::Hyper(Conn::H1(s)))
                         };
                         let refusals = &backend.shared.health.refusals;
                         match connected {
@@ -125,6 +139,41 @@ impl Proxy {
                         }
                     }
                 };
+                // From now: a fresh connection's connect does not count; a
+                // pooled one's request goes out a few µs after `now` was read
+                // (at the attempt's start, or after a cold-start back-off).
+                let deadline = |fresh: bool| {
+                    let sent_at = if fresh { Instant::now() } else { now };
+                    tokio::time::Instant::from_std(sent_at + self.timeouts.request)
+                };
+                // The request is polled first, as in `tokio::time::timeout`:
+                // an answer ready at the deadline wins.
+                let mut conn = match link {
+                    Link::Hyper(conn) => conn,
+                    Link::Raw(r) => {
+                        let armed = arm(&mut timer, deadline(fresh));
+                        let sent = match select(pin!(r.send(req)), armed.as_mut()).await {
+                            Either::Left((sent, _)) => sent,
+                            Either::Right(_) => return Attempted::Timeout,
+                        };
+                        match sent {
+                            Ok(resp) => {
+                                // The connection is in the body; it comes
+                                // back to the pool, with its timer, at the end.
+                                if let Some(timer) = timer.take() {
+                                    guard.set_home(ups, timer, None);
+                                }
+                                return Attempted::Answered(resp.map(UpstreamBody::Raw), guard);
+                            }
+                            Err(Failed::NotSent(r, _)) if !fresh => {
+                                req = r;
+                                continue;
+                            }
+                            Err(Failed::NotSent(r, why)) => return Attempted::NotSent(Box::new(r), why),
+                            Err(Failed::Lost(why)) => return Attempted::Lost(why),
+                        }
+                    }
+                };
                 if conn.ready().await.is_err() {
                     if fresh {
                         let why = format!("connection to {} closed", backend.addr);
@@ -132,20 +181,7 @@ impl Proxy {
                     }
                     continue;
                 }
-                // From now: a fresh connection's connect does not count; a
-                // pooled one's request goes out a few µs after `now` was read
-                // (at the attempt's start, or after a cold-start back-off).
-                let sent_at = if fresh { Instant::now() } else { now };
-                let deadline = tokio::time::Instant::from_std(sent_at + self.timeouts.request);
-                let armed = match &mut timer {
-                    Some(t) => {
-                        t.as_mut().reset(deadline);
-                        t
-                    }
-                    None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                // The request is polled first, as in `tokio::time::timeout`:
-                // an answer ready at the deadline wins.
+                let armed = arm(&mut timer, deadline(fresh));
                 let sent = match select(pin!(conn.try_send(req)), armed.as_mut()).await {
                     Either::Left((sent, _)) => sent,
                     Either::Right(_) => return Attempted::Timeout,
@@ -156,9 +192,9 @@ impl Proxy {
                         // timer, when the body ends; the shared HTTP/2 one
                         // never left it.
                         if let (Conn::H1(sender), false, Some(timer)) = (conn, upgrade, timer.take()) {
-                            guard.set_sender(ups, Pooled { sender, timer });
+                            guard.set_home(ups, timer, Some(sender));
                         }
-                        return Attempted::Answered(resp, guard);
+                        return Attempted::Answered(resp.map(UpstreamBody::Hyper), guard);
                     }
                     Err(mut e) => match e.take_message() {
                         Some(r) if !fresh => {
@@ -172,6 +208,23 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The request timer moved to `deadline`: the pooled connection's, else a new one.
+fn arm(timer: &mut Option<Timer>, deadline: tokio::time::Instant) -> &mut Timer {
+    match timer {
+        Some(t) => {
+            t.as_mut().reset(deadline);
+            t
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    }
+}
+
+/// A connection for one attempt: hyper's client, or wharf's own.
+enum Link {
+    Hyper(Conn),
+    Raw(Box<RawConn>),
 }
 
 /// Ask the pool's balancer for a backend not yet tried by this request:

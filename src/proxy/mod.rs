@@ -9,6 +9,7 @@
 //!
 //! - [`prepare`]: the client's request → the upstream request;
 //! - [`attempt`]: one backend, a pooled or new connection, the request;
+//! - [`raw`]: wharf's own HTTP/1.1 client, for requests without a body;
 //! - [`body`]: the response body, releasing the in-flight slot at its end;
 //! - [`tunnel`]: upgraded connections spliced together; [`connect`]: when
 //!   an exchange becomes a tunnel (`Upgrade`, or `CONNECT` to a pool that opts in);
@@ -28,6 +29,7 @@ mod handle;
 pub mod headers;
 pub mod https;
 pub mod prepare;
+pub mod raw;
 pub mod sanity;
 pub mod slots;
 pub mod tunnel;
@@ -300,6 +302,7 @@ impl Proxy {
                     upgrade: upgrade.is_some(),
                     h2,
                     alone: !others_left(&pool, &tried_at[..attempts], now, panic),
+                    raw: upgrade.is_none() && !h2 && matches!(req.body(), Either::Right(_)),
                 };
                 if replayable && replay.is_none() && !mode.alone && attempts < max_attempts {
                     replay = Some(prepare::Replay::of(&req));
@@ -322,7 +325,15 @@ impl Proxy {
                             }
                             connect::Switch::Tunnel => {
                                 if let Some(on_client) = upgrade {
-                                    return Ok(self.start_tunnel(on_client, resp, guard, connect));
+                                    // An upgrade always goes through hyper's client (`Mode::raw`).
+                                    let (parts, body) = resp.into_parts();
+                                    match body.into_hyper() {
+                                        Ok(b) => {
+                                            let resp = Response::from_parts(parts, b);
+                                            return Ok(self.start_tunnel(on_client, resp, guard, connect));
+                                        }
+                                        Err(b) => resp = Response::from_parts(parts, b),
+                                    }
                                 }
                             }
                             connect::Switch::No => {}

@@ -7,7 +7,8 @@
 //! Helpers: [`fixture`] (wharf in-process, publishing desired states),
 //! [`backends`] and [`raw`] (well- and ill-behaved upstreams), [`client`] (requests,
 //! raw sockets, polling with a deadline). The tests, by subject:
-//! `retries`, `cold`, `in_flight`, `pooling`, `rewrite`, `protocols`, `lifecycle`.
+//! `retries`, `cold`, `in_flight`, `pooling`, `rewrite`, `protocols`, `lifecycle`,
+//! `raw_client`.
 
 mod backends;
 mod body_bytes;
@@ -15,6 +16,7 @@ mod client;
 mod fixture;
 mod https;
 mod raw;
+mod raw_client;
 
 mod cold;
 mod connect;

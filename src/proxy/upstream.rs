@@ -1,6 +1,7 @@
 //! Upstream connections, owned by the proxy: idle keep-alive HTTP/1.1
-//! connections and one shared HTTP/2 connection per backend, keyed by the
-//! backend's [`uid`](crate::backend::BackendShared::uid).
+//! connections (hyper's, and wharf's own [`raw`](super::raw) ones for
+//! requests without a body) and one shared HTTP/2 connection per backend,
+//! keyed by the backend's [`uid`](crate::backend::BackendShared::uid).
 //!
 //! wharf keeps its own small pool instead of hyper-util's client so that it
 //! controls the two moments that matter for zero failed requests:
@@ -36,10 +37,26 @@ pub type Sender = http1::SendRequest<UpBody>;
 /// HTTP/2 (h2c) connections are multiplexed: one per backend, shared by clones.
 pub type H2Sender = http2::SendRequest<UpBody>;
 
-/// A connection ready for one request, of either protocol.
+/// A connection of hyper's client ready for one request, of either protocol.
 pub enum Conn {
     H1(Sender),
     H2(H2Sender),
+}
+
+/// An idle HTTP/1.1 connection: hyper's, or a raw one.
+#[derive(Debug)]
+pub enum Up {
+    Hyper(Sender),
+    Raw(Box<super::raw::RawConn>),
+}
+
+impl Up {
+    fn is_closed(&self) -> bool {
+        match self {
+            Up::Hyper(s) => s.is_closed(),
+            Up::Raw(r) => r.is_closed(),
+        }
+    }
 }
 
 type TrySend = Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<UpBody>>>;
@@ -78,7 +95,7 @@ pub type Timer = Pin<Box<tokio::time::Sleep>>;
 /// the task is polled and sleeps again.
 #[derive(Debug)]
 pub struct Pooled {
-    pub sender: Sender,
+    pub conn: Up,
     pub timer: Timer,
 }
 
@@ -88,7 +105,18 @@ const MAX_IDLE: usize = 256;
 #[derive(Debug, Default)]
 struct Idle {
     h1: Vec<(Pooled, Instant)>,
+    raw: Vec<(Pooled, Instant)>,
     h2: Option<H2Sender>,
+}
+
+impl Idle {
+    fn list(&mut self, raw: bool) -> &mut Vec<(Pooled, Instant)> {
+        if raw {
+            &mut self.raw
+        } else {
+            &mut self.h1
+        }
+    }
 }
 
 /// Hashes a backend's `uid` by one multiplication. The keys are wharf's own
@@ -131,13 +159,13 @@ impl Upstreams {
         f(&mut self.map.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Backend `uid`'s most recently returned live connection idle for less
-    /// than `max_idle` at `now`.
-    pub fn take(&self, uid: u64, max_idle: Duration, now: Instant) -> Option<Pooled> {
+    /// Backend `uid`'s most recently returned live connection (a raw one
+    /// with `raw`, else hyper's) idle for less than `max_idle` at `now`.
+    pub fn take(&self, uid: u64, raw: bool, max_idle: Duration, now: Instant) -> Option<Pooled> {
         self.with(|m| {
-            let idle = m.get_mut(&uid)?;
-            while let Some((p, since)) = idle.h1.pop() {
-                if now.saturating_duration_since(since) < max_idle && !p.sender.is_closed() {
+            let idle = m.get_mut(&uid)?.list(raw);
+            while let Some((p, since)) = idle.pop() {
+                if now.saturating_duration_since(since) < max_idle && !p.conn.is_closed() {
                     return Some(p);
                 }
             }
@@ -147,11 +175,12 @@ impl Upstreams {
 
     /// Give a connection back after a response ended cleanly.
     pub fn put(&self, uid: u64, s: Pooled) {
-        if s.sender.is_closed() {
+        if s.conn.is_closed() {
             return;
         }
+        let raw = matches!(s.conn, Up::Raw(_));
         self.with(|m| {
-            let idle = &mut m.entry(uid).or_default().h1;
+            let idle = m.entry(uid).or_default().list(raw);
             if idle.len() < MAX_IDLE {
                 idle.push((s, Instant::now()));
             }
@@ -184,15 +213,16 @@ impl Upstreams {
         self.with(|m| {
             m.retain(|uid, _| keep.contains(uid));
             for idle in m.values_mut() {
-                idle.h1
-                    .retain(|(p, since)| since.elapsed() < max_idle && !p.sender.is_closed());
+                for list in [&mut idle.h1, &mut idle.raw] {
+                    list.retain(|(p, since)| since.elapsed() < max_idle && !p.conn.is_closed());
+                }
             }
         });
     }
 
     /// Idle HTTP/1.1 connections to backend `uid` (for the state API).
     pub fn idle(&self, uid: u64) -> usize {
-        self.with(|m| m.get(&uid).map_or(0, |i| i.h1.len()))
+        self.with(|m| m.get(&uid).map_or(0, |i| i.h1.len() + i.raw.len()))
     }
 }
 

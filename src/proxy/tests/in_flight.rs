@@ -206,12 +206,17 @@ async fn a_body_the_backend_cuts_short_counts_an_error_releases_the_slot_and_is_
     wharf.serve(PoolOptions::default(), &[short.addr]);
     let shared = wharf.shared("web", short.addr);
 
-    let resp = client::open(wharf.addr, request(Method::GET, "/").body(Full::default()).unwrap()).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert!(
-        resp.into_body().collect().await.is_err(),
-        "the client sees the body fail"
-    );
+    // The body fails while wharf streams it: after the head went out, or,
+    // when the end of the connection came with the body's first bytes,
+    // before hyper wrote the head. Either way no client gets a whole 200.
+    let whole = match client::try_open(wharf.addr, request(Method::GET, "/").body(Full::default()).unwrap()).await {
+        Ok(resp) => {
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    };
+    assert!(!whole, "the client sees the response fail");
     wharf.settled().await;
     assert_eq!(shared.errors.load(SeqCst), 1);
     assert_eq!(wharf.idle(&shared), 0);

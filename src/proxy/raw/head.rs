@@ -1,0 +1,403 @@
+//! The two heads of an exchange on a raw connection, as pure functions: the
+//! request head written as bytes, and the response head parsed into a
+//! `Response` and the framing of the body that follows (RFC 9112 §6.3).
+//!
+//! The framing rules are hyper's client's (`Client::decoder` in
+//! `proto/h1/role.rs`), so a backend is read the same way whichever client
+//! wharf used: `1xx` heads are skipped, `HEAD`, `204` and `304` have no body,
+//! `Transfer-Encoding` wins over `Content-Length` and makes the connection
+//! unusable afterwards unless `chunked` is last, differing or invalid
+//! `Content-Length`s are refused, and a body with neither is read to the end
+//! of the connection.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+
+/// Most header lines in a response head (hyper's default).
+pub const MAX_HEADERS: usize = 100;
+
+/// How the body after a response head ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body at all.
+    Empty,
+    /// `Content-Length` bytes (more than zero).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the backend closes the connection.
+    Close,
+}
+
+/// A response head read off the connection.
+#[derive(Debug)]
+pub struct Head {
+    pub response: Response<()>,
+    pub framing: Framing,
+    /// The connection may carry another request once the body has ended.
+    pub keep_alive: bool,
+}
+
+/// Why a response head was refused (the request is lost: it was sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("invalid response head from the backend: {0}")]
+    Parse(httparse::Error),
+    #[error("invalid status code from the backend")]
+    Status,
+    #[error("invalid response header from the backend")]
+    Header,
+    #[error("invalid or differing Content-Length from the backend")]
+    ContentLength,
+    #[error("Transfer-Encoding in an HTTP/1.0 response from the backend")]
+    TransferEncoding10,
+}
+
+/// Write `req`'s head as HTTP/1.1 into `dst`. The request has no body, so no
+/// framing header goes with it (`Transfer-Encoding` is dropped as hyper's
+/// client does for an empty body; the proxy has already removed the client's
+/// framing headers).
+pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>) {
+    let headers = req.headers();
+    dst.reserve(64 + headers.len() * 32);
+    dst.extend_from_slice(req.method().as_str().as_bytes());
+    dst.push(b' ');
+    let uri = req.uri();
+    match (uri.scheme(), uri.authority(), uri.path_and_query()) {
+        // Origin form, what the proxy sends: the bytes the client sent.
+        (None, None, Some(pq)) => dst.extend_from_slice(pq.as_str().as_bytes()),
+        (None, None, None) => dst.push(b'/'),
+        _ => dst.extend_from_slice(uri.to_string().as_bytes()),
+    }
+    dst.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Parse the response head at the start of `buf`, taking its bytes out of
+/// `buf` when complete (what follows is the body). `Ok(None)`: more bytes
+/// are needed. Informational (`1xx`) heads other than `101` are taken out
+/// and skipped.
+pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, HeadError> {
+    loop {
+        let mut lines = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut lines)
+        {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(HeadError::Parse(e)),
+        };
+        let status = StatusCode::from_u16(res.code.unwrap_or(0)).map_err(|_| HeadError::Status)?;
+        let version = if res.version == Some(1) {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        };
+        let reason = res.reason.filter(|r| Some(*r) != status.canonical_reason());
+        // Where each name and value sits in the head, so that the values can
+        // share the head's bytes once it is taken out of `buf`.
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+        let mut spans = Vec::with_capacity(res.headers.len());
+        spans.extend(res.headers.iter().map(|h| (at(h.name.as_bytes()), at(h.value))));
+        let reason = reason.map(|r| at(r.as_bytes()));
+        let head = buf.split_to(len).freeze();
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            continue;
+        }
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        for ((n, nl), (v, vl)) in spans {
+            let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Header)?;
+            let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|_| HeadError::Header)?;
+            headers.append(name, value);
+        }
+        let keep_alive = keep_alive(version, &headers);
+        let framing = framing(status, method, version, &headers)?;
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = version;
+        *response.headers_mut() = headers;
+        if let Some((r, rl)) = reason {
+            // Kept as hyper's client keeps it: hyper's server writes it back.
+            if let Ok(r) = hyper::ext::ReasonPhrase::try_from(head.slice(r..r + rl)) {
+                response.extensions_mut().insert(r);
+            }
+        }
+        // A switch of protocols ends HTTP on this connection.
+        let keep_alive = keep_alive && status != StatusCode::SWITCHING_PROTOCOLS && framing != Framing::Close;
+        return Ok(Some(Head {
+            response,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+/// HTTP/1.1 keeps the connection unless a `Connection` says `close`;
+/// HTTP/1.0 closes it unless one says `keep-alive`. Once any says `close`,
+/// a later `keep-alive` does not undo it.
+fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+    let mut keep = version == Version::HTTP_11;
+    for v in headers.get_all(header::CONNECTION) {
+        let has = |token: &[u8]| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        };
+        if has(b"close") {
+            return false;
+        }
+        keep |= has(b"keep-alive");
+    }
+    keep
+}
+
+/// RFC 9112 §6.3, for a response to `method` (never `CONNECT` here).
+fn framing(status: StatusCode, method: &Method, version: Version, headers: &HeaderMap) -> Result<Framing, HeadError> {
+    if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(Framing::Empty);
+    }
+    if method == Method::HEAD {
+        return Ok(Framing::Empty);
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        if version == Version::HTTP_10 {
+            return Err(HeadError::TransferEncoding10);
+        }
+        return Ok(if chunked_last(headers) {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        });
+    }
+    match content_length(headers)? {
+        Some(0) => Ok(Framing::Empty),
+        Some(n) => Ok(Framing::Length(n)),
+        None => Ok(Framing::Close),
+    }
+}
+
+/// Is `chunked` the last transfer coding of the last `Transfer-Encoding`?
+fn chunked_last(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Every `Content-Length` value (a line may list several) must be the same
+/// decimal number; `None` when there is none.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
+    let mut len = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for t in v.as_bytes().split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            let n = (!t.is_empty() && t.len() <= 19 && t.iter().all(u8::is_ascii_digit))
+                .then(|| t.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+                .ok_or(HeadError::ContentLength)?;
+            if len.is_some_and(|l| l != n) {
+                return Err(HeadError::ContentLength);
+            }
+            len = Some(n);
+        }
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &str, method: Method) -> Result<Option<Head>, HeadError> {
+        parse_response(&mut BytesMut::from(bytes), &method)
+    }
+
+    fn framed(bytes: &str, method: Method) -> (Framing, bool) {
+        let h = parse(bytes, method).unwrap().unwrap();
+        (h.framing, h.keep_alive)
+    }
+
+    #[test]
+    fn a_request_head_is_the_method_the_target_http11_and_every_header_value_in_order() {
+        let mut req = Request::new(());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = "/a/b?c=d".parse().unwrap();
+        let h = req.headers_mut();
+        h.append("host", HeaderValue::from_static("example.com"));
+        h.append("accept", HeaderValue::from_static("text/html"));
+        h.append("accept", HeaderValue::from_static("*/*"));
+        h.append("transfer-encoding", HeaderValue::from_static("chunked"));
+        let mut out = Vec::new();
+        encode_request(&req, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /a/b?c=d HTTP/1.1\r\nhost: example.com\r\naccept: text/html\r\naccept: */*\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_request_target_that_is_not_origin_form_is_written_as_the_uri_displays() {
+        let mut req = Request::new(());
+        *req.uri_mut() = "http://example.com/x".parse().unwrap();
+        let mut out = Vec::new();
+        encode_request(&req, &mut out);
+        assert!(out.starts_with(b"GET http://example.com/x HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn a_complete_head_is_taken_out_and_the_body_bytes_stay() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello");
+        let h = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(&buf[..], b"hello");
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(h.keep_alive);
+        assert_eq!(h.response.status(), StatusCode::OK);
+        assert_eq!(h.response.version(), Version::HTTP_11);
+        let xa: Vec<_> = h.response.headers().get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1", "2"]);
+        assert!(h.response.extensions().get::<hyper::ext::ReasonPhrase>().is_none());
+    }
+
+    #[test]
+    fn a_partial_head_asks_for_more_and_leaves_the_buffer_alone() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Len");
+        assert!(parse_response(&mut buf, &Method::GET).unwrap().is_none());
+        assert_eq!(buf.len(), 28);
+    }
+
+    #[test]
+    fn informational_heads_are_skipped_but_101_is_not() {
+        let mut buf = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+        let h = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(h.response.status(), StatusCode::NO_CONTENT);
+        assert!(buf.is_empty());
+        let (framing, keep) = framed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", Method::GET);
+        assert_eq!(framing, Framing::Empty);
+        assert!(!keep, "a switch ends HTTP on the connection");
+    }
+
+    #[test]
+    fn a_non_canonical_reason_is_kept_for_the_client() {
+        let h = parse("HTTP/1.1 200 Fine Thanks\r\nContent-Length: 0\r\n\r\n", Method::GET)
+            .unwrap()
+            .unwrap();
+        let r = h.response.extensions().get::<hyper::ext::ReasonPhrase>().unwrap();
+        assert_eq!(r.as_bytes(), b"Fine Thanks");
+    }
+
+    #[test]
+    fn framing_follows_rfc9112_as_hypers_client_does() {
+        let get = || Method::GET;
+        assert_eq!(
+            framed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", Method::HEAD).0,
+            Framing::Empty
+        );
+        assert_eq!(
+            framed("HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n", get()).0,
+            Framing::Empty
+        );
+        assert_eq!(
+            framed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", get()),
+            (Framing::Empty, true)
+        );
+        assert_eq!(
+            framed("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", get()).0,
+            Framing::Length(7)
+        );
+        assert_eq!(
+            framed(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+                get()
+            ),
+            (Framing::Chunked, true)
+        );
+        assert_eq!(
+            framed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", get()),
+            (Framing::Close, false),
+            "chunked not last: read to the end, never reused"
+        );
+        assert_eq!(framed("HTTP/1.1 200 OK\r\n\r\n", get()), (Framing::Close, false));
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        ] {
+            assert_eq!(parse(bad, get()).unwrap_err(), HeadError::ContentLength, "{bad}");
+        }
+        assert_eq!(
+            parse("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", get()).unwrap_err(),
+            HeadError::TransferEncoding10
+        );
+        assert!(matches!(
+            parse("HTTP/1.1 2x0 OK\r\n\r\n", get()),
+            Err(HeadError::Parse(_))
+        ));
+        assert!(matches!(
+            parse("HTTP/1.1 200 OK\r\nA\0: b\r\n\r\n", get()),
+            Err(HeadError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_every_connection_header() {
+        let get = || Method::GET;
+        assert!(
+            !framed(
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n",
+                get()
+            )
+            .1
+        );
+        assert!(
+            !framed(
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n",
+                get()
+            )
+            .1
+        );
+        assert!(!framed("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", get()).1);
+        assert!(
+            framed(
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: Keep-Alive\r\n\r\n",
+                get()
+            )
+            .1
+        );
+        assert!(
+            framed(
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: upgrade, x\r\n\r\n",
+                get()
+            )
+            .1
+        );
+    }
+
+    #[test]
+    fn more_than_the_most_header_lines_is_refused() {
+        let mut head = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..=MAX_HEADERS {
+            head.push_str(&format!("x-{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        assert_eq!(
+            parse(&head, Method::GET).unwrap_err(),
+            HeadError::Parse(httparse::Error::TooManyHeaders)
+        );
+    }
+}
