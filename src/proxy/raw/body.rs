@@ -68,7 +68,7 @@ impl RawBody {
 
     fn end(&mut self) {
         self.left = Left::Ended;
-        if !(self.keep_alive && self.conn.as_ref().is_some_and(|c| c.is_clean())) {
+        if !(self.keep_alive && self.conn.as_mut().is_some_and(|c| c.rest())) {
             self.conn = None;
         }
     }

@@ -32,9 +32,12 @@ use tokio::net::TcpStream;
 
 pub use body::RawBody;
 
-/// Bytes asked of the socket per read: one allocator class (≤ 4 KiB, kept
-/// per worker by `wharf-alloc`), and a whole small response.
+/// Bytes asked of the socket by a connection's first read of an answer:
+/// one allocator class (≤ 4 KiB, kept per worker by `wharf-alloc`), and a
+/// whole small response. Each read that fills its space doubles the next,
+/// up to `MAX_READ`, so that a large body takes few system calls.
 const READ_SIZE: usize = 4096;
+const MAX_READ: usize = 64 * 1024;
 /// The longest response head read (hyper's client's buffer limit).
 const MAX_HEAD: usize = 8192 + 4096 * 100;
 
@@ -44,6 +47,8 @@ pub struct RawConn {
     io: TcpStream,
     /// Read from the socket, not yet consumed.
     buf: BytesMut,
+    /// Space for the next read.
+    read_size: usize,
 }
 
 /// How an exchange failed.
@@ -62,6 +67,7 @@ impl RawConn {
         Box::new(RawConn {
             io,
             buf: BytesMut::new(),
+            read_size: READ_SIZE,
         })
     }
 
@@ -73,8 +79,16 @@ impl RawConn {
         !matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// May go back to the idle pool: nothing left over from the last answer.
-    pub fn is_clean(&self) -> bool {
+    /// An answer ended: may the connection go back to the idle pool
+    /// (nothing left over)? Reads start small again, and a buffer grown by
+    /// a large body is not kept while idle.
+    pub fn rest(&mut self) -> bool {
+        if self.read_size > READ_SIZE {
+            self.read_size = READ_SIZE;
+            if self.buf.is_empty() {
+                self.buf = BytesMut::new();
+            }
+        }
         self.buf.is_empty()
     }
 
@@ -82,11 +96,16 @@ impl RawConn {
     /// connection.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
-            self.buf.reserve(READ_SIZE);
+            self.buf.reserve(self.read_size);
         }
+        let space = self.buf.capacity() - self.buf.len();
         loop {
             match self.io.try_read_buf(&mut self.buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(n) if n == space => {
+                    self.read_size = (self.read_size * 2).min(MAX_READ);
+                    return Poll::Ready(Ok(n));
+                }
                 done => return Poll::Ready(done),
             }
             if let Err(e) = std::task::ready!(self.io.poll_read_ready(cx)) {

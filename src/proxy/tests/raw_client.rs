@@ -167,3 +167,29 @@ async fn a_malformed_answer_is_a_502_and_counts_an_error() {
     let shared = wharf.shared("web", up.addr);
     assert_eq!(shared.errors.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_large_body_arrives_byte_for_byte_with_a_length_and_chunked() {
+    let body: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut sized = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    sized.extend_from_slice(&body);
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for part in body.chunks(100_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    for answer in [sized, chunked] {
+        let up = answers(Vec::leak(answer), false).await;
+        let wharf = Wharf::start().await;
+        wharf.serve(PoolOptions::default(), &[up.addr]);
+        for _ in 0..2 {
+            let resp = client::open(wharf.addr, request(Method::GET, "/").body(Full::default()).unwrap()).await;
+            let got = resp.into_body().collect().await.expect("the whole body").to_bytes();
+            assert!(got[..] == body[..], "{} bytes, not the {} sent", got.len(), body.len());
+            wharf.settled().await;
+        }
+        assert_eq!(up.log.accepted(), 1, "reused after a large body");
+    }
+}
