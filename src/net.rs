@@ -1,6 +1,7 @@
 //! Opening HTTP connections to backends: TCP with a connect timeout, then an
 //! HTTP/1.1 or HTTP/2 (prior knowledge) handshake. Each connection is driven
-//! by its own task.
+//! by its own task. ([`tcp`] alone opens the proxy's raw connections, which
+//! have no task: see `proxy::raw`.)
 //!
 //! Shared by the proxy (which pools what it opens) and the active health
 //! prober (which does not), so neither imports the other.

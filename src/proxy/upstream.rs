@@ -16,7 +16,11 @@
 //! that left the table or drain, and a reaper closes those idle for longer
 //! than the upstream idle timeout, which stays below common backend
 //! keep-alive timeouts (the race where a backend closes a connection just as
-//! it is reused is handled by `try_send_request` giving the request back).
+//! it is reused is handled by `try_send_request`, or the raw client's first
+//! write, giving the request back). A raw connection the backend closed is
+//! noticed when it is next taken or at the reaper's next pass (it has no
+//! task of its own to notice sooner); until then it is one socket in
+//! `CLOSE_WAIT`.
 //! Idle connections are reused last-in first-out.
 
 use std::collections::{HashMap, HashSet};
@@ -218,6 +222,12 @@ impl Upstreams {
                 }
             }
         });
+    }
+
+    /// Idle raw connections to backend `uid` (the tests tell the clients apart).
+    #[cfg(test)]
+    pub fn idle_raw(&self, uid: u64) -> usize {
+        self.with(|m| m.get(&uid).map_or(0, |i| i.raw.len()))
     }
 
     /// Idle HTTP/1.1 connections to backend `uid` (for the state API).

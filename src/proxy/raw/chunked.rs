@@ -1,10 +1,11 @@
 //! Decoding a chunked body (RFC 9112 §7.1) from the bytes read so far: a
 //! pure state machine, fed by [`super::body`].
 //!
-//! Strict where laxness has let responses be split: sizes are hex without
-//! sign or spaces, at most 16 digits; every line ends in CRLF; chunk
-//! extensions are skipped; trailer fields are parsed as a header block and
-//! passed on, as hyper passes them.
+//! Strict where laxness has let responses be split, as hyper is: sizes are
+//! hex without sign or leading spaces and fit in 64 bits; every line ends in
+//! CRLF and holds no other CR; a size line, with its extensions (skipped),
+//! is at most 4 KiB; trailer fields are parsed as a header block (at most
+//! 100 fields, 16 KiB) and passed on, as hyper passes them.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -113,9 +114,12 @@ impl Decoder {
 }
 
 /// The line at the front of `buf`, without its CRLF, taken out of `buf`.
+/// A CR anywhere but before the LF is refused, as in hyper.
 fn line(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, ChunkError> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(lf) if lf == 0 || buf[lf - 1] != b'\r' => Err(ChunkError("a line ends without CRLF")),
+        Some(lf) if lf > max => Err(ChunkError("chunk-size line too long")),
+        Some(lf) if buf[..lf - 1].contains(&b'\r') => Err(ChunkError("a CR inside a line")),
         Some(lf) => {
             let mut l = buf.split_to(lf + 1);
             l.truncate(lf - 1);
@@ -126,18 +130,21 @@ fn line(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, ChunkError> 
     }
 }
 
-/// `1a;name=value` → 26.
+/// `1a;name=value` → 26. After the digits only spaces and tabs, then a
+/// `;` and the extensions (skipped) or the end.
 fn chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
+    let bad = ChunkError("bad chunk size");
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 16 {
-        return Err(ChunkError("bad chunk size"));
-    }
-    let rest = line[digits..].trim_ascii_start();
-    if !rest.is_empty() && rest[0] != b';' {
-        return Err(ChunkError("bad chunk size"));
+    let rest = &line[digits..];
+    let rest = &rest[rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count()..];
+    if digits == 0 || !(rest.is_empty() || rest[0] == b';') {
+        return Err(bad);
     }
     let hex = |b: u8| u64::from((b as char).to_digit(16).unwrap_or(0));
-    Ok(line[..digits].iter().fold(0, |n, &b| n << 4 | hex(b)))
+    line[..digits]
+        .iter()
+        .try_fold(0u64, |n, &b| (n >> 60 == 0).then(|| n << 4 | hex(b)))
+        .ok_or(bad)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -145,7 +152,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn trailers(block: &[u8]) -> Result<HeaderMap, ChunkError> {
-    let mut lines = [httparse::EMPTY_HEADER; 32];
+    let mut lines = [httparse::EMPTY_HEADER; super::head::MAX_HEADERS];
     let bad = ChunkError("bad trailer fields");
     let Ok(httparse::Status::Complete((_, fields))) = httparse::parse_headers(block, &mut lines) else {
         return Err(bad);
@@ -163,8 +170,12 @@ fn trailers(block: &[u8]) -> Result<HeaderMap, ChunkError> {
 mod tests {
     use super::*;
 
-    /// Decode `input` fed `split` bytes at a time: the data, and the trailers.
-    fn decode(input: &[u8], split: usize) -> Result<(Vec<u8>, Option<HeaderMap>, usize), ChunkError> {
+    /// The data, the trailers, and the bytes fed but not consumed.
+    type Decoded = (Vec<u8>, Option<HeaderMap>, Vec<u8>);
+
+    /// Decode `input` fed `split` bytes at a time: the data, the trailers,
+    /// and the bytes fed but not consumed.
+    fn decode(input: &[u8], split: usize) -> Result<Decoded, ChunkError> {
         let mut d = Decoder::default();
         let mut buf = BytesMut::new();
         let mut fed = 0;
@@ -172,7 +183,7 @@ mod tests {
         loop {
             match d.step(&mut buf)? {
                 Step::Data(b) => data.extend_from_slice(&b),
-                Step::End(t) => return Ok((data, t, buf.len())),
+                Step::End(t) => return Ok((data, t, buf.to_vec())),
                 Step::More => {
                     assert!(fed < input.len(), "more asked for after all input");
                     let n = split.min(input.len() - fed);
@@ -185,13 +196,16 @@ mod tests {
 
     #[test]
     fn chunks_decode_alike_whatever_the_read_sizes_and_what_follows_stays() {
-        let body = b"5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\n\r\nNEXT";
+        let body = b"5\r\nhello\r\n1;ext=1\r\n \r\nA \t;x\r\n0123456789\r\n000\r\n\r\nNEXT";
+        let end = body.len() - 4;
         for split in [1, 2, 3, 7, 64] {
             let (data, t, left) = decode(body, split).unwrap();
             assert_eq!(data, b"hello 0123456789", "split {split}");
             assert!(t.is_none());
-            // Bytes after the body are not consumed (at most what the last read brought).
-            assert!(left <= 4 && body.ends_with(&b"NEXT"[..][4 - left..]), "split {split}");
+            // What follows the body stays: exactly the bytes of `NEXT` that
+            // came with the read that ended the body.
+            let fed = body.len().min(end.div_ceil(split) * split);
+            assert_eq!(left, &body[end..fed], "split {split}");
         }
     }
 
@@ -214,6 +228,10 @@ mod tests {
             b"5\r\nhelloXX0\r\n\r\n",
             b"11111111111111111\r\n",
             b"5 x\r\nhello\r\n",
+            b"5\r\r\nhello\r\n",
+            b"5;a\rb\r\nhello\r\n",
+            b"5\x0c\r\nhello\r\n",
+            b"10000000000000000\r\n",
             b"0\r\nnot a field\r\n\r\n",
         ] {
             assert!(decode(bad, 64).is_err(), "{:?}", String::from_utf8_lossy(bad));
@@ -224,7 +242,12 @@ mod tests {
     fn a_size_line_or_trailer_section_without_end_is_refused_once_too_long() {
         let long = vec![b'1'; 16].into_iter().chain(std::iter::repeat_n(b';', MAX_LINE));
         let mut buf: BytesMut = long.collect::<Vec<u8>>().as_slice().into();
-        assert!(Decoder::default().step(&mut buf).is_err());
+        assert!(Decoder::default().step(&mut buf).is_err(), "no end in sight");
+        buf.clear();
+        buf.extend_from_slice(b"1;");
+        buf.extend_from_slice(&[b'x'; MAX_LINE]);
+        buf.extend_from_slice(b"\r\n");
+        assert!(Decoder::default().step(&mut buf).is_err(), "its end came with it");
         let mut d = Decoder { state: State::Trailers };
         let mut buf = BytesMut::from(&[b'a'; MAX_TRAILERS + 1][..]);
         assert!(d.step(&mut buf).is_err());

@@ -59,8 +59,10 @@ pub enum HeadError {
 /// Write `req`'s head as HTTP/1.1 into `dst`. The request has no body, so no
 /// framing header goes with it (`Transfer-Encoding` is dropped as hyper's
 /// client does for an empty body; the proxy has already removed the client's
-/// framing headers).
-pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>) {
+/// framing headers). `http10`: the backend's last answer on this connection
+/// was HTTP/1.0 (and kept it open); as hyper's client does, the request goes
+/// as HTTP/1.0 with `Connection: keep-alive`.
+pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>, http10: bool) {
     let headers = req.headers();
     dst.reserve(64 + headers.len() * 32);
     dst.extend_from_slice(req.method().as_str().as_bytes());
@@ -72,7 +74,7 @@ pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>) {
         (None, None, None) => dst.push(b'/'),
         _ => dst.extend_from_slice(uri.to_string().as_bytes()),
     }
-    dst.extend_from_slice(b" HTTP/1.1\r\n");
+    dst.extend_from_slice(if http10 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
     for (name, value) in headers {
         if name == header::TRANSFER_ENCODING {
             continue;
@@ -82,7 +84,23 @@ pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>) {
         dst.extend_from_slice(value.as_bytes());
         dst.extend_from_slice(b"\r\n");
     }
+    if http10
+        && !headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, b"keep-alive"))
+    {
+        dst.extend_from_slice(b"connection: keep-alive\r\n");
+    }
     dst.extend_from_slice(b"\r\n");
+}
+
+/// Does a comma-separated list hold `token` (ASCII case aside)?
+fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Parse the response head at the start of `buf`, taking its bytes out of
@@ -108,11 +126,19 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head
         let reason = res.reason.filter(|r| Some(*r) != status.canonical_reason());
         // Where each name and value sits in the head, so that the values can
         // share the head's bytes once it is taken out of `buf`.
-        let base = buf.as_ptr() as usize;
-        let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+        // httparse returns an empty reason or value as a static `""`, not
+        // a slice of `buf`: an empty span is (0, 0) wherever it points.
+        let (base, end) = (buf.as_ptr() as usize, buf.as_ptr() as usize + len);
+        let at = |s: &[u8]| match s.as_ptr() as usize {
+            _ if s.is_empty() => Ok((0, 0)),
+            p if p >= base && p + s.len() <= end => Ok((p - base, s.len())),
+            _ => Err(HeadError::Header),
+        };
         let mut spans = Vec::with_capacity(res.headers.len());
-        spans.extend(res.headers.iter().map(|h| (at(h.name.as_bytes()), at(h.value))));
-        let reason = reason.map(|r| at(r.as_bytes()));
+        for h in res.headers.iter() {
+            spans.push((at(h.name.as_bytes())?, at(h.value)?));
+        }
+        let reason = reason.map(|r| at(r.as_bytes())).transpose()?;
         let head = buf.split_to(len).freeze();
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             continue;
@@ -179,8 +205,12 @@ impl Seen {
             self.chunked = Some(tokens().next_back().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
         } else if name == header::CONTENT_LENGTH {
             for t in tokens() {
-                let n = (!t.is_empty() && t.len() <= 19 && t.iter().all(u8::is_ascii_digit))
-                    .then(|| t.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
+                let n = (!t.is_empty() && t.iter().all(u8::is_ascii_digit))
+                    .then(|| {
+                        t.iter()
+                            .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+                    })
+                    .flatten();
                 self.bad_length |= n.is_none() || (self.length.is_some() && self.length != n);
                 self.length = n;
             }
@@ -241,10 +271,17 @@ mod tests {
         h.append("accept", HeaderValue::from_static("*/*"));
         h.append("transfer-encoding", HeaderValue::from_static("chunked"));
         let mut out = Vec::new();
-        encode_request(&req, &mut out);
+        encode_request(&req, &mut out, false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a/b?c=d HTTP/1.1\r\nhost: example.com\r\naccept: text/html\r\naccept: */*\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        encode_request(&req, &mut out, true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /a/b?c=d HTTP/1.0\r\nhost: example.com\r\naccept: text/html\r\naccept: */*\r\nconnection: keep-alive\r\n\r\n",
+            "to a backend that answered in HTTP/1.0 and kept the connection"
         );
     }
 
@@ -253,7 +290,7 @@ mod tests {
         let mut req = Request::new(());
         *req.uri_mut() = "http://example.com/x".parse().unwrap();
         let mut out = Vec::new();
-        encode_request(&req, &mut out);
+        encode_request(&req, &mut out, false);
         assert!(out.starts_with(b"GET http://example.com/x HTTP/1.1\r\n"));
     }
 
@@ -290,6 +327,22 @@ mod tests {
     }
 
     #[test]
+    fn a_status_line_without_a_reason_or_with_obs_text_in_it_is_read_and_keeps_an_empty_one() {
+        for line in ["HTTP/1.1 200\r\n", "HTTP/1.1 200 \r\n", "HTTP/1.1 200 Caf\u{e9}\r\n"] {
+            let head = format!("{line}Content-Length: 0\r\nX-Empty:\r\n\r\n");
+            let h = parse(&head, Method::GET).unwrap().unwrap();
+            assert_eq!(h.response.status(), StatusCode::OK, "{line:?}");
+            assert_eq!(h.response.headers()["x-empty"], "", "{line:?}");
+            let r = h.response.extensions().get::<hyper::ext::ReasonPhrase>();
+            assert_eq!(
+                r.map(|r| r.as_bytes()),
+                Some(&b""[..]),
+                "{line:?}: hyper's client keeps it too"
+            );
+        }
+    }
+
+    #[test]
     fn a_non_canonical_reason_is_kept_for_the_client() {
         let h = parse("HTTP/1.1 200 Fine Thanks\r\nContent-Length: 0\r\n\r\n", Method::GET)
             .unwrap()
@@ -315,6 +368,14 @@ mod tests {
         );
         assert_eq!(
             framed("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", get()).0,
+            Framing::Length(7)
+        );
+        assert_eq!(
+            framed(
+                "HTTP/1.1 200 OK\r\nContent-Length: 000000000000000000000007\r\n\r\n",
+                get()
+            )
+            .0,
             Framing::Length(7)
         );
         assert_eq!(

@@ -13,8 +13,19 @@
 //! (reading the answer while the body is still being sent), upgrades and
 //! `CONNECT` (the connection is taken over), HTTP/2.
 //!
-//! The rules for reading a response are hyper's ([`head`]), so a backend
-//! cannot tell which client spoke to it, and neither can the client.
+//! The rules for reading a response are hyper's ([`head`], [`chunked`]),
+//! and so is what is written (HTTP/1.1, or HTTP/1.0 with `Connection:
+//! keep-alive` to a backend that answered in HTTP/1.0). Known differences:
+//! - A body that fails at once (the backend sent its head and part of the
+//!   body, then closed, all in one read) can fail before hyper's server has
+//!   written the head: the client sees its connection close with no answer,
+//!   where through hyper's client it more often saw the head and a cut
+//!   body. Either way the exchange fails and the backend counts an error.
+//! - Some malformed chunked bodies are refused with different limits (at
+//!   most 4 KiB per size line, where hyper counts 16 KiB of extensions per
+//!   body).
+//! - An idle connection the backend closed stays in `CLOSE_WAIT` until it
+//!   is next taken or the pool's reaper passes (see [`super::upstream`]).
 
 pub mod body;
 pub mod chunked;
@@ -49,6 +60,8 @@ pub struct RawConn {
     buf: BytesMut,
     /// Space for the next read.
     read_size: usize,
+    /// The last answer was HTTP/1.0 (see [`head::encode_request`]).
+    http10: bool,
 }
 
 /// How an exchange failed.
@@ -68,6 +81,7 @@ impl RawConn {
             io,
             buf: BytesMut::new(),
             read_size: READ_SIZE,
+            http10: false,
         })
     }
 
@@ -99,26 +113,23 @@ impl RawConn {
             self.buf.reserve(self.read_size);
         }
         let space = self.buf.capacity() - self.buf.len();
-        loop {
-            match self.io.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Ok(n) if n == space => {
-                    self.read_size = (self.read_size * 2).min(MAX_READ);
-                    return Poll::Ready(Ok(n));
-                }
-                done => return Poll::Ready(done),
-            }
-            if let Err(e) = std::task::ready!(self.io.poll_read_ready(cx)) {
-                return Poll::Ready(Err(e));
-            }
+        // tokio's `poll_read` (under `poll_read_buf`) takes a short read as
+        // proof that the socket is drained and forgets its readiness: the
+        // next exchange's first read and the idle check then wait for the
+        // reactor instead of asking the kernel for an `EAGAIN` (`try_read`
+        // keeps the readiness: one `recvfrom` more per request, strace).
+        let read = std::task::ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf));
+        if matches!(read, Ok(n) if n == space) {
+            self.read_size = (self.read_size * 2).min(MAX_READ);
         }
+        Poll::Ready(read)
     }
 
     /// Send a request without a body and read its response head. The body
     /// is read from the connection as the returned response's body is polled.
     pub async fn send<B>(mut self: Box<Self>, req: Request<B>) -> Result<Response<RawBody>, Failed<Request<B>>> {
         let mut out = Vec::new();
-        head::encode_request(&req, &mut out);
+        head::encode_request(&req, &mut out, self.http10);
         // The first write tells whether anything went out: a connection
         // the backend reset while idle gives the request back.
         let written = poll_fn(|cx| Pin::new(&mut self.io).poll_write(cx, &out)).await;
@@ -137,6 +148,7 @@ impl RawConn {
         loop {
             match head::parse_response(&mut self.buf, &method) {
                 Ok(Some(h)) => {
+                    self.http10 = h.response.version() == http::Version::HTTP_10;
                     let (parts, ()) = h.response.into_parts();
                     return Ok(Response::from_parts(parts, RawBody::new(self, h.framing, h.keep_alive)));
                 }

@@ -130,6 +130,11 @@ impl Wharf {
         self.proxy.upstreams.idle(shared.uid)
     }
 
+    /// Of those, the ones of wharf's own client ([`crate::proxy::raw`]).
+    pub fn idle_raw(&self, shared: &BackendShared) -> usize {
+        self.proxy.upstreams.idle_raw(shared.uid)
+    }
+
     /// Wait until no request of any backend in the table is in flight.
     pub async fn settled(&self) {
         let table = self.proxy.router.load();

@@ -214,7 +214,10 @@ async fn a_body_the_backend_cuts_short_counts_an_error_releases_the_slot_and_is_
             assert_eq!(resp.status(), StatusCode::OK);
             resp.into_body().collect().await.is_ok()
         }
-        Err(_) => false,
+        Err(e) => {
+            assert!(e.is_incomplete_message(), "{e}");
+            false
+        }
     };
     assert!(!whole, "the client sees the response fail");
     wharf.settled().await;

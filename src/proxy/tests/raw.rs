@@ -79,6 +79,10 @@ pub async fn read_request(s: &mut TcpStream) -> Option<Seen> {
     let mut first = lines.next()?.split(' ');
     let method = first.next()?.parse().ok()?;
     let uri = first.next()?.parse().ok()?;
+    let version = match first.next()? {
+        "HTTP/1.0" => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
     let mut headers = HeaderMap::new();
     for line in lines {
         let (k, v) = line.split_once(':')?;
@@ -105,7 +109,7 @@ pub async fn read_request(s: &mut TcpStream) -> Option<Seen> {
     Some(Seen {
         method,
         uri,
-        version: Version::HTTP_11,
+        version,
         headers,
         body: Bytes::copy_from_slice(&buf[head_end..]),
     })

@@ -27,8 +27,8 @@ async fn answers(answer: &'static [u8], close: bool) -> Upstream {
     .await
 }
 
-/// Two GETs through wharf to `answer`: their bodies, and the connections
-/// the backend accepted.
+/// Two requests through wharf to `answer`: their bodies, and the
+/// connections the backend accepted.
 async fn twice(answer: &'static [u8], close: bool, method: Method) -> (Vec<String>, usize, Wharf, Upstream) {
     let up = answers(answer, close).await;
     let wharf = Wharf::start().await;
@@ -51,7 +51,19 @@ async fn a_chunked_answer_arrives_whole_and_its_connection_serves_the_next_reque
     let (bodies, accepted, wharf, up) = twice(answer, false, Method::GET).await;
     assert_eq!(bodies, ["hello world", "hello world"]);
     assert_eq!(accepted, 1, "the second request reused the first connection");
-    assert_eq!(wharf.idle(&wharf.shared("web", up.addr)), 1);
+    assert_eq!(wharf.idle_raw(&wharf.shared("web", up.addr)), 1, "a raw connection");
+}
+
+#[tokio::test]
+async fn a_backend_that_answered_in_http10_and_kept_the_connection_is_asked_in_http10_with_keep_alive() {
+    let answer = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
+    let (bodies, accepted, wharf, up) = twice(answer, false, Method::GET).await;
+    assert_eq!(bodies, ["ok", "ok"]);
+    assert_eq!(accepted, 1);
+    let second = up.log.last();
+    assert_eq!(second.version, http::Version::HTTP_10, "as hyper's client asks");
+    assert_eq!(second.headers["connection"], "keep-alive");
+    assert_eq!(wharf.idle_raw(&wharf.shared("web", up.addr)), 1);
 }
 
 #[tokio::test]
@@ -76,6 +88,7 @@ async fn an_answer_to_head_has_no_body_whatever_its_length_says_and_the_connecti
         wharf.settled().await;
     }
     assert_eq!(up.log.accepted(), 1);
+    assert_eq!(wharf.idle_raw(&wharf.shared("web", up.addr)), 1);
 }
 
 #[tokio::test]
@@ -130,7 +143,7 @@ async fn a_pooled_connection_the_backend_closed_while_idle_is_not_used() {
     let shared = wharf.shared("web", up.addr);
     assert_eq!(client::get(wharf.addr, "/").await.body, "ok");
     wharf.settled().await;
-    assert_eq!(wharf.idle(&shared), 1, "nothing said it would close");
+    assert_eq!(wharf.idle_raw(&shared), 1, "nothing said it would close");
     close.send_replace(true);
     client::eventually("the backend closed its side", || up.log.open() == 0).await;
 
