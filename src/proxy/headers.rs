@@ -66,27 +66,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
     if present == 0 {
         return false;
     }
-    // Names listed in `Connection`, except those removed below anyway (and
-    // `close`, which names no header): `Connection: keep-alive` costs nothing.
     let mut named: Vec<HeaderName> = Vec::new();
-    // Scanned as bytes: `str::split` and the Unicode-aware `str::trim` cost
-    // about 150 instructions for a one-token `Connection: keep-alive` (every
-    // response of an nginx backend; issue 9). After `to_str` (visible ASCII,
-    // space and tab), `trim_ascii` trims exactly what `trim` does.
-    let tokens = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii);
-    for t in tokens {
-        let known = t.eq_ignore_ascii_case(b"close")
-            || HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()));
-        if !known {
-            if let Ok(n) = HeaderName::from_bytes(t) {
-                named.push(n);
-            }
-        }
+    for v in headers.get_all(header::CONNECTION) {
+        connection_names(v, &mut named);
     }
     let upgrade = if keep_upgrade {
         headers.get(header::UPGRADE).cloned()
@@ -107,6 +89,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
         headers.insert(header::UPGRADE, u);
     }
     removed_named
+}
+
+/// Is `name` hop-by-hop by definition (one of [`HOP_BY_HOP`])?
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    hop_by_hop_index(name.as_str()).is_some()
+}
+
+/// The header names a `Connection` value lists, except those that are
+/// hop-by-hop anyway (and `close`, which names no header), pushed to `named`:
+/// `Connection: keep-alive` costs nothing. A value that is not visible
+/// ASCII names nothing.
+pub fn connection_names(value: &HeaderValue, named: &mut Vec<HeaderName>) {
+    // Scanned as bytes: `str::split` and the Unicode-aware `str::trim` cost
+    // about 150 instructions for a one-token `Connection: keep-alive` (every
+    // response of an nginx backend; issue 9). After `to_str` (visible ASCII,
+    // space and tab), `trim_ascii` trims exactly what `trim` does.
+    let Ok(v) = value.to_str() else { return };
+    for t in v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        let known = t.eq_ignore_ascii_case(b"close")
+            || HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()));
+        if !known {
+            if let Ok(n) = HeaderName::from_bytes(t) {
+                named.push(n);
+            }
+        }
+    }
 }
 
 /// Does this request ask for a protocol upgrade (`Connection: upgrade` + `Upgrade`)?

@@ -58,7 +58,7 @@ use crate::routing::{Pool, Router};
 use crate::stats::StreamedBytes;
 use crate::tls::challenge::{http01_token, Http01};
 use attempt::{others_left, pick, record_failure, Attempted, Mode};
-use body::Tracked;
+use body::{Tracked, UpstreamBody};
 pub use error::ProxyError;
 use upstream::Upstreams;
 
@@ -338,7 +338,10 @@ impl Proxy {
                             }
                             connect::Switch::No => {}
                         }
-                        headers::strip_hop_by_hop(resp.headers_mut(), false);
+                        // The raw client left them out as it parsed the head.
+                        if !matches!(resp.body(), UpstreamBody::Raw(_)) {
+                            headers::strip_hop_by_hop(resp.headers_mut(), false);
+                        }
                         if let (true, Some(max_age)) = (secure, pool.opts.hsts) {
                             resp.headers_mut()
                                 .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));

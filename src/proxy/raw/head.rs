@@ -16,6 +16,8 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
+use crate::proxy::headers;
+
 /// Most header lines in a response head (hyper's default).
 pub const MAX_HEADERS: usize = 100;
 
@@ -144,14 +146,25 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head
             continue;
         }
         let mut headers = HeaderMap::with_capacity(spans.len());
-        // The framing headers are read as they go into the map: three
-        // lookups fewer afterwards.
+        // The framing headers are read as they go into the map (three
+        // lookups fewer afterwards), and the hop-by-hop ones, which the
+        // proxy would remove at once, stay out of it, with any header a
+        // `Connection` names (RFC 9110 §7.6.1): the proxy's
+        // `strip_hop_by_hop`, done here without a pass over the map.
         let mut seen = Seen::default();
+        let mut named = Vec::new();
         for ((n, nl), (v, vl)) in spans {
             let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Header)?;
             let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|_| HeadError::Header)?;
             seen.note(&name, &value);
-            headers.append(name, value);
+            if !headers::is_hop_by_hop(&name) {
+                headers.append(name, value);
+            } else if name == header::CONNECTION {
+                headers::connection_names(&value, &mut named);
+            }
+        }
+        for name in named {
+            headers.remove(name);
         }
         let keep_alive = seen.keep_alive(version);
         let framing = framing(status, method, version, &seen)?;
@@ -421,6 +434,24 @@ mod tests {
             parse("HTTP/1.1 200 OK\r\nA\0: b\r\n\r\n", get()),
             Err(HeadError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_stay_out_of_the_map_but_still_frame_the_body() {
+        let head = "HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n\
+                    Transfer-Encoding: chunked\r\nX-Kept: 2\r\nProxy-Connection: x\r\nUpgrade: y\r\nTrailer: z\r\n\r\n";
+        let h = parse(head, Method::GET).unwrap().unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
+        let names: Vec<_> = h.response.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive);
+        assert!(!h.response.headers().contains_key("connection"));
     }
 
     #[test]
