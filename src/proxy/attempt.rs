@@ -146,15 +146,12 @@ impl Proxy {
                     let sent_at = if fresh { Instant::now() } else { now };
                     tokio::time::Instant::from_std(sent_at + self.timeouts.request)
                 };
-                // The request is polled first, as in `tokio::time::timeout`:
-                // an answer ready at the deadline wins.
                 let mut conn = match link {
                     Link::Hyper(conn) => conn,
                     Link::Raw(r) => {
                         let armed = arm(&mut timer, deadline(fresh));
-                        let sent = match select(pin!(r.send(req)), armed.as_mut()).await {
-                            Either::Left((sent, _)) => sent,
-                            Either::Right(_) => return Attempted::Timeout,
+                        let Some(sent) = timed(r.send(req), armed).await else {
+                            return Attempted::Timeout;
                         };
                         match sent {
                             Ok(resp) => {
@@ -182,9 +179,8 @@ impl Proxy {
                     continue;
                 }
                 let armed = arm(&mut timer, deadline(fresh));
-                let sent = match select(pin!(conn.try_send(req)), armed.as_mut()).await {
-                    Either::Left((sent, _)) => sent,
-                    Either::Right(_) => return Attempted::Timeout,
+                let Some(sent) = timed(conn.try_send(req), armed).await else {
+                    return Attempted::Timeout;
                 };
                 match sent {
                     Ok(resp) => {
@@ -218,6 +214,16 @@ fn arm(timer: &mut Option<Timer>, deadline: tokio::time::Instant) -> &mut Timer 
             t
         }
         None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    }
+}
+
+/// `exchange`'s result, or `None` if `timer` fires first. The exchange is
+/// polled first, as in `tokio::time::timeout`: an answer ready at the
+/// deadline wins.
+async fn timed<F: Future>(exchange: F, timer: &mut Timer) -> Option<F::Output> {
+    match select(pin!(exchange), timer.as_mut()).await {
+        Either::Left((done, _)) => Some(done),
+        Either::Right(_) => None,
     }
 }
 

@@ -27,12 +27,18 @@ async fn answers(answer: &'static [u8], close: bool) -> Upstream {
     .await
 }
 
-/// Two requests through wharf to `answer`: their bodies, and the
-/// connections the backend accepted.
-async fn twice(answer: &'static [u8], close: bool, method: Method) -> (Vec<String>, usize, Wharf, Upstream) {
+/// wharf serving one pool whose one backend [`answers`] `answer`.
+async fn serving(answer: &'static [u8], close: bool) -> (Wharf, Upstream) {
     let up = answers(answer, close).await;
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[up.addr]);
+    (wharf, up)
+}
+
+/// Two requests through wharf to `answer`: their bodies, and the
+/// connections the backend accepted.
+async fn twice(answer: &'static [u8], close: bool, method: Method) -> (Vec<String>, usize, Wharf, Upstream) {
+    let (wharf, up) = serving(answer, close).await;
     let mut bodies = Vec::new();
     for _ in 0..2 {
         let reply = client::send(wharf.addr, request(method.clone(), "/").body(Full::default()).unwrap()).await;
@@ -76,9 +82,7 @@ async fn an_answer_without_a_length_is_read_to_the_close_and_its_connection_is_n
 
 #[tokio::test]
 async fn an_answer_to_head_has_no_body_whatever_its_length_says_and_the_connection_is_reused() {
-    let up = answers(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n", false).await;
-    let wharf = Wharf::start().await;
-    wharf.serve(PoolOptions::default(), &[up.addr]);
+    let (wharf, up) = serving(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n", false).await;
     for _ in 0..2 {
         let resp = client::open(wharf.addr, request(Method::HEAD, "/").body(Full::default()).unwrap()).await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -93,13 +97,11 @@ async fn an_answer_to_head_has_no_body_whatever_its_length_says_and_the_connecti
 
 #[tokio::test]
 async fn informational_answers_are_skipped_and_a_custom_reason_reaches_the_client() {
-    let up = answers(
+    let (wharf, _up) = serving(
         b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 Fine Thanks\r\nContent-Length: 2\r\n\r\nok",
         false,
     )
     .await;
-    let wharf = Wharf::start().await;
-    wharf.serve(PoolOptions::default(), &[up.addr]);
     let resp = client::open(wharf.addr, request(Method::GET, "/").body(Full::default()).unwrap()).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let reason = resp
@@ -167,13 +169,11 @@ async fn bytes_after_an_answer_keep_its_connection_from_the_next_request() {
 
 #[tokio::test]
 async fn a_malformed_answer_is_a_502_and_counts_an_error() {
-    let up = answers(
+    let (wharf, up) = serving(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
         false,
     )
     .await;
-    let wharf = Wharf::start().await;
-    wharf.serve(PoolOptions::default(), &[up.addr]);
     let reply = client::get(wharf.addr, "/").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert!(reply.body.contains("differing Content-Length"), "{reply:?}");
@@ -194,9 +194,7 @@ async fn a_large_body_arrives_byte_for_byte_with_a_length_and_chunked() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     for answer in [sized, chunked] {
-        let up = answers(Vec::leak(answer), false).await;
-        let wharf = Wharf::start().await;
-        wharf.serve(PoolOptions::default(), &[up.addr]);
+        let (wharf, up) = serving(Vec::leak(answer), false).await;
         for _ in 0..2 {
             let resp = client::open(wharf.addr, request(Method::GET, "/").body(Full::default()).unwrap()).await;
             let got = resp.into_body().collect().await.expect("the whole body").to_bytes();
