@@ -3,7 +3,8 @@
 //! A pooled connection can turn out dead (the backend closed it while it sat
 //! idle); that does not count as an attempt, and the request — given back by
 //! hyper's `try_send_request`, or by the raw client ([`super::raw`]) when
-//! its first write fails — goes on the next pooled or a fresh connection. A fresh connection is the last word on this backend,
+//! its first write fails — goes on the next pooled or a fresh connection.
+//! A fresh connection is the last word on this backend,
 //! except for a refused connect during a cold start ([`super::cold`]): when
 //! the backend became ready moments ago and no other backend could take the
 //! request, the connect is tried again after a short back-off.

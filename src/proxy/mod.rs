@@ -314,7 +314,6 @@ impl Proxy {
                         let upstream = answered.saturating_duration_since(sent_at);
                         trace.upstream = Some(upstream);
                         backend.shared.latency.observe(upstream, answered);
-                        balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
                         match connect::switch(resp.status(), connect, upgrade.is_some()) {
                             connect::Switch::Refuse(detail) => {
                                 backend.shared.errors.fetch_add(1, Ordering::Relaxed);
@@ -329,7 +328,9 @@ impl Proxy {
                                     let (parts, body) = resp.into_parts();
                                     match body.into_hyper() {
                                         Ok(b) => {
-                                            let resp = Response::from_parts(parts, b);
+                                            let mut resp = Response::from_parts(parts, b);
+                                            let h = resp.headers_mut();
+                                            balance::sticky::pin(h, sticky, ctx.sticky, &backend.key);
                                             return Ok(self.start_tunnel(on_client, resp, guard, connect));
                                         }
                                         Err(b) => resp = Response::from_parts(parts, b),
@@ -342,6 +343,9 @@ impl Proxy {
                         if !matches!(resp.body(), UpstreamBody::Raw(_)) {
                             headers::strip_hop_by_hop(resp.headers_mut(), false);
                         }
+                        // After the strip: a backend's `Connection: set-cookie`
+                        // removes its own cookies, not the affinity cookie.
+                        balance::sticky::pin(resp.headers_mut(), sticky, ctx.sticky, &backend.key);
                         if let (true, Some(max_age)) = (secure, pool.opts.hsts) {
                             resp.headers_mut()
                                 .insert(http::header::STRICT_TRANSPORT_SECURITY, https::hsts_value(max_age));

@@ -116,7 +116,7 @@ impl Decoder {
 /// The line at the front of `buf`, without its CRLF, taken out of `buf`.
 /// A CR anywhere but before the LF is refused, as in hyper.
 fn line(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, ChunkError> {
-    match buf.iter().position(|&b| b == b'\n') {
+    match buf[..buf.len().min(max + 1)].iter().position(|&b| b == b'\n') {
         Some(lf) if lf == 0 || buf[lf - 1] != b'\r' => Err(ChunkError("a line ends without CRLF")),
         Some(lf) if lf > max => Err(ChunkError("chunk-size line too long")),
         Some(lf) if buf[..lf - 1].contains(&b'\r') => Err(ChunkError("a CR inside a line")),
@@ -219,6 +219,18 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_hex_up_to_64_bits_with_any_leading_zeros_and_a_line_may_fill_the_limit() {
+        assert_eq!(chunk_size(b"00000000000000000005"), Ok(5));
+        assert_eq!(chunk_size(b"ffffffffffffffff"), Ok(u64::MAX));
+        assert_eq!(chunk_size(b"1A \t;a=b"), Ok(26));
+        let mut buf = BytesMut::from(&b"5;"[..]);
+        buf.extend_from_slice(&vec![b'x'; MAX_LINE - 3]);
+        buf.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        let mut d = Decoder::default();
+        assert_eq!(d.step(&mut buf), Ok(Step::Data(Bytes::from_static(b"hello"))));
+    }
+
+    #[test]
     fn malformed_chunks_are_refused() {
         for bad in [
             &b"x\r\n"[..],
@@ -239,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn a_size_line_or_trailer_section_without_end_is_refused_once_too_long() {
+    fn a_size_line_or_trailer_section_too_long_is_refused_with_or_without_its_end() {
         let long = vec![b'1'; 16].into_iter().chain(std::iter::repeat_n(b';', MAX_LINE));
         let mut buf: BytesMut = long.collect::<Vec<u8>>().as_slice().into();
         assert!(Decoder::default().step(&mut buf).is_err(), "no end in sight");

@@ -37,6 +37,8 @@ pub enum Framing {
 /// A response head read off the connection.
 #[derive(Debug)]
 pub struct Head {
+    /// Without its hop-by-hop fields and those its `Connection` names
+    /// (the proxy relies on it and does not strip them again).
     pub response: Response<()>,
     pub framing: Framing,
     /// The connection may carry another request once the body has ended.
@@ -58,7 +60,7 @@ pub enum HeadError {
     TransferEncoding10,
 }
 
-/// Write `req`'s head as HTTP/1.1 into `dst`. The request has no body, so no
+/// Write `req`'s head as HTTP/1.1 (or 1.0, below) into `dst`. The request has no body, so no
 /// framing header goes with it (`Transfer-Encoding` is dropped as hyper's
 /// client does for an empty body; the proxy has already removed the client's
 /// framing headers). `http10`: the backend's last answer on this connection
@@ -108,7 +110,8 @@ fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
 /// Parse the response head at the start of `buf`, taking its bytes out of
 /// `buf` when complete (what follows is the body). `Ok(None)`: more bytes
 /// are needed. Informational (`1xx`) heads other than `101` are taken out
-/// and skipped.
+/// and skipped. Hop-by-hop fields frame the body and decide keep-alive, then
+/// stay out of the response (see [`Head::response`]).
 pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, HeadError> {
     loop {
         let mut lines = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
@@ -209,6 +212,10 @@ impl Seen {
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
         let tokens = || value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii);
         if name == header::CONNECTION {
+            // As hyper: a value that is not visible ASCII says nothing.
+            if value.to_str().is_err() {
+                return;
+            }
             for t in tokens() {
                 self.close |= t.eq_ignore_ascii_case(b"close");
                 self.keep |= t.eq_ignore_ascii_case(b"keep-alive");
@@ -444,6 +451,15 @@ mod tests {
         assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
         let names: Vec<_> = h.response.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+        // Two `Connection` lines, one naming the body's length: the length
+        // still frames the body; a value that is not ASCII names nothing.
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\
+                    Connection: x-a\r\nX-A: 1\r\nConnection: x-b, \u{e9}\r\nX-B: 2\r\n\r\n";
+        let mut buf = BytesMut::from(head.as_bytes());
+        let h = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(2), true));
+        let names: Vec<_> = h.response.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-b"], "x-b was named only by a value that is not ASCII");
         let h = parse(
             "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
             Method::GET,
