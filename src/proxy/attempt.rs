@@ -10,9 +10,10 @@
 //! request, the connect is tried again after a short back-off.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{self, Poll};
 use std::time::Instant;
 
 use super::body::{Guard, UpstreamBody};
@@ -24,7 +25,6 @@ use crate::backend::Backend;
 use crate::balance::Context;
 use crate::routing::Pool;
 use crate::{health, net};
-use futures::future::{select, Either};
 use http::{Request, Response};
 
 /// How an attempt ended.
@@ -33,8 +33,9 @@ pub(super) enum Attempted {
     Answered(Response<UpstreamBody>, Guard),
     /// The request was not sent: it comes back for another backend.
     NotSent(Box<Request<UpBody>>, String),
-    /// The request was sent and the connection died before response headers.
-    Lost(String),
+    /// The request was sent and the connection died before response
+    /// headers. The raw client gives the request back (for a replay).
+    Lost(String, Option<Box<Request<UpBody>>>),
     /// No response headers within the request timeout.
     Timeout,
 }
@@ -168,7 +169,7 @@ impl Proxy {
                                 continue;
                             }
                             Err(Failed::NotSent(r, why)) => return Attempted::NotSent(Box::new(r), why),
-                            Err(Failed::Lost(why)) => return Attempted::Lost(why),
+                            Err(Failed::Lost(r, why)) => return Attempted::Lost(why, Some(Box::new(r))),
                         }
                     }
                 };
@@ -199,7 +200,7 @@ impl Proxy {
                             continue;
                         }
                         Some(r) => return Attempted::NotSent(Box::new(r), e.into_error().to_string()),
-                        None => return Attempted::Lost(e.into_error().to_string()),
+                        None => return Attempted::Lost(e.into_error().to_string(), None),
                     },
                 }
             }
@@ -221,10 +222,33 @@ fn arm(timer: &mut Option<Timer>, deadline: tokio::time::Instant) -> &mut Timer 
 /// `exchange`'s result, or `None` if `timer` fires first. The exchange is
 /// polled first, as in `tokio::time::timeout`: an answer ready at the
 /// deadline wins.
-async fn timed<F: Future>(exchange: F, timer: &mut Timer) -> Option<F::Output> {
-    match select(pin!(exchange), timer.as_mut()).await {
-        Either::Left((done, _)) => Some(done),
-        Either::Right(_) => None,
+///
+/// A future of its own, not an `async fn`: an `async fn` holds its
+/// argument twice (as passed, and pinned in its body), and the exchange is
+/// the largest part of the request's future (744 bytes for the raw
+/// client's), which hyper's server copies whole three times per request
+/// (issue 9, `-Zprint-type-sizes`).
+fn timed<F: Future>(exchange: F, timer: &mut Timer) -> Timed<'_, F> {
+    Timed { exchange, timer }
+}
+
+pin_project_lite::pin_project! {
+    struct Timed<'a, F> {
+        #[pin]
+        exchange: F,
+        timer: &'a mut Timer,
+    }
+}
+
+impl<F: Future> Future for Timed<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(done) = this.exchange.poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        this.timer.as_mut().poll(cx).map(|()| None)
     }
 }
 

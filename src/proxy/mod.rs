@@ -304,7 +304,8 @@ impl Proxy {
                     alone: !others_left(&pool, &tried_at[..attempts], now, panic),
                     raw: upgrade.is_none() && !h2 && matches!(req.body(), Either::Right(_)),
                 };
-                if replayable && replay.is_none() && !mode.alone && attempts < max_attempts {
+                // The raw client gives a lost request back: no copy for it.
+                if replayable && replay.is_none() && !mode.alone && !mode.raw && attempts < max_attempts {
                     replay = Some(prepare::Replay::of(&req));
                 }
                 let (failure, why, back) = match self.attempt(backend, req, mode, sent_at).await {
@@ -370,7 +371,7 @@ impl Proxy {
                         debug!(backend = %backend.addr, %why, "not delivered, trying another backend");
                         (Failure::NotSent, why, Some(*r))
                     }
-                    Attempted::Lost(why) => (Failure::Lost, why, None),
+                    Attempted::Lost(why, r) => (Failure::Lost, why, r.map(|r| *r)),
                     Attempted::Timeout => (Failure::Timeout, String::new(), None),
                 };
                 // The client's body failed (bad framing, gone, too slow): the
@@ -387,8 +388,8 @@ impl Proxy {
                 last_err = why;
                 last_failure = failure;
                 req = match (retry::after(failure, replayable, attempts, max_attempts), back) {
-                    (Next::Retry, Some(r)) => r,
-                    (Next::Replay, _) => match &replay {
+                    (Next::Retry | Next::Replay, Some(r)) => r,
+                    (Next::Replay, None) => match &replay {
                         Some(r) => r.request(),
                         None => return Err(unreachable(last_err)),
                     },

@@ -107,12 +107,50 @@ fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// The field names of a connection's last response, as the backend wrote
+/// them. A backend sends the same names in the same order in each answer,
+/// so the name at line `i` is usually the bytes of the last answer's line
+/// `i`: a comparison, and a clone of the `HeaderName`, instead of
+/// `HeaderName::from_bytes`, a lowercasing copy and a `match` over the
+/// standard names (about 130 instructions per name; issue 9). Bytes that
+/// were not a valid name are never kept; equal bytes parse to an equal name.
+#[derive(Debug, Default)]
+pub struct Names {
+    seen: Vec<(Vec<u8>, HeaderName)>,
+}
+
+/// Lines remembered per connection.
+const NAMES_KEPT: usize = 16;
+
+impl Names {
+    /// The name written as `raw` on line `i` of a response head.
+    fn get(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, HeadError> {
+        if let Some((bytes, name)) = self.seen.get(i) {
+            if bytes == raw {
+                return Ok(name.clone());
+            }
+        }
+        let name = HeaderName::from_bytes(raw).map_err(|_| HeadError::Header)?;
+        let len = self.seen.len();
+        match self.seen.get_mut(i) {
+            Some((bytes, kept)) => {
+                bytes.clear();
+                bytes.extend_from_slice(raw);
+                *kept = name.clone();
+            }
+            None if i == len && i < NAMES_KEPT => self.seen.push((raw.to_vec(), name.clone())),
+            None => {}
+        }
+        Ok(name)
+    }
+}
+
 /// Parse the response head at the start of `buf`, taking its bytes out of
 /// `buf` when complete (what follows is the body). `Ok(None)`: more bytes
 /// are needed. Informational (`1xx`) heads other than `101` are taken out
 /// and skipped. Hop-by-hop fields frame the body and decide keep-alive, then
 /// stay out of the response (see [`Head::response`]).
-pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, HeadError> {
+pub fn parse_response(buf: &mut BytesMut, method: &Method, names: &mut Names) -> Result<Option<Head>, HeadError> {
     loop {
         let mut lines = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
         let mut res = httparse::Response::new(&mut []);
@@ -156,8 +194,8 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head
         // `strip_hop_by_hop`, done here without a pass over the map.
         let mut seen = Seen::default();
         let mut named = Vec::new();
-        for ((n, nl), (v, vl)) in spans {
-            let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Header)?;
+        for (i, ((n, nl), (v, vl))) in spans.into_iter().enumerate() {
+            let name = names.get(i, &head[n..n + nl])?;
             let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|_| HeadError::Header)?;
             seen.note(&name, &value);
             if !headers::is_hop_by_hop(&name) {
@@ -272,7 +310,7 @@ mod tests {
     use super::*;
 
     fn parse(bytes: &str, method: Method) -> Result<Option<Head>, HeadError> {
-        parse_response(&mut BytesMut::from(bytes), &method)
+        parse_response(&mut BytesMut::from(bytes), &method, &mut Names::default())
     }
 
     fn framed(bytes: &str, method: Method) -> (Framing, bool) {
@@ -317,7 +355,9 @@ mod tests {
     #[test]
     fn a_complete_head_is_taken_out_and_the_body_bytes_stay() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello");
-        let h = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        let h = parse_response(&mut buf, &Method::GET, &mut Names::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(&buf[..], b"hello");
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
@@ -331,14 +371,18 @@ mod tests {
     #[test]
     fn a_partial_head_asks_for_more_and_leaves_the_buffer_alone() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Len");
-        assert!(parse_response(&mut buf, &Method::GET).unwrap().is_none());
+        assert!(parse_response(&mut buf, &Method::GET, &mut Names::default())
+            .unwrap()
+            .is_none());
         assert_eq!(buf.len(), 28);
     }
 
     #[test]
     fn informational_heads_are_skipped_but_101_is_not() {
         let mut buf = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
-        let h = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        let h = parse_response(&mut buf, &Method::GET, &mut Names::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(h.response.status(), StatusCode::NO_CONTENT);
         assert!(buf.is_empty());
         let (framing, keep) = framed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", Method::GET);
@@ -456,7 +500,9 @@ mod tests {
         let head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\
                     Connection: x-a\r\nX-A: 1\r\nConnection: x-b, \u{e9}\r\nX-B: 2\r\n\r\n";
         let mut buf = BytesMut::from(head.as_bytes());
-        let h = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        let h = parse_response(&mut buf, &Method::GET, &mut Names::default())
+            .unwrap()
+            .unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Length(2), true));
         let names: Vec<_> = h.response.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-b"], "x-b was named only by a value that is not ASCII");
@@ -515,5 +561,52 @@ mod tests {
             parse(&head, Method::GET).unwrap_err(),
             HeadError::Parse(httparse::Error::TooManyHeaders)
         );
+    }
+
+    #[test]
+    fn names_remembered_from_the_last_head_give_the_same_map_and_follow_a_change() {
+        let mut names = Names::default();
+        let mut next = |head: &str| {
+            let mut buf = BytesMut::from(head);
+            parse_response(&mut buf, &Method::GET, &mut names)
+                .unwrap()
+                .unwrap()
+                .response
+        };
+        let first = "HTTP/1.1 200 OK\r\nServer: a\r\nContent-Length: 0\r\nX-Custom: 1\r\n\r\n";
+        let a = next(first);
+        let b = next(first);
+        assert_eq!(a.headers(), b.headers());
+        assert_eq!(b.headers()["x-custom"], "1");
+        // Another name on line 1, another casing on line 2, one line more.
+        let c = next("HTTP/1.1 200 OK\r\nServer: a\r\nX-Other: 2\r\nx-CUSTOM: 3\r\nContent-Length: 0\r\n\r\n");
+        let order: Vec<&str> = c.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(order, ["server", "x-other", "x-custom", "content-length"]);
+        assert_eq!(c.headers()["x-other"], "2");
+        assert_eq!(c.headers()["x-custom"], "3");
+        let d = next(first);
+        assert_eq!(d.headers(), a.headers());
+        assert!(d.headers().get("x-other").is_none());
+        assert_eq!(names.seen.len(), 4, "the longest head's lines");
+    }
+
+    #[test]
+    fn names_beyond_the_remembered_lines_are_still_read() {
+        let mut names = Names::default();
+        let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+        for i in 0..NAMES_KEPT + 4 {
+            head.push_str(&format!("x-{i}: {i}\r\n"));
+        }
+        head.push_str("\r\n");
+        for _ in 0..2 {
+            let r = parse_response(&mut BytesMut::from(head.as_str()), &Method::GET, &mut names);
+            let r = r.unwrap().unwrap().response;
+            assert_eq!(r.headers().len(), NAMES_KEPT + 5);
+            assert_eq!(
+                r.headers()[format!("x-{}", NAMES_KEPT + 3).as_str()],
+                (NAMES_KEPT + 3).to_string()
+            );
+        }
+        assert_eq!(names.seen.len(), NAMES_KEPT);
     }
 }
