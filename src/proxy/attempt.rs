@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use super::body::{Guard, UpstreamBody};
 use super::cold::ColdStart;
+use super::headers::Forwarded;
 use super::raw::{Failed, RawConn};
 use super::upstream::{Conn, Timer, Up, UpBody};
 use super::{slots, Proxy};
@@ -61,6 +62,7 @@ impl Proxy {
         &'a self,
         backend: &'a Backend,
         mut req: Request<UpBody>,
+        forwarded: &'a Forwarded,
         mode: Mode,
         mut now: Instant,
     ) -> impl Future<Output = Attempted> + Send + 'a {
@@ -152,7 +154,7 @@ impl Proxy {
                     Link::Hyper(conn) => conn,
                     Link::Raw(r) => {
                         let armed = arm(&mut timer, deadline(fresh));
-                        let Some(sent) = timed(r.send(req), armed).await else {
+                        let Some(sent) = timed(r.send(req, forwarded), armed).await else {
                             return Attempted::Timeout;
                         };
                         match sent {
@@ -180,6 +182,7 @@ impl Proxy {
                     }
                     continue;
                 }
+                forwarded.insert_into(req.headers_mut());
                 let armed = arm(&mut timer, deadline(fresh));
                 let Some(sent) = timed(conn.try_send(req), armed).await else {
                     return Attempted::Timeout;

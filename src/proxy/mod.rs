@@ -207,6 +207,7 @@ impl Proxy {
                 h2,
                 replayable,
                 fault,
+                forwarded,
             } = prepare::prepare(
                 req,
                 sent_host,
@@ -308,7 +309,7 @@ impl Proxy {
                 if replayable && replay.is_none() && !mode.alone && !mode.raw && attempts < max_attempts {
                     replay = Some(prepare::Replay::of(&req));
                 }
-                let (failure, why, back) = match self.attempt(backend, req, mode, sent_at).await {
+                let (failure, why, back) = match self.attempt(backend, req, &forwarded, mode, sent_at).await {
                     Attempted::Answered(mut resp, guard) => {
                         backend.shared.health.record_success();
                         let answered = Instant::now();

@@ -35,6 +35,9 @@ pub struct Prepared {
     /// Set by the client's body when it fails: the client's fault, not the
     /// backend's. `None` for a request without a body, which cannot fail.
     pub fault: Option<Arc<Fault>>,
+    /// The `X-Forwarded-*` values, not yet in `req`'s map: each attempt
+    /// writes them (see [`headers::Forwarded`]).
+    pub forwarded: headers::Forwarded,
 }
 
 /// What is needed to send a bodyless request again.
@@ -125,14 +128,14 @@ pub fn prepare(
     let h2 = pool.opts.protocol == Protocol::H2c && !upgrade && !connect;
     // gRPC needs `te: trailers`, the one TE value HTTP/2 allows.
     let te_trailers = h2 && headers::te_trailers(&parts.headers);
-    let proto_kept = trusted && parts.headers.contains_key(headers::X_FORWARDED_PROTO);
-    let removed_named =
-        headers::rewrite_request(&mut parts.headers, client.ip(), host_value.as_ref(), upgrade, trusted);
-    if secure && !proto_kept {
-        parts
-            .headers
-            .insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-    }
+    let (removed_named, forwarded) = headers::forwarding(
+        &mut parts.headers,
+        client.ip(),
+        host_value.as_ref(),
+        upgrade,
+        trusted,
+        secure,
+    );
     if !trusted {
         super::client_ip::strip_untrusted(&mut parts.headers, client.ip());
     }
@@ -193,6 +196,7 @@ pub fn prepare(
         h2,
         replayable,
         fault,
+        forwarded,
     })
 }
 

@@ -65,10 +65,12 @@ pub enum HeadError {
 /// client does for an empty body; the proxy has already removed the client's
 /// framing headers). `http10`: the backend's last answer on this connection
 /// was HTTP/1.0 (and kept it open); as hyper's client does, the request goes
-/// as HTTP/1.0 with `Connection: keep-alive`.
-pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>, http10: bool) {
+/// as HTTP/1.0 with `Connection: keep-alive`. `forwarded`: the proxy's
+/// `X-Forwarded-*` fields, written after the map's (see
+/// [`headers::Forwarded`]).
+pub fn encode_request<B>(req: &Request<B>, forwarded: &headers::Forwarded, dst: &mut Vec<u8>, http10: bool) {
     let headers = req.headers();
-    dst.reserve(64 + headers.len() * 32);
+    dst.reserve(64 + (headers.len() + 3) * 32);
     dst.extend_from_slice(req.method().as_str().as_bytes());
     dst.push(b' ');
     let uri = req.uri();
@@ -79,7 +81,7 @@ pub fn encode_request<B>(req: &Request<B>, dst: &mut Vec<u8>, http10: bool) {
         _ => dst.extend_from_slice(uri.to_string().as_bytes()),
     }
     dst.extend_from_slice(if http10 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
-    for (name, value) in headers {
+    for (name, value) in headers.iter().chain(forwarded.fields()) {
         if name == header::TRANSFER_ENCODING {
             continue;
         }
@@ -328,14 +330,15 @@ mod tests {
         h.append("accept", HeaderValue::from_static("text/html"));
         h.append("accept", HeaderValue::from_static("*/*"));
         h.append("transfer-encoding", HeaderValue::from_static("chunked"));
+        let none = headers::Forwarded::default();
         let mut out = Vec::new();
-        encode_request(&req, &mut out, false);
+        encode_request(&req, &none, &mut out, false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a/b?c=d HTTP/1.1\r\nhost: example.com\r\naccept: text/html\r\naccept: */*\r\n\r\n"
         );
         let mut out = Vec::new();
-        encode_request(&req, &mut out, true);
+        encode_request(&req, &none, &mut out, true);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a/b?c=d HTTP/1.0\r\nhost: example.com\r\naccept: text/html\r\naccept: */*\r\nconnection: keep-alive\r\n\r\n",
@@ -348,8 +351,26 @@ mod tests {
         let mut req = Request::new(());
         *req.uri_mut() = "http://example.com/x".parse().unwrap();
         let mut out = Vec::new();
-        encode_request(&req, &mut out, false);
+        encode_request(&req, &headers::Forwarded::default(), &mut out, false);
         assert!(out.starts_with(b"GET http://example.com/x HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn the_forwarded_fields_follow_the_request_s_own() {
+        let mut req = Request::new(());
+        req.headers_mut()
+            .append("host", HeaderValue::from_static("example.com"));
+        let forwarded = headers::Forwarded {
+            for_: Some(HeaderValue::from_static("10.0.0.7")),
+            proto: None,
+            host: Some(HeaderValue::from_static("example.com")),
+        };
+        let mut out = Vec::new();
+        encode_request(&req, &forwarded, &mut out, false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nhost: example.com\r\nx-forwarded-for: 10.0.0.7\r\nx-forwarded-host: example.com\r\n\r\n"
+        );
     }
 
     #[test]

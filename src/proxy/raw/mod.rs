@@ -43,6 +43,8 @@ use tokio::net::TcpStream;
 
 pub use body::RawBody;
 
+use super::headers::Forwarded;
+
 /// Bytes asked of the socket by a connection's first read of an answer:
 /// one allocator class (≤ 4 KiB, kept per worker by `wharf-alloc`), and a
 /// whole small response. Each read that fills its space doubles the next,
@@ -136,13 +138,15 @@ impl RawConn {
     /// Not an `async fn`, which would hold the request twice in its state
     /// (see `Proxy::handle_on`).
     #[allow(clippy::manual_async_fn)] // on purpose: see above
+    /// `forwarded`: the `X-Forwarded-*` fields, written after `req`'s own.
     pub fn send<B: Send>(
         mut self: Box<Self>,
         req: Request<B>,
+        forwarded: &Forwarded,
     ) -> impl Future<Output = Result<Response<RawBody>, Failed<Request<B>>>> + Send {
+        let mut out = Vec::new();
+        head::encode_request(&req, forwarded, &mut out, self.http10);
         async move {
-            let mut out = Vec::new();
-            head::encode_request(&req, &mut out, self.http10);
             // The first write tells whether anything went out: a connection
             // the backend reset while idle gives the request back.
             let written = poll_fn(|cx| Pin::new(&mut self.io).poll_write(cx, &out)).await;
