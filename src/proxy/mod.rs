@@ -251,9 +251,10 @@ impl Proxy {
             let mut attempts = 0;
             let mut last_err = String::new();
             let mut last_failure = Failure::NotSent;
-            // The head kept for a replay after a lost connection: copied (the
-            // whole header map) only before an attempt that a replay could
-            // follow, i.e. with attempts left and another backend to take it.
+            // The head kept for a replay after a lost connection through
+            // hyper's client (the raw client gives a lost request back):
+            // copied only before an attempt that a replay could follow, i.e.
+            // with attempts left and another backend to take it.
             let mut replay: Option<prepare::Replay> = None;
             let max_attempts = 1 + pool.opts.retries.min(retry::MAX_RETRIES) as usize;
             let unreachable = |detail: String| ProxyError::Unreachable {

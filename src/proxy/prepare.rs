@@ -1,5 +1,6 @@
 //! The client's request → the request wharf sends upstream: the path with
-//! any stripped prefix, hop-by-hop headers removed, `X-Forwarded-*` set, the
+//! any stripped prefix, hop-by-hop headers removed, the `X-Forwarded-*`
+//! values worked out (each attempt writes them: [`Prepared::forwarded`]), the
 //! Host kept, HTTP/2's `:authority` for h2c pools, and whether the request
 //! may be replayed on another backend ([`Replay`] copies its head, taken by
 //! the proxy only before an attempt after which a replay is possible).
@@ -42,8 +43,10 @@ pub struct Prepared {
 
 /// What is needed to send a bodyless request again.
 ///
+/// Only requests through hyper's client (upgrades, h2c pools) need it: the
+/// raw client gives a lost request back ([`super::raw::Failed::Lost`]).
 /// The headers are kept as a list, not a `HeaderMap`: the copy is made for
-/// every replayable request to a pool with more than one backend and used
+/// every such replayable request to a pool with more than one backend and used
 /// almost never, and a list is one small allocation where a map's clone is
 /// two (issue 9, callgrind with two backends: the map's copy cost about 1.4k
 /// instructions per request, the list saves 350-480 of them). Appending the

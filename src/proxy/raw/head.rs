@@ -81,6 +81,9 @@ pub fn encode_request<B>(req: &Request<B>, forwarded: &headers::Forwarded, dst: 
         _ => dst.extend_from_slice(uri.to_string().as_bytes()),
     }
     dst.extend_from_slice(if http10 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
+    // `forwarding` took the values it sets out of the map; a request that
+    // had them inserted (hyper's client) never comes to the raw client.
+    debug_assert!(forwarded.fields().all(|(n, _)| !headers.contains_key(n)));
     for (name, value) in headers.iter().chain(forwarded.fields()) {
         if name == header::TRANSFER_ENCODING {
             continue;
@@ -123,6 +126,9 @@ pub struct Names {
 
 /// Lines remembered per connection.
 const NAMES_KEPT: usize = 16;
+/// Longest name remembered: a hostile backend's 64 KiB names would
+/// otherwise stay with each idle connection.
+const NAME_KEPT_LEN: usize = 64;
 
 impl Names {
     /// The name written as `raw` on line `i` of a response head.
@@ -133,14 +139,20 @@ impl Names {
             }
         }
         let name = HeaderName::from_bytes(raw).map_err(|_| HeadError::Header)?;
+        // A long name leaves an empty entry, which no name matches.
+        let entry = || match raw.len() <= NAME_KEPT_LEN {
+            true => (raw.to_vec(), name.clone()),
+            false => (Vec::new(), header::HOST),
+        };
         let len = self.seen.len();
         match self.seen.get_mut(i) {
-            Some((bytes, kept)) => {
+            Some((bytes, kept)) if raw.len() <= NAME_KEPT_LEN => {
                 bytes.clear();
                 bytes.extend_from_slice(raw);
                 *kept = name.clone();
             }
-            None if i == len && i < NAMES_KEPT => self.seen.push((raw.to_vec(), name.clone())),
+            Some(slot) => *slot = entry(),
+            None if i == len && i < NAMES_KEPT => self.seen.push(entry()),
             None => {}
         }
         Ok(name)
@@ -629,5 +641,21 @@ mod tests {
             );
         }
         assert_eq!(names.seen.len(), NAMES_KEPT);
+    }
+
+    #[test]
+    fn a_long_name_is_read_but_not_remembered() {
+        let mut names = Names::default();
+        let long = "x".repeat(NAME_KEPT_LEN + 1);
+        let head = format!("HTTP/1.1 200 OK\r\n{long}: 1\r\nServer: a\r\n\r\n");
+        for _ in 0..2 {
+            let r = parse_response(&mut BytesMut::from(head.as_str()), &Method::GET, &mut names);
+            let r = r.unwrap().unwrap().response;
+            assert_eq!(r.headers()[long.as_str()], "1");
+            assert_eq!(r.headers()["server"], "a");
+        }
+        assert!(names.seen[0].0.is_empty(), "its entry holds no bytes");
+        assert_eq!(names.seen[1].0, b"Server");
+        assert_eq!(names.seen[1].1, header::SERVER);
     }
 }

@@ -135,10 +135,9 @@ impl RawConn {
 
     /// Send a request without a body and read its response head. The body
     /// is read from the connection as the returned response's body is polled.
+    /// `forwarded`: the `X-Forwarded-*` fields, written after `req`'s own.
     /// Not an `async fn`, which would hold the request twice in its state
     /// (see `Proxy::handle_on`).
-    #[allow(clippy::manual_async_fn)] // on purpose: see above
-    /// `forwarded`: the `X-Forwarded-*` fields, written after `req`'s own.
     pub fn send<B: Send>(
         mut self: Box<Self>,
         req: Request<B>,

@@ -99,7 +99,31 @@ async fn a_get_lost_after_it_was_written_is_replayed_on_another_backend_with_the
         assert_eq!((&seen.method, seen.target()), (&Method::GET, "/item?id=7"));
         assert_eq!(seen.header("x-trace"), Some("t-1"));
         assert_eq!(seen.header("host"), Some(client::HOST));
+        // The raw client gave the request back: wharf's fields once each.
+        for (name, value) in [("x-forwarded-for", "127.0.0.1"), ("x-forwarded-proto", "http")] {
+            let all: Vec<_> = seen.headers.get_all(name).iter().collect();
+            assert_eq!(all, [value], "{name}");
+        }
     }
+    wharf.settled().await;
+}
+
+#[tokio::test]
+async fn a_post_without_a_body_lost_after_it_was_written_is_not_replayed_and_answers_502() {
+    // No body: it goes through the raw client, which gives lost requests back.
+    let lost = raw::reads_then_closes().await;
+    let b = backends::named("b").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[lost.addr, b.addr]);
+    let r = client::send(
+        wharf.addr,
+        request(Method::POST, "/post").body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    assert_eq!(r.wharf_error(), Some("unreachable"));
+    assert_eq!(lost.log.count(), 1);
+    assert_eq!(b.log.count(), 0, "not replayed");
     wharf.settled().await;
 }
 

@@ -42,12 +42,13 @@ async fn from_an_untrusted_client_x_forwarded_headers_are_replaced_and_host_is_k
     let a = backends::named("a").await;
     let wharf = Wharf::start().await;
     wharf.serve(PoolOptions::default(), &[a.addr]);
-    send_forged(&wharf).await;
-    let seen = a.log.last();
-    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
-    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(seen.header("x-forwarded-host"), Some("App.Test:8080"));
-    assert_eq!(seen.header("host"), Some("App.Test:8080"));
+    for method in [Method::GET, Method::POST] {
+        send_forged(&wharf, method.clone()).await;
+        let seen = a.log.last();
+        assert_eq!(seen.method, method);
+        forwarded_once(&seen, ["127.0.0.1", "http", "App.Test:8080"]);
+        assert_eq!(seen.header("host"), Some("App.Test:8080"));
+    }
 }
 
 #[tokio::test]
@@ -55,22 +56,36 @@ async fn from_a_trusted_proxy_x_forwarded_headers_are_kept_and_the_peer_appended
     let a = backends::named("a").await;
     let wharf = Wharf::with(timeouts(), vec!["127.0.0.0/8".parse().unwrap()]).await;
     wharf.serve(PoolOptions::default(), &[a.addr]);
-    send_forged(&wharf).await;
-    let seen = a.log.last();
-    assert_eq!(seen.header("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
-    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
-    assert_eq!(seen.header("x-forwarded-host"), Some("shop.test"));
-    assert_eq!(seen.header("host"), Some("App.Test:8080"));
+    for method in [Method::GET, Method::POST] {
+        send_forged(&wharf, method.clone()).await;
+        let seen = a.log.last();
+        assert_eq!(seen.method, method);
+        forwarded_once(&seen, ["6.6.6.6, 127.0.0.1", "https", "shop.test"]);
+        assert_eq!(seen.header("host"), Some("App.Test:8080"));
+    }
 }
 
-/// A request carrying forged forwarding headers, with `Host` on a port.
-async fn send_forged(wharf: &Wharf) {
-    let req = request_to("App.Test:8080", Method::GET, "/")
+/// A request carrying forged forwarding headers, with `Host` on a port:
+/// a GET (no body: wharf's raw client) or a POST with a body (hyper's client).
+async fn send_forged(wharf: &Wharf, method: Method) {
+    let req = request_to("App.Test:8080", method.clone(), "/")
         .header("x-forwarded-for", "6.6.6.6")
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-host", "shop.test");
-    let r = client::send(wharf.addr, req.body(Full::default()).unwrap()).await;
+    let body = if method == Method::GET { "" } else { "a body" };
+    let r = client::send(wharf.addr, req.body(Full::new(body.into())).unwrap()).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "a"));
+}
+
+/// `X-Forwarded-For`, `-Proto` and `-Host` as the backend saw them: each once.
+fn forwarded_once(seen: &Seen, values: [&str; 3]) {
+    for (name, value) in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+        .into_iter()
+        .zip(values)
+    {
+        let all: Vec<_> = seen.headers.get_all(name).iter().collect();
+        assert_eq!(all, [value], "{} {name}", seen.method);
+    }
 }
 
 #[tokio::test]
