@@ -85,6 +85,21 @@ fn connection_tokens_are_found_through_spaces_tabs_empty_items_and_several_lines
 }
 
 #[test]
+fn a_whole_keep_alive_or_close_value_names_nothing_and_a_longer_one_is_still_read() {
+    let names = |v: &str| {
+        let mut named = Vec::new();
+        connection_names(&HeaderValue::from_str(v).unwrap(), &mut named);
+        named
+    };
+    for v in ["keep-alive", "Keep-Alive", "close", "CLOSE", ""] {
+        assert_eq!(names(v), Vec::<HeaderName>::new(), "{v}");
+    }
+    assert_eq!(names("keep-alive, x-a"), vec![HeaderName::from_static("x-a")]);
+    assert_eq!(names("close,X-B"), vec![HeaderName::from_static("x-b")]);
+    assert_eq!(names("keep-alive-x"), vec![HeaderName::from_static("keep-alive-x")]);
+}
+
+#[test]
 fn upgrade_headers_survive_only_when_asked() {
     let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
     assert!(wants_upgrade(&h));
@@ -229,6 +244,57 @@ fn host_is_lowercased_without_port_and_falls_back_to_authority() {
     let h2: http::Uri = "http://b.test:81/x".parse().unwrap();
     assert_eq!(request_host(&HeaderMap::new(), &h2).as_deref(), Some("b.test"));
     assert_eq!(request_host(&HeaderMap::new(), &uri), None);
+}
+
+/// `host_of` as it was before its one-pass scan (issue 9): `to_str`, then a
+/// pass for the port, one for trailing dots and one for uppercase.
+fn host_of_in_passes(h: Option<&HeaderValue>, uri: &http::Uri) -> Option<String> {
+    let raw = match h.and_then(|h| h.to_str().ok()) {
+        Some(h) => h,
+        None => uri.authority()?.as_str(),
+    };
+    let host = match raw.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => raw,
+    };
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+#[test]
+fn the_one_pass_host_matches_the_passes_on_every_short_string_of_tricky_bytes() {
+    // Every string of up to 4 bytes from bytes that each rule turns on,
+    // including one `to_str` refuses (the `Host` is then ignored for the
+    // URI's authority) and a tab (which it accepts).
+    let alphabet: &[u8] = b"aZ.:7[]\t\xe9";
+    let h2: http::Uri = "http://Auth.test.:81/x".parse().unwrap();
+    let h1: http::Uri = "/x".parse().unwrap();
+    let mut checked = 0;
+    let mut word = Vec::new();
+    for len in 0..=4u32 {
+        for n in 0..alphabet.len().pow(len) {
+            word.clear();
+            let mut k = n;
+            for _ in 0..len {
+                word.push(alphabet[k % alphabet.len()]);
+                k /= alphabet.len();
+            }
+            let value = HeaderValue::from_bytes(&word).unwrap();
+            for uri in [&h1, &h2] {
+                assert_eq!(
+                    host_of(Some(&value), uri).map(Cow::into_owned),
+                    host_of_in_passes(Some(&value), uri),
+                    "{word:?} {uri}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 1 + 9 + 81 + 729 + 6561);
+    assert_eq!(host_of(None, &h2).as_deref(), Some("auth.test"));
+    assert_eq!(
+        host_of(Some(&HeaderValue::from_bytes(b"A.test\xe9").unwrap()), &h1),
+        None
+    );
 }
 
 #[test]

@@ -264,6 +264,17 @@ impl Seen {
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
         let tokens = || value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii);
         if name == header::CONNECTION {
+            // The usual whole values at the cost of a length check (see
+            // `headers::connection_names`).
+            let v = value.as_bytes();
+            if v.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep = true;
+                return;
+            }
+            if v.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+                return;
+            }
             // As hyper: a value that is not visible ASCII says nothing.
             if value.to_str().is_err() {
                 return;
