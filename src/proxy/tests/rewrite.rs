@@ -1,16 +1,19 @@
 //! What the backend receives and what the client gets back, through the
 //! service: `strip_prefix`, `X-Forwarded-*` per `--trusted-proxies`, the
 //! Host kept, hop-by-hop headers removed both ways (RFC 9110 §7.6.1), the
-//! sticky cookie, and the 404/503 answers with their `x-wharf-error`.
+//! sticky cookie, the 404/503 answers with their `x-wharf-error`, and the
+//! `Date` every answer carries.
 
 use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::Full;
+use tokio::io::AsyncWriteExt;
 
 use super::backends::{self, Seen};
-use super::client::{self, request, request_to};
+use super::client::{self, request, request_to, Reply};
 use super::fixture::{at_path, desired, pool, timeouts, Wharf};
 use crate::model::{BackendStatus, HostPattern, PoolOptions, Sticky};
 
@@ -243,4 +246,74 @@ async fn a_host_that_connection_names_still_reaches_the_backend() {
     assert_eq!(seen.headers.get_all("host").iter().count(), 1);
     assert_eq!(seen.header("host"), Some("a.test"));
     assert_eq!(seen.header("x-forwarded-host"), Some("a.test"));
+}
+
+/// The one `Date` of an answer, as a time.
+fn date_of(r: &Reply) -> SystemTime {
+    let dates: Vec<_> = r.headers.get_all("date").iter().collect();
+    assert_eq!(dates.len(), 1, "one Date: {:?}", r.headers);
+    httpdate::parse_http_date(dates[0].to_str().unwrap()).expect("an HTTP date")
+}
+
+/// hyper's server refreshes its cached `Date` only when it writes one (the
+/// hyper patch's 13th change, vendor/hyper/WHARF-PATCH.md): a backend's own
+/// `Date` passes through alone, an answer without one (from a backend or
+/// from wharf itself) gets the current second, and that date moves on.
+#[tokio::test]
+async fn every_answer_has_one_date_the_backends_own_or_a_current_one_that_moves_on() {
+    let own = backends::answering(|_| {
+        let mut r = backends::full(StatusCode::OK, "own");
+        r.headers_mut()
+            .insert("date", "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap());
+        r
+    })
+    .await;
+    // Answers without a `Date` (hyper's servers always add one).
+    let bare = backends::spawn(|mut stream, log| async move {
+        while let Some(seen) = super::raw::read_request(&mut stream).await {
+            log.record(seen);
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbare";
+            if stream.write_all(answer).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let wharf = Wharf::start().await;
+    wharf.publish(desired([
+        pool("own", at_path("/own"), &[own.addr]),
+        pool("bare", at_path("/bare"), &[bare.addr]),
+    ]));
+
+    let r = client::get(wharf.addr, "/own").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "own"));
+    assert_eq!(
+        date_of(&r),
+        httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap()
+    );
+
+    for path in ["/bare", "/nowhere"] {
+        let before = SystemTime::now() - Duration::from_secs(1);
+        let r = client::get(wharf.addr, path).await;
+        let after = SystemTime::now();
+        let want = if path == "/bare" {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(r.status, want, "{path}");
+        let date = date_of(&r);
+        assert!(
+            before <= date && date <= after,
+            "{path}: {date:?} not between {before:?} and {after:?}"
+        );
+    }
+    assert_eq!(bare.log.count(), 1);
+
+    let first = date_of(&client::get(wharf.addr, "/bare").await);
+    let took = client::eventually_async("the Date to move on", || async {
+        date_of(&client::get(wharf.addr, "/bare").await) > first
+    })
+    .await;
+    println!("the Date moved on after {took:?}");
 }

@@ -148,7 +148,11 @@ where
         cx: &mut Context<'_>,
         should_shutdown: bool,
     ) -> Poll<crate::Result<Dispatched>> {
-        T::update_date();
+        // wharf patch 13 (vendor/hyper/WHARF-PATCH.md): no `T::update_date()`
+        // here. It read the wall clock at every poll of a server connection
+        // (two per keep-alive request), for a `Date` that a proxied response
+        // usually brings with it; `Server::encode` now refreshes the cached
+        // date only when it writes one.
 
         ready!(self.poll_loop(cx))?;
 
