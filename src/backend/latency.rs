@@ -53,9 +53,10 @@ fn decay(x: f64) -> f64 {
 
 /// The estimate after observing `rtt` at `now`.
 pub fn observe(prev: Option<Ewma>, rtt: Duration, now: Instant) -> Ewma {
-    // Through `as_secs_f64`: `as_nanos` is a `u128`, and a `u128` to `f64`
-    // is a software routine (`__floattidf`, about 45 instructions).
-    let rtt = rtt.as_secs_f64() * 1e9;
+    // Not `as_nanos() as f64`: that is a `u128`, and a `u128` to `f64` is a
+    // software routine (`__floattidf`, about 45 instructions). Exact below
+    // 2^53 ns (104 days), as that was.
+    let rtt = rtt.as_secs() as f64 * 1e9 + f64::from(rtt.subsec_nanos());
     let ns = match prev {
         Some(p) if rtt <= p.ns => {
             let w = keep(p.at, now);
@@ -118,6 +119,9 @@ mod tests {
             Duration::from_nanos(1),
             Duration::from_micros(137),
             Duration::new(3, 999_999_999),
+            // These two came out one ulp off through `as_secs_f64() * 1e9`.
+            Duration::from_nanos(253_535_582),
+            Duration::new(3, 507_069_464),
         ] {
             assert_eq!(observe(None, rtt, t).ns, rtt.as_nanos() as f64, "{rtt:?}");
         }

@@ -152,18 +152,18 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `Connection: keep-alive` costs nothing. A value that is not visible
 /// ASCII names nothing.
 pub fn connection_names(value: &HeaderValue, named: &mut Vec<HeaderName>) {
-    // Scanned as bytes: `str::split` and the Unicode-aware `str::trim` cost
-    // about 150 instructions for a one-token `Connection: keep-alive` (every
-    // response of an nginx backend; issue 9). After `to_str` (visible ASCII,
-    // space and tab), `trim_ascii` trims exactly what `trim` does.
-    let v = value.as_bytes();
     // The usual whole values, at the cost of a length check: nginx answers
     // every keep-alive response with `Connection: keep-alive`, and a client
     // that closes sends `close` (issue 9: about 230 instructions each through
     // the loop below).
+    let v = value.as_bytes();
     if v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close") {
         return;
     }
+    // Scanned as bytes: `str::split` and the Unicode-aware `str::trim` cost
+    // about 150 instructions for a one-token `Connection: keep-alive` (every
+    // response of an nginx backend; issue 9). After `to_str` (visible ASCII,
+    // space and tab), `trim_ascii` trims exactly what `trim` does.
     let Ok(v) = value.to_str() else { return };
     for t in v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
         let known = t.eq_ignore_ascii_case(b"close") || HOP_BY_HOP_BYTES.iter().any(|h| t.eq_ignore_ascii_case(h));
