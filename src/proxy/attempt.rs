@@ -35,7 +35,8 @@ pub(super) enum Attempted {
     /// The request was not sent: it comes back for another backend.
     NotSent(Box<Request<UpBody>>, String),
     /// The request was sent and the connection died before response
-    /// headers. The raw client gives the request back (for a replay).
+    /// headers. The request, if the client that sent it only borrowed it
+    /// (the raw client), for a replay.
     Lost(String, Option<Box<Request<UpBody>>>),
     /// No response headers within the request timeout.
     Timeout,
@@ -154,7 +155,7 @@ impl Proxy {
                     Link::Hyper(conn) => conn,
                     Link::Raw(r) => {
                         let armed = arm(&mut timer, deadline(fresh));
-                        let Some(sent) = timed(r.send(req, forwarded), armed).await else {
+                        let Some(sent) = timed(r.send(&req, forwarded), armed).await else {
                             return Attempted::Timeout;
                         };
                         match sent {
@@ -166,12 +167,9 @@ impl Proxy {
                                 }
                                 return Attempted::Answered(resp.map(UpstreamBody::Raw), guard);
                             }
-                            Err(Failed::NotSent(r, _)) if !fresh => {
-                                req = r;
-                                continue;
-                            }
-                            Err(Failed::NotSent(r, why)) => return Attempted::NotSent(Box::new(r), why),
-                            Err(Failed::Lost(r, why)) => return Attempted::Lost(why, Some(Box::new(r))),
+                            Err(Failed::NotSent(_)) if !fresh => continue,
+                            Err(Failed::NotSent(why)) => return Attempted::NotSent(Box::new(req), why),
+                            Err(Failed::Lost(why)) => return Attempted::Lost(why, Some(Box::new(req))),
                         }
                     }
                 };

@@ -252,7 +252,7 @@ impl Proxy {
             let mut last_err = String::new();
             let mut last_failure = Failure::NotSent;
             // The head kept for a replay after a lost connection through
-            // hyper's client (the raw client gives a lost request back):
+            // hyper's client (the raw client only borrows the request):
             // copied only before an attempt that a replay could follow, i.e.
             // with attempts left and another backend to take it.
             let mut replay: Option<prepare::Replay> = None;
@@ -306,7 +306,7 @@ impl Proxy {
                     alone: !others_left(&pool, &tried_at[..attempts], now, panic),
                     raw: upgrade.is_none() && !h2 && matches!(req.body(), Either::Right(_)),
                 };
-                // The raw client gives a lost request back: no copy for it.
+                // The raw client only borrows the request: no copy for it.
                 if replayable && replay.is_none() && !mode.alone && !mode.raw && attempts < max_attempts {
                     replay = Some(prepare::Replay::of(&req));
                 }

@@ -44,7 +44,8 @@ pub struct Prepared {
 /// What is needed to send a bodyless request again.
 ///
 /// Only requests through hyper's client (upgrades, h2c pools) need it: the
-/// raw client gives a lost request back ([`super::raw::Failed::Lost`]).
+/// raw client only borrows the request, so a lost one is still there to
+/// send again ([`super::raw::Failed::Lost`]).
 /// The headers are kept as a list, not a `HeaderMap`: the copy is made for
 /// every such replayable request to a pool with more than one backend and used
 /// almost never, and a list is one small allocation where a map's clone is
