@@ -27,17 +27,19 @@ use crate::balance::Context;
 use crate::routing::Pool;
 use crate::{health, net};
 use http::{Request, Response};
+use http_body_util::{Either, Empty};
 
 /// How an attempt ended.
 pub(super) enum Attempted {
     /// Response headers arrived; the guard holds the in-flight slot.
     Answered(Response<UpstreamBody>, Guard),
-    /// The request was not sent: it comes back for another backend.
-    NotSent(Box<Request<UpBody>>, String),
+    /// The request was not sent: the caller's request is as it was, for
+    /// another backend.
+    NotSent(String),
     /// The request was sent and the connection died before response
-    /// headers. The request, if the client that sent it only borrowed it
-    /// (the raw client), for a replay.
-    Lost(String, Option<Box<Request<UpBody>>>),
+    /// headers. `kept`: the caller's request is still whole (the raw
+    /// client only borrows it), for a replay; else hyper's client took it.
+    Lost { why: String, kept: bool },
     /// No response headers within the request timeout.
     Timeout,
 }
@@ -62,7 +64,7 @@ impl Proxy {
     pub(super) fn attempt<'a>(
         &'a self,
         backend: &'a Backend,
-        mut req: Request<UpBody>,
+        req: &'a mut Request<UpBody>,
         forwarded: &'a Forwarded,
         mode: Mode,
         mut now: Instant,
@@ -139,7 +141,7 @@ impl Proxy {
                                     now = Instant::now();
                                     continue;
                                 }
-                                return Attempted::NotSent(Box::new(req), e.to_string());
+                                return Attempted::NotSent(e.to_string());
                             }
                         }
                     }
@@ -155,7 +157,7 @@ impl Proxy {
                     Link::Hyper(conn) => conn,
                     Link::Raw(r) => {
                         let armed = arm(&mut timer, deadline(fresh));
-                        let Some(sent) = timed(r.send(&req, forwarded), armed).await else {
+                        let Some(sent) = timed(r.send(req, forwarded), armed).await else {
                             return Attempted::Timeout;
                         };
                         match sent {
@@ -168,21 +170,24 @@ impl Proxy {
                                 return Attempted::Answered(resp.map(UpstreamBody::Raw), guard);
                             }
                             Err(Failed::NotSent(_)) if !fresh => continue,
-                            Err(Failed::NotSent(why)) => return Attempted::NotSent(Box::new(req), why),
-                            Err(Failed::Lost(why)) => return Attempted::Lost(why, Some(Box::new(req))),
+                            Err(Failed::NotSent(why)) => return Attempted::NotSent(why),
+                            Err(Failed::Lost(why)) => return Attempted::Lost { why, kept: true },
                         }
                     }
                 };
                 if conn.ready().await.is_err() {
                     if fresh {
                         let why = format!("connection to {} closed", backend.addr);
-                        return Attempted::NotSent(Box::new(req), why);
+                        return Attempted::NotSent(why);
                     }
                     continue;
                 }
                 forwarded.insert_into(req.headers_mut());
                 let armed = arm(&mut timer, deadline(fresh));
-                let Some(sent) = timed(conn.try_send(req), armed).await else {
+                // hyper's client takes the request; the caller's place holds
+                // a bodyless one meanwhile, and gets it back if it comes back.
+                let taken = std::mem::replace(req, Request::new(Either::Right(Empty::new())));
+                let Some(sent) = timed(conn.try_send(taken), armed).await else {
                     return Attempted::Timeout;
                 };
                 match sent {
@@ -197,11 +202,19 @@ impl Proxy {
                     }
                     Err(mut e) => match e.take_message() {
                         Some(r) if !fresh => {
-                            req = r;
+                            *req = r;
                             continue;
                         }
-                        Some(r) => return Attempted::NotSent(Box::new(r), e.into_error().to_string()),
-                        None => return Attempted::Lost(e.into_error().to_string(), None),
+                        Some(r) => {
+                            *req = r;
+                            return Attempted::NotSent(e.into_error().to_string());
+                        }
+                        None => {
+                            return Attempted::Lost {
+                                why: e.into_error().to_string(),
+                                kept: false,
+                            }
+                        }
                     },
                 }
             }

@@ -310,7 +310,9 @@ impl Proxy {
                 if replayable && replay.is_none() && !mode.alone && !mode.raw && attempts < max_attempts {
                     replay = Some(prepare::Replay::of(&req));
                 }
-                let (failure, why, back) = match self.attempt(backend, req, &forwarded, mode, sent_at).await {
+                // `attempt` borrows the request: after a failure it is still
+                // here (unless hyper's client lost it), with no copy made.
+                let (failure, why, kept) = match self.attempt(backend, &mut req, &forwarded, mode, sent_at).await {
                     Attempted::Answered(mut resp, guard) => {
                         backend.shared.health.record_success();
                         let answered = Instant::now();
@@ -369,12 +371,12 @@ impl Proxy {
                         };
                         return Ok(resp);
                     }
-                    Attempted::NotSent(r, why) => {
+                    Attempted::NotSent(why) => {
                         debug!(backend = %backend.addr, %why, "not delivered, trying another backend");
-                        (Failure::NotSent, why, Some(*r))
+                        (Failure::NotSent, why, true)
                     }
-                    Attempted::Lost(why, r) => (Failure::Lost, why, r.map(|r| *r)),
-                    Attempted::Timeout => (Failure::Timeout, String::new(), None),
+                    Attempted::Lost { why, kept } => (Failure::Lost, why, kept),
+                    Attempted::Timeout => (Failure::Timeout, String::new(), false),
                 };
                 // The client's body failed (bad framing, gone, too slow): the
                 // upstream exchange broke because of the client. Not the
@@ -389,10 +391,10 @@ impl Proxy {
                 }
                 last_err = why;
                 last_failure = failure;
-                req = match (retry::after(failure, replayable, attempts, max_attempts), back) {
-                    (Next::Retry | Next::Replay, Some(r)) => r,
-                    (Next::Replay, None) => match &replay {
-                        Some(r) => r.request(),
+                match (retry::after(failure, replayable, attempts, max_attempts), kept) {
+                    (Next::Retry | Next::Replay, true) => {}
+                    (Next::Replay, false) => match &replay {
+                        Some(r) => req = r.request(),
                         None => return Err(unreachable(last_err)),
                     },
                     (Next::Timeout, _) => return Err(ProxyError::Timeout(self.timeouts.request)),
