@@ -345,67 +345,33 @@ pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<Co
 
 /// [`request_host`] with the `Host` header already looked up.
 pub fn host_of<'a>(host_header: Option<&'a HeaderValue>, uri: &'a http::Uri) -> Option<Cow<'a, str>> {
-    // One pass over the bytes (issue 9: five passes cost about 320
-    // instructions for `host:port`): the check `to_str` makes (visible
-    // ASCII, tab), the last `:`, whether only digits follow it, and any
-    // uppercase. A `Host` that is not visible ASCII is ignored, as before.
-    let (raw, scan) = match host_header.and_then(|h| Some((h.as_bytes(), HostScan::of(h.as_bytes())?))) {
-        Some(found) => found,
-        None => {
-            let a = uri.authority()?.as_str().as_bytes();
-            (a, HostScan::of(a)?)
-        }
+    let raw = match host_header.and_then(|h| h.to_str().ok()) {
+        Some(h) => h,
+        None => uri.authority()?.as_str(),
     };
-    // An IPv6 literal keeps its brackets; only strip a trailing :port.
-    let mut end = match scan.colon {
-        Some(i) if i > 0 && scan.port_digits => i,
-        _ => raw.len(),
-    };
+    // By byte, from the end (issue 9): the port's digits, then its `:`.
+    // `rsplit_once(':')` goes through the generic `char` searcher, and a
+    // forward scan that tracks every rule per byte costs more than these
+    // short loops (callgrind: 321, 464 and about 150 instructions for
+    // `127.0.0.1:18290`).
+    let b = raw.as_bytes();
+    let mut i = b.len();
+    while i > 0 && b[i - 1].is_ascii_digit() {
+        i -= 1;
+    }
+    // Only digits after the last `:`, and something before it: a port. An
+    // IPv6 literal (`[::1]`) keeps its brackets and colons.
+    let mut end = if i > 1 && b[i - 1] == b':' { i - 1 } else { b.len() };
     // Trailing dots.
-    while end > 0 && raw[end - 1] == b'.' {
+    while end > 0 && b[end - 1] == b'.' {
         end -= 1;
     }
-    // Visible ASCII throughout (checked above), so valid UTF-8.
-    let host = std::str::from_utf8(&raw[..end]).ok()?;
-    Some(if scan.upper {
+    let host = &raw[..end];
+    Some(if host.bytes().any(|c| c.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)
     })
-}
-
-/// What [`host_of`] learns from one pass over a host's bytes.
-struct HostScan {
-    /// Where the last `:` is.
-    colon: Option<usize>,
-    /// Only ASCII digits follow the last `:` (vacuously true without one).
-    port_digits: bool,
-    /// An ASCII uppercase letter is present.
-    upper: bool,
-}
-
-impl HostScan {
-    /// `None` unless every byte is visible ASCII or a tab (`to_str`'s rule).
-    fn of(raw: &[u8]) -> Option<HostScan> {
-        let mut scan = HostScan {
-            colon: None,
-            port_digits: true,
-            upper: false,
-        };
-        for (i, &b) in raw.iter().enumerate() {
-            if !(b == b'\t' || (32..127).contains(&b)) {
-                return None;
-            }
-            if b == b':' {
-                scan.colon = Some(i);
-                scan.port_digits = true;
-            } else {
-                scan.port_digits &= b.is_ascii_digit();
-                scan.upper |= b.is_ascii_uppercase();
-            }
-        }
-        Some(scan)
-    }
 }
 
 /// Remove `prefix` (a path prefix that matched on a segment boundary) from

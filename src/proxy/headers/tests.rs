@@ -246,8 +246,8 @@ fn host_is_lowercased_without_port_and_falls_back_to_authority() {
     assert_eq!(request_host(&HeaderMap::new(), &uri), None);
 }
 
-/// `host_of` as it was before its one-pass scan (issue 9): `to_str`, then a
-/// pass for the port, one for trailing dots and one for uppercase.
+/// `host_of` as it was before it scanned bytes (issue 9): `rsplit_once`,
+/// `trim_end_matches` and a lowercase copy, through `str`'s `char` searches.
 fn host_of_in_passes(h: Option<&HeaderValue>, uri: &http::Uri) -> Option<String> {
     let raw = match h.and_then(|h| h.to_str().ok()) {
         Some(h) => h,
@@ -261,7 +261,7 @@ fn host_of_in_passes(h: Option<&HeaderValue>, uri: &http::Uri) -> Option<String>
 }
 
 #[test]
-fn the_one_pass_host_matches_the_passes_on_every_short_string_of_tricky_bytes() {
+fn the_byte_scanned_host_matches_the_char_searches_on_every_short_string_of_tricky_bytes() {
     // Every string of up to 4 bytes from bytes that each rule turns on,
     // including one `to_str` refuses (the `Host` is then ignored for the
     // URI's authority) and a tab (which it accepts).
