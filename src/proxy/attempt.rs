@@ -2,8 +2,9 @@
 //!
 //! A pooled connection can turn out dead (the backend closed it while it sat
 //! idle); that does not count as an attempt, and the request — given back by
-//! hyper's `try_send_request`, or by the raw client ([`super::raw`]) when
-//! its first write fails — goes on the next pooled or a fresh connection.
+//! hyper's `try_send_request`, or never taken by the raw client
+//! ([`super::raw`], which borrows it) when its first write fails — goes on
+//! the next pooled or a fresh connection.
 //! A fresh connection is the last word on this backend,
 //! except for a refused connect during a cold start ([`super::cold`]): when
 //! the backend became ready moments ago and no other backend could take the
@@ -33,8 +34,9 @@ use http_body_util::{Either, Empty};
 pub(super) enum Attempted {
     /// Response headers arrived; the guard holds the in-flight slot.
     Answered(Response<UpstreamBody>, Guard),
-    /// The request was not sent: the caller's request is as it was, for
-    /// another backend.
+    /// The request was not sent: the caller's request is whole, for another
+    /// backend (on hyper's path, with wharf's `X-Forwarded-*` already in
+    /// its map: inserting them again replaces them).
     NotSent(String),
     /// The request was sent and the connection died before response
     /// headers. `kept`: the caller's request is still whole (the raw

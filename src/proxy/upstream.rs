@@ -16,8 +16,8 @@
 //! that left the table or drain, and a reaper closes those idle for longer
 //! than the upstream idle timeout, which stays below common backend
 //! keep-alive timeouts (the race where a backend closes a connection just as
-//! it is reused is handled by `try_send_request`, or the raw client's first
-//! write, giving the request back). A raw connection the backend closed is
+//! it is reused is handled by `try_send_request` giving the request back, or
+//! the raw client's first write failing as `NotSent`). A raw connection the backend closed is
 //! noticed when it is next taken or at the reaper's next pass (it has no
 //! task of its own to notice sooner); until then it is one socket in
 //! `CLOSE_WAIT`.

@@ -151,8 +151,8 @@ impl RawConn {
         head::encode_request(req, forwarded, &mut out, self.http10);
         let method = req.method().clone();
         async move {
-            // The first write tells whether anything went out: a connection
-            // the backend reset while idle gives the request back.
+            // The first write tells whether anything went out: on a connection
+            // the backend reset while idle, nothing did (`NotSent`).
             let written = poll_fn(|cx| Pin::new(&mut self.io).poll_write(cx, &out)).await;
             match written {
                 Ok(0) => return Err(Failed::NotSent("connection to the backend closed".into())),

@@ -99,7 +99,7 @@ async fn a_get_lost_after_it_was_written_is_replayed_on_another_backend_with_the
         assert_eq!((&seen.method, seen.target()), (&Method::GET, "/item?id=7"));
         assert_eq!(seen.header("x-trace"), Some("t-1"));
         assert_eq!(seen.header("host"), Some(client::HOST));
-        // The raw client gave the request back: wharf's fields once each.
+        // The raw client only borrowed the request: wharf's fields once each.
         for (name, value) in [("x-forwarded-for", "127.0.0.1"), ("x-forwarded-proto", "http")] {
             let all: Vec<_> = seen.headers.get_all(name).iter().collect();
             assert_eq!(all, [value], "{name}");
@@ -108,9 +108,40 @@ async fn a_get_lost_after_it_was_written_is_replayed_on_another_backend_with_the
     wharf.settled().await;
 }
 
+/// An upgrade goes through hyper's client, which takes the request (wharf
+/// keeps a copy of the head for a replay): the replay is the whole request,
+/// never what `attempt` leaves in its place while hyper holds it.
+#[tokio::test]
+async fn an_upgrade_get_lost_after_it_was_written_is_replayed_from_its_copy_with_the_same_head() {
+    let lost = raw::reads_then_closes().await;
+    let b = backends::named("b").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[lost.addr, b.addr]);
+    let req = request(Method::GET, "/ws?room=7")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("x-trace", "t-2");
+    let r = client::send(wharf.addr, req.body(Full::default()).unwrap()).await;
+    // b answers 200 without switching: an ordinary answer.
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "b"));
+    assert_eq!((lost.log.count(), b.log.count()), (1, 1));
+    for seen in [&lost.log.last(), &b.log.last()] {
+        assert_eq!((&seen.method, seen.target()), (&Method::GET, "/ws?room=7"));
+        assert_eq!(seen.header("host"), Some(client::HOST));
+        assert_eq!(seen.header("upgrade"), Some("websocket"));
+        assert_eq!(seen.header("x-trace"), Some("t-2"));
+        for (name, value) in [("x-forwarded-for", "127.0.0.1"), ("x-forwarded-proto", "http")] {
+            let all: Vec<_> = seen.headers.get_all(name).iter().collect();
+            assert_eq!(all, [value], "{name}");
+        }
+    }
+    assert_eq!(wharf.proxy.stats.retries.load(SeqCst), 1);
+    wharf.settled().await;
+}
+
 #[tokio::test]
 async fn a_post_without_a_body_lost_after_it_was_written_is_not_replayed_and_answers_502() {
-    // No body: it goes through the raw client, which gives lost requests back.
+    // No body: it goes through the raw client, which leaves a lost request whole.
     let lost = raw::reads_then_closes().await;
     let b = backends::named("b").await;
     let wharf = Wharf::start().await;
@@ -172,6 +203,7 @@ async fn with_the_retry_budget_spent_a_refused_request_answers_502_retry_budget_
     assert_eq!(wharf.proxy.stats.unreachable.load(SeqCst), 1);
 }
 
+/// A `GET` (wharf's raw client) and a `POST` with a body (hyper's client).
 #[tokio::test]
 async fn no_response_headers_within_the_request_timeout_answers_504_and_tries_no_other_backend() {
     let slow = backends::delayed("slow", Duration::from_secs(3600)).await;
@@ -179,21 +211,33 @@ async fn no_response_headers_within_the_request_timeout_answers_504_and_tries_no
     let mut t = timeouts();
     t.request = Duration::from_millis(300);
     let wharf = Wharf::with_timeouts(t).await;
-    wharf.serve(PoolOptions::default(), &[slow.addr, b.addr]);
+    wharf.publish(desired([
+        pool("get", at_path("/get"), &[slow.addr, b.addr]),
+        pool("post", at_path("/post"), &[slow.addr, b.addr]),
+    ]));
 
-    let start = Instant::now();
-    let r = client::get(wharf.addr, "/").await;
-    let took = start.elapsed();
-    println!("504 after {took:?}");
-    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(r.wharf_error(), Some("timeout"));
-    assert!(r.body.contains("did not answer within 300ms"), "{}", r.body);
-    assert!(took >= Duration::from_millis(300), "{took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
-    assert_eq!(slow.log.count(), 1);
+    for path in ["/get", "/post"] {
+        let start = Instant::now();
+        let r = match path {
+            "/get" => client::get(wharf.addr, path).await,
+            _ => client::post(wharf.addr, path, "the body").await,
+        };
+        let took = start.elapsed();
+        println!("{path}: 504 after {took:?}");
+        assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{path}");
+        assert_eq!(r.wharf_error(), Some("timeout"));
+        assert!(r.body.contains("did not answer within 300ms"), "{}", r.body);
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert_eq!(wharf.shared(&path[1..], slow.addr).errors.load(SeqCst), 1, "{path}");
+    }
+    assert_eq!(slow.log.count(), 2);
+    assert_eq!(
+        (&slow.log.last().method, &slow.log.last().body[..]),
+        (&Method::POST, &b"the body"[..])
+    );
     assert_eq!(b.log.count(), 0);
-    assert_eq!(wharf.proxy.stats.timeouts.load(SeqCst), 1);
-    assert_eq!(wharf.shared("web", slow.addr).errors.load(SeqCst), 1);
+    assert_eq!(wharf.proxy.stats.timeouts.load(SeqCst), 2);
     wharf.settled().await;
 }
 
