@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::Full;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::backends::{self, Seen};
 use super::client::{self, request, request_to, Reply};
@@ -248,6 +248,117 @@ async fn a_host_that_connection_names_still_reaches_the_backend() {
     assert_eq!(seen.header("x-forwarded-host"), Some("a.test"));
 }
 
+/// A backend that answers `200 bare` without a `Date` (hyper's servers
+/// always add one) and logs each request head as sent: its reader keeps
+/// every header, where a hyper server leaves a whole `Connection: close`
+/// or `keep-alive` out of the map (the hyper patch's 14th change).
+async fn bare() -> backends::Upstream {
+    backends::spawn(|mut stream, log| async move {
+        while let Some(seen) = super::raw::read_request(&mut stream).await {
+            log.record(seen);
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbare";
+            if stream.write_all(answer).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}
+
+/// hyper's server acts on a client's whole `Connection: close` without
+/// keeping it in the request (the hyper patch's 14th change), and writes
+/// the `Connection: close` of its answer itself (15th): over raw sockets,
+/// through wharf's own upstream client (GET) and hyper's (POST), and on
+/// wharf's own 404, the answer carries exactly one `connection: close`,
+/// wharf closes, and the backend sees no `Connection` (nor a header that
+/// one named).
+#[tokio::test]
+async fn a_client_s_connection_close_gets_one_close_back_and_never_reaches_the_backend() {
+    let a = bare().await;
+    let wharf = Wharf::start().await;
+    wharf.publish(desired([pool("bare", at_path("/bare"), &[a.addr])]));
+    let cases: [(&str, &[u8]); 5] = [
+        (
+            "GET",
+            b"GET /bare HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "POST",
+            b"POST /bare HTTP/1.1\r\nHost: app.test\r\nConnection: Close\r\nContent-Length: 2\r\n\r\nhi",
+        ),
+        (
+            "list",
+            b"GET /bare HTTP/1.1\r\nHost: app.test\r\nConnection: close, x-gone\r\nX-Gone: 1\r\n\r\n",
+        ),
+        ("HTTP/1.0", b"GET /bare HTTP/1.0\r\nHost: app.test\r\n\r\n"),
+        (
+            "404",
+            b"GET /nowhere HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+        ),
+    ];
+    for (what, bytes) in cases {
+        let before = a.log.count();
+        let mut c = tokio::net::TcpStream::connect(wharf.addr).await.unwrap();
+        c.write_all(bytes).await.unwrap();
+        let mut got = Vec::new();
+        // wharf closes after the answer: read to the end.
+        let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got)).await;
+        assert!(matches!(read, Ok(Ok(_))), "{what}: {read:?}");
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        let closes: Vec<_> = head.lines().filter(|l| l.starts_with("connection:")).collect();
+        if what == "HTTP/1.0" {
+            // An HTTP/1.0 client closes unless it asks otherwise: nothing to say.
+            assert!(head.starts_with("http/1.0 200 ok"), "{what}: {text}");
+            assert!(closes.is_empty(), "{what}: {text}");
+        } else {
+            assert_eq!(closes, ["connection: close"], "{what}: {text}");
+        }
+        if what == "404" {
+            assert!(head.starts_with("http/1.1 404"), "{what}: {text}");
+            assert_eq!(a.log.count(), before, "{what}");
+            continue;
+        }
+        assert!(text.ends_with("\r\n\r\nbare"), "{what}: {text}");
+        assert_eq!(a.log.count(), before + 1, "{what}");
+        let seen = a.log.last();
+        for h in ["connection", "x-gone"] {
+            assert_eq!(seen.header(h), None, "{what}: {h} reached the backend");
+        }
+    }
+}
+
+/// The other whole value (the hyper patch's 14th change): an HTTP/1.0
+/// client that sends `Connection: Keep-Alive` is kept alive (told so with
+/// `connection: keep-alive`) and answered twice on one connection, and the
+/// backend sees no `Connection`.
+#[tokio::test]
+async fn an_http_1_0_client_that_asks_for_keep_alive_is_answered_twice_on_one_connection() {
+    let a = bare().await;
+    let wharf = Wharf::start().await;
+    wharf.publish(desired([pool("bare", at_path("/bare"), &[a.addr])]));
+    let mut c = tokio::net::TcpStream::connect(wharf.addr).await.unwrap();
+    let mut got = Vec::new();
+    for n in 1..=2 {
+        c.write_all(b"GET /bare HTTP/1.0\r\nHost: app.test\r\nConnection: Keep-Alive\r\n\r\n")
+            .await
+            .unwrap();
+        let mut chunk = [0u8; 1024];
+        while String::from_utf8_lossy(&got).matches("\r\n\r\nbare").count() < n {
+            let read = tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk)).await;
+            let Ok(Ok(k @ 1..)) = read else {
+                panic!("answer {n}: {read:?} after {:?}", String::from_utf8_lossy(&got));
+            };
+            got.extend_from_slice(&chunk[..k]);
+        }
+    }
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert_eq!(text.matches("http/1.0 200 ok\r\n").count(), 2, "{text}");
+    assert_eq!(text.matches("\r\nconnection: keep-alive\r\n").count(), 2, "{text}");
+    assert_eq!(a.log.count(), 2);
+    assert_eq!(a.log.last().header("connection"), None);
+}
+
 /// The one `Date` of an answer, as a time.
 fn date_of(r: &Reply) -> SystemTime {
     let dates: Vec<_> = r.headers.get_all("date").iter().collect();
@@ -268,17 +379,7 @@ async fn every_answer_has_one_date_the_backends_own_or_a_current_one_that_moves_
         r
     })
     .await;
-    // Answers without a `Date` (hyper's servers always add one).
-    let bare = backends::spawn(|mut stream, log| async move {
-        while let Some(seen) = super::raw::read_request(&mut stream).await {
-            log.record(seen);
-            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbare";
-            if stream.write_all(answer).await.is_err() {
-                break;
-            }
-        }
-    })
-    .await;
+    let bare = bare().await;
     let wharf = Wharf::start().await;
     wharf.publish(desired([
         pool("own", at_path("/own"), &[own.addr]),

@@ -19,6 +19,22 @@ pub(super) fn connection_close(value: &HeaderValue) -> bool {
     connection_has(value, "close")
 }
 
+/// wharf patch 14 (see vendor/hyper/WHARF-PATCH.md): `Some(true)` for a
+/// whole `close`, `Some(false)` for a whole `keep-alive` (any case), `None`
+/// for anything else: a length check and at most ten byte compares instead
+/// of `to_str` and the list scan.
+#[cfg(all(feature = "http1", feature = "server"))]
+pub(super) fn connection_whole(value: &HeaderValue) -> Option<bool> {
+    let v = value.as_bytes();
+    if v.eq_ignore_ascii_case(b"close") {
+        Some(true)
+    } else if v.eq_ignore_ascii_case(b"keep-alive") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 // Returns true if any `Connection` header field carries a `close` token.
 // A message may have more than one `Connection` header line, so all of them
 // must be inspected (`get`/`connection_close` alone only sees the first).

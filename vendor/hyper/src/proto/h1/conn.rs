@@ -659,7 +659,7 @@ where
             }
         }
 
-        self.enforce_version(&mut head);
+        let connection_close = self.enforce_version(&mut head);
 
         let buf = self.io.headers_buf();
         match super::role::encode_headers::<T>(
@@ -672,6 +672,8 @@ where
                 title_case_headers: self.state.title_case_headers,
                 #[cfg(feature = "server")]
                 date_header: self.state.date_header,
+                #[cfg(feature = "server")]
+                connection_close,
             },
             buf,
         ) {
@@ -726,7 +728,12 @@ where
 
     // If we know the remote speaks an older version, we try to fix up any messages
     // to work with our older peer.
-    fn enforce_version(&mut self, head: &mut MessageHead<T::Outgoing>) {
+    //
+    // wharf patch 15 (see vendor/hyper/WHARF-PATCH.md): returns true when a
+    // server's `Connection: close` is left for `Server::encode` to write
+    // (the response has no `Connection` of its own) instead of inserted in
+    // the response's map, where it was hashed, stored and read back.
+    fn enforce_version(&mut self, head: &mut MessageHead<T::Outgoing>) -> bool {
         match self.state.version {
             Version::HTTP_10 => {
                 // Fixes response or connection when keep-alive header is not present
@@ -737,6 +744,9 @@ where
             }
             Version::HTTP_11 => {
                 if let KA::Disabled = self.state.keep_alive.status() {
+                    if T::is_server() && !head.headers.contains_key(CONNECTION) {
+                        return true;
+                    }
                     match head.headers.entry(CONNECTION) {
                         Entry::Occupied(mut entry) => {
                             if !entry.iter().any(headers::connection_close) {
@@ -754,6 +764,7 @@ where
         // If the remote speaks HTTP/1.1, then it *should* be fine with
         // both HTTP/1.0 and HTTP/1.1 from us. So again, we just let
         // the user's headers be.
+        false
     }
 
     pub(crate) fn write_body(&mut self, chunk: B) {

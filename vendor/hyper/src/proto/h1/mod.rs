@@ -90,6 +90,9 @@ pub(crate) struct Encode<'encode, T> {
     title_case_headers: bool,
     #[cfg(feature = "server")]
     date_header: bool,
+    /// wharf patch 15: write `connection: close` (see `Conn::enforce_version`).
+    #[cfg(feature = "server")]
+    connection_close: bool,
 }
 
 /// Extra flags that a request "wants", like expect-continue or upgrades.

@@ -314,6 +314,25 @@ impl Http1Transaction for Server {
                     con_len = Some(len);
                 }
                 header::CONNECTION => {
+                    // wharf patch 14 (see vendor/hyper/WHARF-PATCH.md): a
+                    // whole `close` or `keep-alive` is acted on here and not
+                    // kept in the request's map. It names no other header,
+                    // and a proxy removes it before forwarding (browsers
+                    // send `keep-alive` with every request).
+                    match headers::connection_whole(&value) {
+                        Some(true) => {
+                            saw_connection_close = true;
+                            keep_alive = false;
+                            continue;
+                        }
+                        Some(false) => {
+                            if !saw_connection_close {
+                                keep_alive = true;
+                            }
+                            continue;
+                        }
+                        None => {}
+                    }
                     // A message may carry more than one `Connection` line. Once
                     // any of them asks to close, a later `keep-alive` must not
                     // undo it.
@@ -974,6 +993,16 @@ impl Server {
                 msg.head.subject
             );
             encoder = Encoder::length(0);
+        }
+
+        // wharf patch 15: the `Connection: close` of a server that closes
+        // after this response, when the response had no `Connection`
+        // (`Conn::enforce_version`); written where the map's last header
+        // was, before the date.
+        if msg.connection_close {
+            header_name_writer.write_header_name_with_colon(dst, "connection: ", header::CONNECTION);
+            extend(dst, b"close\r\n");
+            is_last = true;
         }
 
         // cached date is much faster than formatting every request
@@ -2805,6 +2834,7 @@ mod tests {
                             title_case_headers: false,
                             #[cfg(feature = "server")]
                             date_header: true,
+                            connection_close: false,
                         },
                         &mut vec,
                     )
@@ -2861,6 +2891,7 @@ mod tests {
                     title_case_headers: false,
                     #[cfg(feature = "server")]
                     date_header: true,
+                    connection_close: false,
                 },
                 &mut vec,
             )
@@ -2902,6 +2933,7 @@ mod tests {
                 title_case_headers: true,
                 #[cfg(feature = "server")]
                 date_header: true,
+                connection_close: false,
             },
             &mut vec,
         )
@@ -2936,6 +2968,7 @@ mod tests {
                 title_case_headers: false,
                 #[cfg(feature = "server")]
                 date_header: true,
+                connection_close: false,
             },
             &mut vec,
         )
@@ -2973,6 +3006,7 @@ mod tests {
                 title_case_headers: true,
                 #[cfg(feature = "server")]
                 date_header: true,
+                connection_close: false,
             },
             &mut vec,
         )
@@ -2999,6 +3033,7 @@ mod tests {
                 req_method: &mut Some(Method::CONNECT),
                 title_case_headers: false,
                 date_header: true,
+                connection_close: false,
             },
             &mut vec,
         )
@@ -3030,6 +3065,7 @@ mod tests {
                 req_method: &mut None,
                 title_case_headers: true,
                 date_header: true,
+                connection_close: false,
             },
             &mut vec,
         )
@@ -3066,6 +3102,7 @@ mod tests {
                 req_method: &mut None,
                 title_case_headers: false,
                 date_header: true,
+                connection_close: false,
             },
             &mut vec,
         )
@@ -3102,6 +3139,7 @@ mod tests {
                 req_method: &mut None,
                 title_case_headers: true,
                 date_header: true,
+                connection_close: false,
             },
             &mut vec,
         )
@@ -3139,6 +3177,7 @@ mod tests {
                 req_method: &mut None,
                 title_case_headers: true,
                 date_header: false,
+                connection_close: false,
             },
             &mut vec,
         )
@@ -3148,6 +3187,98 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 10\r\nContent-Type: application/json\r\n\r\n";
 
         assert_eq!(&vec, &expected_response);
+    }
+
+    /// wharf patch 14: a whole `close` or `keep-alive` decides keep-alive
+    /// and is left out of the map; a list keeps the old path and the map.
+    #[cfg(feature = "server")]
+    #[test]
+    fn a_whole_connection_close_or_keep_alive_is_acted_on_and_not_kept_in_the_map() {
+        fn parse(s: &str) -> ParsedMessage<RequestLine> {
+            let mut bytes = BytesMut::from(s);
+            Server::parse(
+                &mut bytes,
+                ParseContext {
+                    cached_headers: &mut None,
+                    req_method: &mut None,
+                    h1_parser_config: Default::default(),
+                    h1_max_headers: None,
+                    h1_max_header_size: None,
+                    preserve_header_case: false,
+                    #[cfg(feature = "ffi")]
+                    preserve_header_order: false,
+                    h09_responses: false,
+                    #[cfg(feature = "client")]
+                    on_informational: &mut None,
+                },
+            )
+            .expect("parse ok")
+            .expect("parse complete")
+        }
+        // (request, keep-alive, Connection values left in the map)
+        let cases: &[(&str, bool, &[&str])] = &[
+            ("GET / HTTP/1.1\r\nconnection: close\r\n\r\n", false, &[]),
+            ("GET / HTTP/1.1\r\nConnection: CLOSE\r\n\r\n", false, &[]),
+            ("GET / HTTP/1.1\r\nconnection: keep-alive\r\n\r\n", true, &[]),
+            ("GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n", true, &[]),
+            ("GET / HTTP/1.0\r\n\r\n", false, &[]),
+            // a later keep-alive does not undo a close, in either form
+            ("GET / HTTP/1.1\r\nconnection: close\r\nconnection: keep-alive\r\n\r\n", false, &[]),
+            ("GET / HTTP/1.0\r\nconnection: foo, close\r\nconnection: keep-alive\r\n\r\n", false, &["foo, close"]),
+            ("GET / HTTP/1.1\r\nconnection: close, foo\r\n\r\n", false, &["close, foo"]),
+            ("GET / HTTP/1.0\r\nconnection: keep-alive, foo\r\n\r\n", true, &["keep-alive, foo"]),
+            ("GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n", true, &["upgrade"]),
+            // not a whole value
+            ("GET / HTTP/1.1\r\nconnection: closed\r\n\r\n", true, &["closed"]),
+            ("GET / HTTP/1.1\r\nconnection: close \r\n\r\n", false, &[]),
+        ];
+        for (req, keep_alive, kept) in cases {
+            let msg = parse(req);
+            assert_eq!(msg.keep_alive, *keep_alive, "{req:?}");
+            let values: Vec<_> = msg
+                .head
+                .headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(&values[..], *kept, "{req:?}");
+        }
+    }
+
+    /// wharf patch 15: `connection_close` writes the header where the map's
+    /// last header went, before the date, and makes the message the last.
+    #[cfg(feature = "server")]
+    #[test]
+    fn a_server_s_connection_close_is_written_by_the_encoder() {
+        use crate::proto::BodyLength;
+        use http::header::HeaderValue;
+
+        for title_case_headers in [false, true] {
+            let mut head = MessageHead::default();
+            head.headers.insert("x-a", HeaderValue::from_static("1"));
+            let mut vec = Vec::new();
+            let encoder = Server::encode(
+                Encode {
+                    head: &mut head,
+                    body: Some(BodyLength::Known(0)),
+                    keep_alive: false,
+                    req_method: &mut None,
+                    title_case_headers,
+                    date_header: false,
+                    connection_close: true,
+                },
+                &mut vec,
+            )
+            .unwrap();
+            assert!(encoder.is_last());
+            let expected: &[u8] = if title_case_headers {
+                b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            };
+            assert_eq!(vec, expected, "{}", String::from_utf8_lossy(&vec));
+        }
     }
 
     #[test]
@@ -3603,6 +3734,7 @@ mod tests {
                     req_method: &mut Some(Method::GET),
                     title_case_headers: false,
                     date_header: true,
+                    connection_close: false,
                 },
                 &mut vec,
             )
@@ -3632,6 +3764,7 @@ mod tests {
                     req_method: &mut Some(Method::GET),
                     title_case_headers: false,
                     date_header: true,
+                    connection_close: false,
                 },
                 &mut vec,
             )
