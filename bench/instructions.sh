@@ -18,6 +18,8 @@
 # with e.g. WHARF_STATIC_LABEL='web:wharf.compress=true' (see labels.md).
 # --nginx adds a column: nginx as the proxy (pinned.sh's config, one
 # process), counted the same way: the user-space gap in instructions.
+# CALLGRIND_ARGS='--cache-sim=yes' adds callgrind's simulated cache misses
+# (I1/D1/LL, per function in the kept output; the table stays instructions).
 # --keep DIR keeps each run's callgrind output (DIR/<binary>.<mode>.out) for
 # `callgrind_annotate --inclusive=yes`; build with CARGO_PROFILE_RELEASE_STRIP=false
 # for function names.
@@ -40,7 +42,7 @@ while (($#)); do
             BACKENDS=$2; shift 2 ;;
         --keep) KEEP=$2; mkdir -p "$KEEP"; shift 2 ;;
         --nginx) NGINX=1; shift ;;
-        -h | --help) sed -n '2,23p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,25p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -82,11 +84,11 @@ count() {
         grep -q '^master_process off;' "$WORK/nginx/nginx.conf" ||
             die "could not turn nginx's master process off in $WORK/nginx/nginx.conf"
         log=$WORK/nginx/error.log name=nginx
-        valgrind --tool=callgrind --callgrind-out-file="$out.%p" nginx -e "$log" \
+        valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$out.%p" nginx -e "$log" \
             -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.log" 2>&1 &
     else
         ! bench_wharf_has "$bin" --workers || workers=(--workers 1)
-        valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$bin" --provider none \
+        valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$out.%p" "$bin" --provider none \
             --static "web=$POOL" --listen "$LISTEN" --admin-listen 127.0.0.1:18292 \
             "${workers[@]}" >"$WORK/wharf.log" 2>&1 &
     fi
