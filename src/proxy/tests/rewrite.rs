@@ -81,7 +81,6 @@ async fn send_forged(wharf: &Wharf, method: Method) {
 }
 
 /// `X-Forwarded-For`, `-Proto` and `-Host` as the backend saw them: each once.
-/// `X-Forwarded-For`, `-Proto` and `-Host` each present once, with these values.
 pub(super) fn forwarded_once(seen: &Seen, values: [&str; 3]) {
     for (name, value) in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
         .into_iter()

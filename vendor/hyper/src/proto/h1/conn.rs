@@ -660,6 +660,8 @@ where
         }
 
         let connection_close = self.enforce_version(&mut head);
+        #[cfg(not(feature = "server"))]
+        let _ = connection_close;
 
         let buf = self.io.headers_buf();
         match super::role::encode_headers::<T>(

@@ -442,7 +442,10 @@ impl Http1Transaction for Server {
         // the half-pushed message, so rewind to before.
         let orig_len = dst.len();
 
-        let init_cap = 30 + msg.head.headers.len() * AVERAGE_HEADER_SIZE;
+        // wharf patch 15: room for the `connection: close` line too.
+        let init_cap = 30
+            + msg.head.headers.len() * AVERAGE_HEADER_SIZE
+            + if msg.connection_close { 19 } else { 0 };
         dst.reserve(init_cap);
 
         let custom_reason_phrase = msg.head.extensions.get::<crate::ext::ReasonPhrase>();
@@ -997,8 +1000,8 @@ impl Server {
 
         // wharf patch 15: the `Connection: close` of a server that closes
         // after this response, when the response had no `Connection`
-        // (`Conn::enforce_version`); written where the map's last header
-        // was, before the date.
+        // (`Conn::enforce_version`); written after the map's headers and
+        // the length hyper may add, before the date.
         if msg.connection_close {
             header_name_writer.write_header_name_with_colon(dst, "connection: ", header::CONNECTION);
             extend(dst, b"close\r\n");
@@ -2834,6 +2837,7 @@ mod tests {
                             title_case_headers: false,
                             #[cfg(feature = "server")]
                             date_header: true,
+                            #[cfg(feature = "server")]
                             connection_close: false,
                         },
                         &mut vec,
@@ -2891,6 +2895,7 @@ mod tests {
                     title_case_headers: false,
                     #[cfg(feature = "server")]
                     date_header: true,
+                    #[cfg(feature = "server")]
                     connection_close: false,
                 },
                 &mut vec,
@@ -2933,6 +2938,7 @@ mod tests {
                 title_case_headers: true,
                 #[cfg(feature = "server")]
                 date_header: true,
+                #[cfg(feature = "server")]
                 connection_close: false,
             },
             &mut vec,
@@ -2968,6 +2974,7 @@ mod tests {
                 title_case_headers: false,
                 #[cfg(feature = "server")]
                 date_header: true,
+                #[cfg(feature = "server")]
                 connection_close: false,
             },
             &mut vec,
@@ -3006,6 +3013,7 @@ mod tests {
                 title_case_headers: true,
                 #[cfg(feature = "server")]
                 date_header: true,
+                #[cfg(feature = "server")]
                 connection_close: false,
             },
             &mut vec,
@@ -3246,8 +3254,8 @@ mod tests {
         }
     }
 
-    /// wharf patch 15: `connection_close` writes the header where the map's
-    /// last header went, before the date, and makes the message the last.
+    /// wharf patch 15: `connection_close` writes the header after the map's
+    /// headers and the length, before the date (here: none).
     #[cfg(feature = "server")]
     #[test]
     fn a_server_s_connection_close_is_written_by_the_encoder() {
