@@ -101,7 +101,10 @@ impl Proxy {
                 }
             };
             let response_bytes = hyper::body::Body::size_hint(resp.body()).exact();
-            let total = start.elapsed();
+            let total = match trace.answered {
+                Some(answered) => answered.saturating_duration_since(start),
+                None => start.elapsed(),
+            };
             if let Some(pool) = &trace.pool {
                 pool.stats.slot(self.worker).record(
                     method,

@@ -97,6 +97,9 @@ struct Trace {
     attempts: u32,
     /// Request sent → response head, for the answering attempt.
     upstream: Option<std::time::Duration>,
+    /// When that response head came: the request's end for its statistics
+    /// (what is left, a few µs of header work, is not worth a clock read).
+    answered: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -291,15 +294,17 @@ impl Proxy {
                 trace.backend = Some(idx);
                 let backend = &pool.backends[idx];
                 // Waiting is rare: boxed, so that its future does not size every request's.
-                if !slots::has_room(&backend.shared, max_conns)
-                    && !Box::pin(slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect)).await
-                {
+                let room = slots::has_room(&backend.shared, max_conns);
+                if !room && !Box::pin(slots::wait_for_room(&backend.shared, max_conns, self.timeouts.connect)).await {
                     return Err(ProxyError::BackendFull {
                         pool: pool.name.clone(),
                         max: max_conns,
                     });
                 }
-                let sent_at = Instant::now();
+                // A first attempt that did not wait goes out a few µs after
+                // `at`: one clock read fewer (issue 9). Its upstream time
+                // then counts the routing too, the same µs for every backend.
+                let sent_at = if attempts == 1 && room { at } else { Instant::now() };
                 let mode = Mode {
                     upgrade: upgrade.is_some(),
                     h2,
@@ -318,6 +323,7 @@ impl Proxy {
                         let answered = Instant::now();
                         let upstream = answered.saturating_duration_since(sent_at);
                         trace.upstream = Some(upstream);
+                        trace.answered = Some(answered);
                         backend.shared.latency.observe(upstream, answered);
                         match connect::switch(resp.status(), connect, upgrade.is_some()) {
                             connect::Switch::Refuse(detail) => {

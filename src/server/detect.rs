@@ -59,14 +59,26 @@ pub enum DetectError {
 
 /// Wait for the connection's first bytes, at most `within`; the protocol and
 /// the bytes read, which belong in front of the stream ([`Prefixed::new`]).
+///
+/// The deadline is set by the first read that has to wait: a client usually
+/// sends its request with its connect, and then its first bytes cost no
+/// clock read and no timer (issue 9: one of each per `Connection: close`
+/// request).
 pub async fn detect(stream: &mut TcpStream, within: Duration) -> Result<(Protocol, Vec<u8>), DetectError> {
-    let deadline = Instant::now() + within;
+    let mut deadline = None;
     let mut first = Vec::new();
     loop {
-        let read = std::future::poll_fn(|cx| read_some(Pin::new(&mut *stream), cx, &mut first));
-        let n = timeout_at(deadline, read)
-            .await
-            .map_err(|_| DetectError::Timeout(within))??;
+        let tried = std::future::poll_fn(|cx| Poll::Ready(read_some(Pin::new(&mut *stream), cx, &mut first))).await;
+        let n = match tried {
+            Poll::Ready(n) => n?,
+            Poll::Pending => {
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + within);
+                let read = std::future::poll_fn(|cx| read_some(Pin::new(&mut *stream), cx, &mut first));
+                timeout_at(deadline, read)
+                    .await
+                    .map_err(|_| DetectError::Timeout(within))??
+            }
+        };
         match n {
             0 if first.is_empty() => return Err(DetectError::Closed),
             // Closed after a prefix of the preface: HTTP/1's parser answers
@@ -287,6 +299,22 @@ mod tests {
         let (_client, mut server) = pair().await;
         let e = detect(&mut server, Duration::from_secs(3)).await.unwrap_err();
         assert!(matches!(e, DetectError::Timeout(_)), "{e}");
+    }
+
+    /// The first read finds bytes at once (no deadline is set for it), but
+    /// only a prefix of the HTTP/2 preface: the deadline is set by the read
+    /// that waits and still ends the wait.
+    #[tokio::test]
+    async fn bytes_that_came_with_the_connect_then_silence_are_given_up_at_the_deadline() {
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"PRI * HTTP/2").await.unwrap();
+        server.readable().await.unwrap();
+        let start = std::time::Instant::now();
+        let detected = tokio::time::timeout(Duration::from_secs(10), detect(&mut server, Duration::from_secs(1))).await;
+        println!("given up after {:?}", start.elapsed());
+        let e = detected.expect("given up, not waiting for ever").unwrap_err();
+        assert!(matches!(e, DetectError::Timeout(_)), "{e}");
+        assert!(start.elapsed() >= Duration::from_secs(1), "{:?}", start.elapsed());
     }
 
     #[tokio::test]
