@@ -9,7 +9,8 @@
 //! came, for a proxied request; wharf's own answer otherwise), `upstream_ms`
 //! (request sent → the backend's response head, for the answering attempt;
 //! a first attempt that did not wait for a `max_conns` slot counts from the
-//! request's arrival, a few µs of routing earlier: one clock read fewer),
+//! request's arrival, a few µs of routing earlier, or from its admission
+//! by a pool's policy: one clock read fewer),
 //! `pool`, `container` and `backend` (the answering backend's name and
 //! address), `attempts`, `request_id`, and `error` — the `x-wharf-error` kind
 //! when wharf answered itself. Absent values are left out.

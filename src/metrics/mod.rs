@@ -258,7 +258,7 @@ impl prometheus_client::collector::Collector for Requests {
         histogram(
             e,
             "wharf_pool_request_duration_seconds",
-            "Request received → response head sent, per pool.",
+            "Request received → response head (the backend's, or wharf's own answer), per pool.",
             totals
                 .iter()
                 .map(|(pool, t)| (vec![("pool", *pool)], t.duration.clone())),
@@ -266,7 +266,7 @@ impl prometheus_client::collector::Collector for Requests {
         histogram(
             e,
             "wharf_pool_upstream_ttfb_seconds",
-            "Request sent to the backend → its response head (the answering attempt), per pool.",
+            "Request sent to the backend → its response head (the answering attempt; a first attempt counts from the request's arrival), per pool.",
             totals
                 .iter()
                 .map(|(pool, t)| (vec![("pool", *pool)], t.upstream.clone())),

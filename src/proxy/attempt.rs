@@ -150,7 +150,9 @@ impl Proxy {
                 };
                 // From now: a fresh connection's connect does not count; a
                 // pooled one's request goes out a few µs after `now` was read
-                // (at the attempt's start, or after a cold-start back-off).
+                // (the request's arrival for a first attempt that did not
+                // wait, else the attempt's start, or after a cold-start
+                // back-off).
                 let deadline = |fresh: bool| {
                     let sent_at = if fresh { Instant::now() } else { now };
                     tokio::time::Instant::from_std(sent_at + self.timeouts.request)

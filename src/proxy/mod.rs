@@ -95,7 +95,8 @@ struct Trace {
     /// The last backend tried (the one that answered, on success), by index in the pool.
     backend: Option<usize>,
     attempts: u32,
-    /// Request sent → response head, for the answering attempt.
+    /// Request sent → response head, for the answering attempt (a first
+    /// attempt is sent at `at`, see `forward`).
     upstream: Option<std::time::Duration>,
     /// When that response head came: the request's end for its statistics
     /// (what is left, a few µs of header work, is not worth a clock read).
