@@ -59,6 +59,10 @@ impl Builders {
             .timer(TokioTimer::new())
             .header_read_timeout(timeouts.client_idle)
             .max_buf_size(MAX_HEADER_BYTES)
+            // A client's whole `Connection: close` / `keep-alive` is acted
+            // on and not stored: wharf would only find and remove it (the
+            // hyper patch's 14th change).
+            .skip_whole_connection(true)
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())

@@ -75,6 +75,8 @@ where
                 preserve_header_order: false,
                 title_case_headers: false,
                 h09_responses: false,
+                #[cfg(feature = "server")]
+                skip_whole_connection: false,
                 #[cfg(feature = "client")]
                 on_informational: None,
                 notify_read: false,
@@ -125,6 +127,12 @@ where
 
     pub(crate) fn set_h1_parser_config(&mut self, parser_config: ParserConfig) {
         self.state.h1_parser_config = parser_config;
+    }
+
+    /// wharf patch 14: see `http1::Builder::skip_whole_connection`.
+    #[cfg(feature = "server")]
+    pub(crate) fn set_skip_whole_connection(&mut self) {
+        self.state.skip_whole_connection = true;
     }
 
     pub(crate) fn set_title_case_headers(&mut self) {
@@ -258,6 +266,8 @@ where
                 #[cfg(feature = "ffi")]
                 preserve_header_order: self.state.preserve_header_order,
                 h09_responses: self.state.h09_responses,
+                #[cfg(feature = "server")]
+                skip_whole_connection: self.state.skip_whole_connection,
                 #[cfg(feature = "client")]
                 on_informational: &mut self.state.on_informational,
             },
@@ -1009,6 +1019,8 @@ struct State {
     preserve_header_order: bool,
     title_case_headers: bool,
     h09_responses: bool,
+    #[cfg(feature = "server")]
+    skip_whole_connection: bool,
     /// If set, called with each 1xx informational response received for
     /// the current request. MUST be unset after a non-1xx response is
     /// received.

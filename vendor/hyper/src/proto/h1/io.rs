@@ -207,6 +207,8 @@ where
                     #[cfg(feature = "ffi")]
                     preserve_header_order: parse_ctx.preserve_header_order,
                     h09_responses: parse_ctx.h09_responses,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: parse_ctx.skip_whole_connection,
                     #[cfg(feature = "client")]
                     on_informational: parse_ctx.on_informational,
                 },
@@ -800,6 +802,8 @@ mod tests {
                 #[cfg(feature = "ffi")]
                 preserve_header_order: false,
                 h09_responses: false,
+                #[cfg(feature = "server")]
+                skip_whole_connection: false,
                 #[cfg(feature = "client")]
                 on_informational: &mut None,
             };

@@ -76,6 +76,8 @@ pub(crate) struct ParseContext<'ctx> {
     #[cfg(feature = "ffi")]
     preserve_header_order: bool,
     h09_responses: bool,
+    #[cfg(feature = "server")]
+    skip_whole_connection: bool,
     #[cfg(feature = "client")]
     on_informational: &'ctx mut Option<crate::ext::OnInformational>,
 }

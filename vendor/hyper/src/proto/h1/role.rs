@@ -314,24 +314,27 @@ impl Http1Transaction for Server {
                     con_len = Some(len);
                 }
                 header::CONNECTION => {
-                    // wharf patch 14 (see vendor/hyper/WHARF-PATCH.md): a
-                    // whole `close` or `keep-alive` is acted on here and not
-                    // kept in the request's map. It names no other header,
-                    // and a proxy removes it before forwarding (browsers
-                    // send `keep-alive` with every request).
-                    match headers::connection_whole(&value) {
-                        Some(true) => {
-                            saw_connection_close = true;
-                            keep_alive = false;
-                            continue;
-                        }
-                        Some(false) => {
-                            if !saw_connection_close {
-                                keep_alive = true;
+                    // wharf patch 14 (see vendor/hyper/WHARF-PATCH.md): with
+                    // `skip_whole_connection`, a whole `close` or
+                    // `keep-alive` is acted on here and not kept in the
+                    // request's map. It names no other header, and a proxy
+                    // removes it before forwarding (browsers send
+                    // `keep-alive` with every request).
+                    if ctx.skip_whole_connection {
+                        match headers::connection_whole(&value) {
+                            Some(true) => {
+                                saw_connection_close = true;
+                                keep_alive = false;
+                                continue;
                             }
-                            continue;
+                            Some(false) => {
+                                if !saw_connection_close {
+                                    keep_alive = true;
+                                }
+                                continue;
+                            }
+                            None => {}
                         }
-                        None => {}
                     }
                     // A message may carry more than one `Connection` line. Once
                     // any of them asks to close, a later `keep-alive` must not
@@ -1776,6 +1779,8 @@ mod tests {
                 #[cfg(feature = "ffi")]
                 preserve_header_order: false,
                 h09_responses: false,
+                #[cfg(feature = "server")]
+                skip_whole_connection: false,
                 #[cfg(feature = "client")]
                 on_informational: &mut None,
             },
@@ -1805,6 +1810,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: false,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -1830,6 +1837,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: false,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -1852,6 +1861,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: true,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -1876,6 +1887,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: false,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -1904,6 +1917,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: false,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -1929,6 +1944,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: false,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -1958,6 +1975,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: false,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -1986,6 +2005,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: false,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -2007,6 +2028,8 @@ mod tests {
             #[cfg(feature = "ffi")]
             preserve_header_order: false,
             h09_responses: false,
+            #[cfg(feature = "server")]
+            skip_whole_connection: false,
             #[cfg(feature = "client")]
             on_informational: &mut None,
         };
@@ -2047,6 +2070,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -2069,6 +2094,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -2310,6 +2337,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 }
@@ -2332,6 +2361,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -2354,6 +2385,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -2638,6 +2671,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -2716,6 +2751,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -3202,7 +3239,7 @@ mod tests {
     #[cfg(feature = "server")]
     #[test]
     fn a_whole_connection_close_or_keep_alive_is_acted_on_and_not_kept_in_the_map() {
-        fn parse(s: &str) -> ParsedMessage<RequestLine> {
+        fn parse(s: &str, skip_whole_connection: bool) -> ParsedMessage<RequestLine> {
             let mut bytes = BytesMut::from(s);
             Server::parse(
                 &mut bytes,
@@ -3216,6 +3253,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -3240,17 +3279,23 @@ mod tests {
             ("GET / HTTP/1.1\r\nconnection: closed\r\n\r\n", true, &["closed"]),
             ("GET / HTTP/1.1\r\nconnection: close \r\n\r\n", false, &[]),
         ];
-        for (req, keep_alive, kept) in cases {
-            let msg = parse(req);
-            assert_eq!(msg.keep_alive, *keep_alive, "{req:?}");
-            let values: Vec<_> = msg
-                .head
+        let connections = |msg: &ParsedMessage<RequestLine>| -> Vec<String> {
+            msg.head
                 .headers
                 .get_all(header::CONNECTION)
                 .iter()
-                .map(|v| v.to_str().unwrap())
-                .collect();
-            assert_eq!(&values[..], *kept, "{req:?}");
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect()
+        };
+        for (req, keep_alive, kept) in cases {
+            let msg = parse(req, true);
+            assert_eq!(msg.keep_alive, *keep_alive, "{req:?}");
+            assert_eq!(connections(&msg), *kept, "{req:?}");
+            // Off (hyper's default): the same decision, every line kept.
+            let msg = parse(req, false);
+            assert_eq!(msg.keep_alive, *keep_alive, "off: {req:?}");
+            let lines = req.to_ascii_lowercase().matches("\r\nconnection:").count();
+            assert_eq!(connections(&msg).len(), lines, "off: {req:?}");
         }
     }
 
@@ -3304,6 +3349,8 @@ mod tests {
                 #[cfg(feature = "ffi")]
                 preserve_header_order: false,
                 h09_responses: false,
+                #[cfg(feature = "server")]
+                skip_whole_connection: false,
                 #[cfg(feature = "client")]
                 on_informational: &mut None,
             },
@@ -3349,6 +3396,8 @@ mod tests {
                         #[cfg(feature = "ffi")]
                         preserve_header_order: false,
                         h09_responses: false,
+                        #[cfg(feature = "server")]
+                        skip_whole_connection: false,
                         #[cfg(feature = "client")]
                         on_informational: &mut None,
                     },
@@ -3374,6 +3423,8 @@ mod tests {
                         #[cfg(feature = "ffi")]
                         preserve_header_order: false,
                         h09_responses: false,
+                        #[cfg(feature = "server")]
+                        skip_whole_connection: false,
                         #[cfg(feature = "client")]
                         on_informational: &mut None,
                     },
@@ -3468,6 +3519,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -3504,6 +3557,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -3567,6 +3622,8 @@ mod tests {
                 #[cfg(feature = "ffi")]
                 preserve_header_order: false,
                 h09_responses: false,
+                #[cfg(feature = "server")]
+                skip_whole_connection: false,
                 #[cfg(feature = "client")]
                 on_informational: &mut None,
             },
@@ -3651,6 +3708,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },
@@ -3697,6 +3756,8 @@ mod tests {
                     #[cfg(feature = "ffi")]
                     preserve_header_order: false,
                     h09_responses: false,
+                    #[cfg(feature = "server")]
+                    skip_whole_connection: false,
                     #[cfg(feature = "client")]
                     on_informational: &mut None,
                 },

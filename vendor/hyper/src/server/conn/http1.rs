@@ -83,6 +83,7 @@ pub struct Builder {
     max_buf_size: Option<usize>,
     pipeline_flush: bool,
     date_header: bool,
+    skip_whole_connection: bool,
 }
 
 /// Deconstructed parts of a `Connection`.
@@ -255,7 +256,18 @@ impl Builder {
             max_buf_size: None,
             pipeline_flush: false,
             date_header: true,
+            skip_whole_connection: false,
         }
+    }
+
+    /// wharf patch 14 (see vendor/hyper/WHARF-PATCH.md): leave a request's
+    /// `Connection` field out of its header map when its whole value is
+    /// `close` or `keep-alive` (any case), after acting on it as usual. A
+    /// proxy removes it before forwarding anyway; a server that shows the
+    /// request as it came (an echo) leaves this off, the default.
+    pub fn skip_whole_connection(&mut self, enabled: bool) -> &mut Self {
+        self.skip_whole_connection = enabled;
+        self
     }
     /// Set whether HTTP/1 connections should support half-closures.
     ///
@@ -517,6 +529,9 @@ impl Builder {
         conn.set_small_initial_buffers();
         if !self.date_header {
             conn.disable_date_header();
+        }
+        if self.skip_whole_connection {
+            conn.set_skip_whole_connection();
         }
         let sd = proto::h1::dispatch::Server::new(service);
         let proto = proto::h1::Dispatcher::new(sd, conn);
