@@ -85,13 +85,13 @@ impl TlsConnection {
         }
         let proxy = Arc::clone(&self.proxy);
         // Boxed per request, as on the plain listener (see `super::Connection::serve`).
-        let svc = service_fn(move |req| Box::pin(Arc::clone(&proxy).handle_on(req, peer, true)));
+        let svc = service_fn(move |req| super::built_in_box(|| Arc::clone(&proxy).handle_on(req, peer, true)));
         let io = TokioIo::new(tls);
         if alpn.as_deref() == Some(b"h2") {
             let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
             drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
         } else {
-            let conn = Box::pin(self.builders.h1.serve_connection(io, svc).with_upgrades());
+            let conn = self.builders.h1.serve_connection_boxed_with_upgrades(io, svc);
             drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
         }
     }

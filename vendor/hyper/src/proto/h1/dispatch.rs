@@ -87,6 +87,13 @@ where
         }
     }
 
+    /// wharf patch (see vendor/hyper/WHARF-PATCH.md): a server connection
+    /// is set up after it is made.
+    #[cfg(feature = "server")]
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn<I, Bs::Data, T> {
+        &mut self.conn
+    }
+
     #[cfg(feature = "server")]
     pub(crate) fn disable_keep_alive(&mut self) {
         self.conn.disable_keep_alive();

@@ -487,7 +487,52 @@ impl Builder {
         <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
         I: Read + Write + Unpin,
     {
-        let mut conn = proto::Conn::new(io);
+        // wharf patch (see vendor/hyper/WHARF-PATCH.md): made whole, then
+        // set up in place, so that it is moved once less.
+        let mut conn = Connection {
+            conn: proto::h1::Dispatcher::new(proto::h1::dispatch::Server::new(service), proto::Conn::new(io)),
+        };
+        self.configure(conn.conn.conn_mut());
+        conn
+    }
+
+    /// [`serve_connection`](Self::serve_connection) then
+    /// [`with_upgrades`](Connection::with_upgrades), made in a box (wharf
+    /// patch, see vendor/hyper/WHARF-PATCH.md): the connection's state, about
+    /// 900 bytes, is written where it will live instead of being built on the
+    /// stack and copied four times on its way there.
+    pub fn serve_connection_boxed_with_upgrades<I, S>(
+        &self,
+        io: I,
+        service: S,
+    ) -> Pin<Box<UpgradeableConnection<I, S>>>
+    where
+        S: HttpService<IncomingBody>,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        S::ResBody: 'static,
+        <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
+        I: Read + Write + Unpin + Send,
+    {
+        let mut boxed = Box::write(
+            Box::new_uninit(),
+            UpgradeableConnection {
+                inner: Some(Connection {
+                    conn: proto::h1::Dispatcher::new(proto::h1::dispatch::Server::new(service), proto::Conn::new(io)),
+                }),
+            },
+        );
+        if let Some(c) = boxed.inner.as_mut() {
+            self.configure(c.conn.conn_mut());
+        }
+        Box::into_pin(boxed)
+    }
+
+    /// The builder's settings, applied to a new connection.
+    fn configure<I, B>(&self, conn: &mut proto::Conn<I, B, proto::ServerTransaction>)
+    where
+        I: Read + Write + Unpin,
+        B: bytes::Buf,
+    {
         conn.set_h1_parser_config(self.h1_parser_config.clone());
         conn.set_timer(self.timer.clone());
         if !self.h1_keep_alive {
@@ -533,9 +578,6 @@ impl Builder {
         if self.skip_whole_connection {
             conn.set_skip_whole_connection();
         }
-        let sd = proto::h1::dispatch::Server::new(service);
-        let proto = proto::h1::Dispatcher::new(sd, conn);
-        Connection { conn: proto }
     }
 }
 
