@@ -5,8 +5,9 @@
 //! ASCII (`!` … `~`, no spaces, no control characters: safe to log and to
 //! pass on) — and replaced otherwise. A new id is 20 lowercase hex digits:
 //! the first 8 are random per thread (drawn once), the last 12 a per-thread
-//! counter, so generating one costs an increment and a few shifts, with no
-//! lock and no shared state between workers. Ids are unique within a thread
+//! counter (kept as its hex digits and counted up in them), so generating
+//! one costs a few byte operations, with no lock and no shared state between
+//! workers. Ids are unique within a thread
 //! for 2^48 requests, and across threads and restarts with high probability.
 //!
 //! A new id goes into the upstream request and into the response: two
@@ -19,7 +20,7 @@
 use std::cell::{Cell, RefCell};
 
 use bytes::BytesMut;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -37,28 +38,49 @@ const BLOCK: usize = 64;
 const ID_LEN: usize = 20;
 
 thread_local! {
-    /// (random prefix, counter) of this thread.
-    static NEXT: Cell<(u32, u64)> = Cell::new((rand::random::<u32>(), 0));
+    /// This thread's next id: its random prefix (drawn once), then its counter.
+    static NEXT: Cell<[u8; ID_LEN]> = Cell::new(format_id(rand::random::<u32>(), 0));
     /// The rest of this thread's current block.
     static IDS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// A new id (see the module docs).
 pub fn generate() -> HeaderValue {
-    let (prefix, n) = NEXT.with(|c| {
-        let (p, n) = c.get();
-        c.set((p, n.wrapping_add(1)));
-        (p, n)
+    let next = NEXT.with(|c| {
+        let id = c.get();
+        c.set(increment(id));
+        id
     });
     let id = IDS.with(|block| {
         let mut block = block.borrow_mut();
         if block.capacity() < ID_LEN {
             *block = BytesMut::with_capacity(ID_LEN * BLOCK);
         }
-        block.extend_from_slice(&format_id(prefix, n));
+        block.extend_from_slice(&next);
         block.split().freeze()
     });
     HeaderValue::from_maybe_shared(id).expect("hex digits are a valid header value")
+}
+
+/// `id` with its counter (the last 12 hex digits) one higher, wrapping at
+/// 2^48: `format_id(p, n + 1)` from `format_id(p, n)`, one digit and a
+/// carry at a time instead of 20 digits written anew (about 80 instructions
+/// fewer per request; issue 9).
+fn increment(mut id: [u8; ID_LEN]) -> [u8; ID_LEN] {
+    for d in id[8..].iter_mut().rev() {
+        match *d {
+            b'9' => {
+                *d = b'a';
+                return id;
+            }
+            b'f' => *d = b'0',
+            _ => {
+                *d += 1;
+                return id;
+            }
+        }
+    }
+    id
 }
 
 /// `prefix` as 8 hex digits, then the low 48 bits of `n` as 12.
@@ -74,16 +96,25 @@ fn format_id(prefix: u32, n: u64) -> [u8; 20] {
     out
 }
 
-/// The request's id: the client's if sane, else a new one written into `headers`.
+/// The request's id: the client's if sane, else a new one written into
+/// `headers`. One lookup (`entry`), not a `get` and then an `insert`.
 pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&HEADER) {
-        if is_sane(v.as_bytes()) && headers.get_all(&HEADER).iter().nth(1).is_none() {
-            return v.clone();
+    match headers.entry(&HEADER) {
+        Entry::Occupied(mut kept) => {
+            if is_sane(kept.get().as_bytes()) && kept.iter().nth(1).is_none() {
+                return kept.get().clone();
+            }
+            let id = generate();
+            // Replaces every value the client sent.
+            kept.insert(id.clone());
+            id
+        }
+        Entry::Vacant(slot) => {
+            let id = generate();
+            slot.insert(id.clone());
+            id
         }
     }
-    let id = generate();
-    headers.insert(HEADER.clone(), id.clone());
-    id
 }
 
 #[cfg(test)]
@@ -121,6 +152,7 @@ mod tests {
     #[test]
     fn generated_ids_are_hex_and_distinct_within_and_across_threads() {
         assert_eq!(&format_id(0xdeadbeef, 0x1_0000_0000_0001), b"deadbeef000000000001");
+        assert_eq!(&increment(*b"deadbeef00000000000f"), b"deadbeef000000000010");
         let mine: Vec<HeaderValue> = (0..1000).map(|_| generate()).collect();
         let theirs: Vec<HeaderValue> = std::thread::spawn(|| (0..1000).map(|_| generate()).collect())
             .join()
@@ -130,5 +162,32 @@ mod tests {
         assert!(mine
             .iter()
             .all(|v| v.len() == 20 && v.as_bytes().iter().all(u8::is_ascii_hexdigit)));
+    }
+
+    #[test]
+    fn an_id_counted_up_digit_by_digit_is_the_id_of_the_next_number() {
+        let edges = [
+            0u64,
+            8,
+            9,
+            0xf,
+            0x9f,
+            0xff,
+            0x9ff,
+            0xfff_ffff,
+            0xffff_ffff_fffe,
+            0xffff_ffff_ffff,
+        ];
+        let around = edges
+            .iter()
+            .flat_map(|&n| (0..40u64).map(move |d| n.wrapping_sub(20).wrapping_add(d)));
+        for n in around.chain((0..20_000).map(|i| i * 7_919)) {
+            let n = n & 0xffff_ffff_ffff;
+            assert_eq!(
+                increment(format_id(0x0123_abcd, n)),
+                format_id(0x0123_abcd, n + 1),
+                "after {n:#x}"
+            );
+        }
     }
 }
