@@ -323,9 +323,22 @@ fn worker(
                     }
                 };
                 let maintain = tokio::spawn(Arc::clone(&proxy).maintain());
-                let mut tls_stop = stop.clone();
+                // The accept loops poll their stop future at every wake-up,
+                // once per connection: a `watch` receiver costs about 90
+                // instructions there (its lock, its `Notified`), a `Stop`
+                // one atomic load (issue 9). One task turns the first into
+                // the second.
+                let worker_stop = Arc::new(server::stop::Stop::default());
+                let forward = {
+                    let worker_stop = Arc::clone(&worker_stop);
+                    tokio::spawn(async move {
+                        let _ = stop.wait_for(|v| *v).await;
+                        worker_stop.trigger();
+                    })
+                };
+                let tls_stop = Arc::clone(&worker_stop);
                 let stopped = async move {
-                    let _ = stop.wait_for(|v| *v).await;
+                    let _ = worker_stop.run(std::future::pending::<()>()).await;
                 };
                 let tls_serving = async {
                     let Some(t) = tls else { return };
@@ -337,7 +350,7 @@ fn worker(
                         }
                     };
                     let stopped = async move {
-                        let _ = tls_stop.wait_for(|v| *v).await;
+                        let _ = tls_stop.run(std::future::pending::<()>()).await;
                     };
                     let proxy = Arc::clone(&proxy);
                     server::tls::serve(listener, proxy, t.config, timeouts, t.handshake_timeout, stopped).await;
@@ -347,6 +360,7 @@ fn worker(
                     tls_serving
                 );
                 maintain.abort();
+                forward.abort();
             });
             let _ = done_tx.send(());
             // The runtime's own memory is freed on this thread: first that,
