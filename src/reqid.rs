@@ -97,7 +97,9 @@ fn format_id(prefix: u32, n: u64) -> [u8; 20] {
 }
 
 /// The request's id: the client's if sane, else a new one written into
-/// `headers`. One lookup (`entry`), not a `get` and then an `insert`.
+/// `headers`. One lookup (`entry`), not a `get` and then an `insert`
+/// (`entry` makes room for one more field first, as `insert` did: a map
+/// that is exactly full grows even when the client's id is kept).
 pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
     match headers.entry(&HEADER) {
         Entry::Occupied(mut kept) => {

@@ -308,11 +308,12 @@ impl Connection {
 
 /// `Box::pin(make())`, with `make`'s value built in the box rather than on
 /// the stack and then copied in: the box is allocated first, so the
-/// compiler hands it to `make` as the place to write its result. A future
-/// that has not started holds only its arguments, but `Box::pin(future)`
-/// copies its whole size (issue 9: the request future, 2.6 KiB, cost 280
-/// instructions of `memcpy` per request; now the arguments, 64).
-/// It does not help where the value is moved again inside `make`.
+/// compiler can write `make`'s result straight into it (an optimisation,
+/// not a guarantee: measured). A future that has not started holds only its
+/// arguments, but `Box::pin(future)` copies its whole size (issue 9: the
+/// request future, 2.6 KiB, cost 280 instructions of `memcpy` per request;
+/// now the arguments, 64). It does not help where the value is moved again
+/// inside `make`.
 #[inline(always)]
 pub(crate) fn built_in_box<T>(make: impl FnOnce() -> T) -> Pin<Box<T>> {
     let uninit = Box::<T>::new_uninit();

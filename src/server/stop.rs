@@ -1,6 +1,7 @@
 //! The shutdown signal every client connection watches: set once, when the
 //! listener closes, after which each connection finishes its in-flight
-//! requests and closes (see the drain in [`super`]).
+//! requests and closes (see the drain in [`super`]). A worker's accept loops
+//! watch one too, triggered when shutdown is asked (`app::worker`).
 //!
 //! Why not a `watch` channel (as before): a connection's task polls its stop
 //! future every time it wakes, two or three times per keep-alive request, and
