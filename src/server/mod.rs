@@ -227,6 +227,7 @@ fn admit(accepted: std::io::Result<(TcpStream, SocketAddr)>, proxy: &Proxy, kind
         }
         return Admission::Refused;
     };
+    detect::wait_for_first_bytes(&stream);
     Admission::In(stream, peer, permit)
 }
 
