@@ -163,6 +163,45 @@ async fn the_idle_timeout_still_applies_after_requests_even_after_one_slower_tha
     assert!(took >= Duration::from_millis(600), "{took:?}");
 }
 
+#[tokio::test]
+async fn a_head_sent_in_pieces_is_still_given_up_at_the_header_timeout() {
+    // hyper's header-read timer is armed only once a head has to be waited
+    // for (the vendored patch, change 17): a client that trickles its first
+    // head a byte at a time must still be cut off at the timeout, counted
+    // from its first bytes, however often it sends.
+    let mut t = timeouts();
+    t.client_idle = Duration::from_millis(1000);
+    let wharf = Wharf::with_timeouts(t).await;
+    let mut c = TcpStream::connect(wharf.addr).await.unwrap();
+    let start = Instant::now();
+    c.write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\nx-slow: ")
+        .await
+        .unwrap();
+    let (mut r, mut w) = c.split();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if w.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+    };
+    let mut rest = Vec::new();
+    let closed = tokio::select! {
+        read = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut rest)) => read,
+        _ = trickle => Ok(Ok(0)),
+    };
+    let took = start.elapsed();
+    println!("disconnected {took:?} after the first bytes of a head sent a byte per 100 ms (timeout 1s)");
+    assert!(matches!(closed, Ok(Ok(_))), "not closed within 10 s: {closed:?}");
+    assert!(!String::from_utf8_lossy(&rest).contains("200"), "{rest:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed before the timeout: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "the trickle kept it open: {took:?}");
+}
+
 /// How long until the server closes `c` (read to the end); panics past 10 s.
 async fn closed_within(c: &mut TcpStream) -> Duration {
     let start = Instant::now();

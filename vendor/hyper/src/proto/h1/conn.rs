@@ -235,25 +235,6 @@ where
         debug_assert!(self.can_read_head());
         trace!("Conn::read_head");
 
-        #[cfg(feature = "server")]
-        if !self.state.h1_header_read_timeout_running {
-            if let Some(h1_header_read_timeout) = self.state.h1_header_read_timeout {
-                let deadline = self.state.timer.now() + h1_header_read_timeout;
-                self.state.h1_header_read_timeout_running = true;
-                match &mut self.state.h1_header_read_timeout_fut {
-                    Some(h1_header_read_timeout_fut) => {
-                        trace!("resetting h1 header read timeout timer");
-                        self.state.timer.reset(h1_header_read_timeout_fut, deadline);
-                    }
-                    None => {
-                        trace!("setting h1 header read timeout timer");
-                        self.state.h1_header_read_timeout_fut =
-                            Some(self.state.timer.sleep_until(deadline));
-                    }
-                }
-            }
-        }
-
         let msg = match self.io.parse::<T>(
             cx,
             ParseContext {
@@ -275,6 +256,29 @@ where
             Poll::Ready(Ok(msg)) => msg,
             Poll::Ready(Err(e)) => return self.on_read_head_error(e),
             Poll::Pending => {
+                // wharf patch (see vendor/hyper/WHARF-PATCH.md): the timer is
+                // armed when the head has to be waited for, not before the
+                // first parse: a head that is already buffered (a new
+                // connection's first request, read with the connection)
+                // costs no clock read and no boxed `Sleep`.
+                #[cfg(feature = "server")]
+                if !self.state.h1_header_read_timeout_running {
+                    if let Some(h1_header_read_timeout) = self.state.h1_header_read_timeout {
+                        let deadline = self.state.timer.now() + h1_header_read_timeout;
+                        self.state.h1_header_read_timeout_running = true;
+                        match &mut self.state.h1_header_read_timeout_fut {
+                            Some(h1_header_read_timeout_fut) => {
+                                trace!("resetting h1 header read timeout timer");
+                                self.state.timer.reset(h1_header_read_timeout_fut, deadline);
+                            }
+                            None => {
+                                trace!("setting h1 header read timeout timer");
+                                self.state.h1_header_read_timeout_fut =
+                                    Some(self.state.timer.sleep_until(deadline));
+                            }
+                        }
+                    }
+                }
                 #[cfg(feature = "server")]
                 if self.state.h1_header_read_timeout_running {
                     if let Some(h1_header_read_timeout_fut) =
