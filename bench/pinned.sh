@@ -7,12 +7,15 @@
 #   bench/pinned.sh [--modes http,idle,tls] [--rounds 3] [--duration 8s]
 #                   [--warmup 2s] [--connections 64] [--proxies "nginx haproxy wharf"]
 #                   [--idle-conns 10000] [--idle-wait 15] [--tls-key ec|rsa]
-#                   [--raw FILE] [--perf DIR] [--rev REV]
+#                   [--raw FILE] [--perf DIR] [--syscalls] [--rev REV]
 #
 # modes: http = keep-alive and `Connection: close` (default); idle = RSS with
 # 10,000 idle client connections; tls = the http table over TLS.
 # --perf DIR: after the rounds, one more run of each proxy per mode under
 # `perf record` (not in the table): flat profiles by symbol and by DSO in DIR.
+# --syscalls: after the rounds, one more run of each proxy per mode under
+# `perf stat` on the syscall tracepoints (not in the table): system calls per
+# request, and how many reads and accepts found nothing (EAGAIN).
 # WHARF_BIN=PATH measures that binary instead of building one (--rev);
 # WHARF_ARGS="flags" and WHARF_ENV="VAR=value …" are added to wharf A's command;
 # WHARF_BIN_B, WHARF_ARGS_B, WHARF_ENV_B (any of them) add a column "wharf B":
@@ -35,6 +38,7 @@ IDLE_WAIT=15
 TLS_KEY=ec
 RAW=""
 PERF_DIR=""
+SYSCALLS=0
 PORT_BASE=${BENCH_PORT_BASE:-18200}
 args=("$@")
 while (($#)); do
@@ -50,6 +54,7 @@ while (($#)); do
         --tls-key) TLS_KEY=$2; shift 2 ;;
         --raw) RAW=$2; shift 2 ;;
         --perf) PERF_DIR=$2; shift 2 ;;
+        --syscalls) SYSCALLS=1; shift ;;
         --rev) shift 2 ;;
         --rev=*) shift ;;
         -h | --help) sed -n '2,22p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -64,6 +69,7 @@ for p in $PROXIES; do [[ $p == nginx || $p == haproxy || $p == wharf ]] || die "
 bench_need nginx haproxy wrk curl taskset:util-linux python3
 [[ $MODES != *tls* ]] || bench_need openssl cc:gcc
 [[ -z $PERF_DIR ]] || { bench_need perf:linux-perf && mkdir -p "$PERF_DIR"; }
+((SYSCALLS == 0)) || bench_need perf:linux-perf
 (($(nproc) >= 2)) || die "needs 2 CPUs (proxy on CPU 0, load on CPU 1)"
 ulimit -n "$(ulimit -Hn)" # the idle run's 10,000 connections, on both sides
 
@@ -179,8 +185,9 @@ backend_ticks() {
     echo "$sum"
 }
 
-# run_cell MODE ROUND NAME [perf]: one measurement → a line of $RESULTS; with
-# "perf", a profile in $PERF_DIR instead.
+# run_cell MODE ROUND NAME [perf|syscalls]: one measurement → a line of
+# $RESULTS; with "perf", a profile in $PERF_DIR instead; with "syscalls",
+# lines of $TMP/syscalls.
 run_cell() {
     local mode=$1 round=$2 name=$3 profile=${4:-} tls=0 hdr=() pre=()
     case $mode in
@@ -198,8 +205,11 @@ run_cell() {
     local wrk=(taskset -c 1 "${pre[@]+"${pre[@]}"}" wrk -t1 -c"$CONNS" "${hdr[@]+"${hdr[@]}"}")
     bench_wait_idle "$IDLE_WAIT" >/dev/null
     "${wrk[@]}" -d"$WARMUP" "$PROXY_URL" >/dev/null
-    if [[ -n $profile ]]; then
+    if [[ $profile == perf ]]; then
         profile_cell "$mode-$name"
+        return
+    elif [[ $profile == syscalls ]]; then
+        syscalls_cell "$mode" "$name"
         return
     fi
     local t0 t1 u0 u1 c0 c1 m0 m1 b0 b1 w0 w1 e0 e1
@@ -242,6 +252,31 @@ profile_cell() {
     say "  profile $1: $PERF_DIR/$1.sym.txt, $PERF_DIR/$1.dso.txt"
 }
 
+# syscalls_cell MODE NAME: system calls per request during one load run →
+# lines "MODE NAME SYSCALL PER-REQUEST" of $TMP/syscalls. Tracepoints, not
+# strace: strace slows the proxy so much that a client's request is always
+# there before the proxy reads (a first read that fails with EAGAIN at full
+# speed never showed under strace; issue 9).
+syscalls_cell() {
+    local mode=$1 name=$2 out=$TMP/syscalls-$1-$2.csv pids reqs
+    pids=$(bench_pids "$PROXY_PID")
+    taskset -c 1 perf stat -x, -o "$out" -p "${pids// /,}" -e 'syscalls:sys_enter_*' \
+        -e syscalls:sys_exit_recvfrom --filter 'ret == -11' -e syscalls:sys_exit_read --filter 'ret == -11' \
+        -e syscalls:sys_exit_accept4 --filter 'ret == -11' -- sleep "${DURATION%s}" 2>/dev/null &
+    local perf_pid=$!
+    "${wrk[@]}" -d"$DURATION" "$PROXY_URL" >"$TMP/wrk-syscalls.out"
+    wait "$perf_pid" || true
+    bench_stop "$PROXY_PID"
+    read -r _ _ _ _ reqs < <(bench_parse_wrk "$TMP/wrk-syscalls.out")
+    awk -F, -v cell="$mode $name" -v n="$reqs" '$1 + 0 > 0 && n > 0 {
+        s = $3
+        if (sub(/^syscalls:sys_exit_/, "", s)) s = s "(EAGAIN)"
+        else sub(/^syscalls:sys_enter_/, "", s)
+        printf "%s %s %.3f\n", cell, s, $1 / n
+    }' "$out" >>"$TMP/syscalls"
+    say "  syscalls $mode $name: $(awk -v c="$mode $name" '$1 " " $2 == c { printf "%s %s  ", $3, $4 }' "$TMP/syscalls")"
+}
+
 # run_idle NAME VARIANT: the idle-connections run → a line of $TMP/idle.
 run_idle() {
     local name=$1 variant=$2 line
@@ -280,6 +315,12 @@ if [[ -n $PERF_DIR ]]; then
         for name in "${PROXY_LIST[@]}"; do run_cell "$cell" perf "$name" perf; done
     done
 fi
+: >"$TMP/syscalls"
+if ((SYSCALLS)); then
+    for cell in "${CELLS[@]}"; do
+        for name in "${PROXY_LIST[@]}"; do run_cell "$cell" syscalls "$name" syscalls; done
+    done
+fi
 if [[ $MODES == *idle* ]]; then
     say "idle: $IDLE_CONNS connections per proxy, opened 200 at a time by one Python asyncio client on CPU 1"
     for variant in request silent partial; do
@@ -305,4 +346,23 @@ fi
 if [[ $MODES == *idle* ]]; then
     echo
     awk -v proxies="$PROXIES" -v conns="$IDLE_CONNS" -f "$BENCH_DIR/pinned-table.awk" "$TMP/idle"
+fi
+if [[ -s $TMP/syscalls ]]; then
+    echo
+    echo "System calls per request (one more run of each proxy under \`perf stat\` on the syscall tracepoints, not in the table above):"
+    echo
+    awk -v proxies="$PROXIES" '
+        { key = $1 " " $3; v[key, $2] = $4; if (!(key in seen)) { seen[key] = 1; keys[++n] = key } }
+        END {
+            np = split(proxies, p, " ")
+            head = "| |"; rule = "| --- |"
+            for (i = 1; i <= np; i++) { head = head " " (p[i] == "wharfb" ? "wharf B" : p[i]) " |"; rule = rule " ---: |" }
+            print head; print rule
+            for (k = 1; k <= n; k++) {
+                split(keys[k], kk, " ")
+                line = "| " (kk[1] == "ka" ? "keep-alive" : kk[1]) ": `" kk[2] "` |"
+                for (i = 1; i <= np; i++) line = line " " ((keys[k], p[i]) in v ? v[keys[k], p[i]] : "0") " |"
+                print line
+            }
+        }' "$TMP/syscalls"
 fi
