@@ -44,7 +44,7 @@ while (($#)); do
         --keep-logs) KEEP_LOGS=$2; mkdir -p "$KEEP_LOGS" || die "cannot create $KEEP_LOGS"; shift 2 ;;
         --rev) shift 2 ;;
         --rev=*) shift ;;
-        -h | --help) sed -n '2,23p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^$/p' "$BENCH_SELF" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done

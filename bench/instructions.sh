@@ -42,7 +42,7 @@ while (($#)); do
             BACKENDS=$2; shift 2 ;;
         --keep) KEEP=$2; mkdir -p "$KEEP"; shift 2 ;;
         --nginx) NGINX=1; shift ;;
-        -h | --help) sed -n '2,25p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^$/p' "$BENCH_SELF" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done

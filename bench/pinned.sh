@@ -57,7 +57,7 @@ while (($#)); do
         --syscalls) SYSCALLS=1; shift ;;
         --rev) shift 2 ;;
         --rev=*) shift ;;
-        -h | --help) sed -n '2,22p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^$/p' "$BENCH_SELF" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -69,7 +69,11 @@ for p in $PROXIES; do [[ $p == nginx || $p == haproxy || $p == wharf ]] || die "
 bench_need nginx haproxy wrk curl taskset:util-linux python3
 [[ $MODES != *tls* ]] || bench_need openssl cc:gcc
 [[ -z $PERF_DIR ]] || { bench_need perf:linux-perf && mkdir -p "$PERF_DIR"; }
-((SYSCALLS == 0)) || bench_need perf:linux-perf
+if ((SYSCALLS)); then
+    bench_need perf:linux-perf
+    perf stat -e syscalls:sys_enter_read -- true >/dev/null 2>&1 ||
+        die "--syscalls: perf cannot open the syscall tracepoints (needs root or perf_event_paranoid <= -1 and a readable tracefs)"
+fi
 (($(nproc) >= 2)) || die "needs 2 CPUs (proxy on CPU 0, load on CPU 1)"
 ulimit -n "$(ulimit -Hn)" # the idle run's 10,000 connections, on both sides
 
@@ -260,13 +264,16 @@ profile_cell() {
 syscalls_cell() {
     local mode=$1 name=$2 out=$TMP/syscalls-$1-$2.csv pids reqs
     pids=$(bench_pids "$PROXY_PID")
+    # perf counts for exactly as long as wrk runs (wrk is its command).
     taskset -c 1 perf stat -x, -o "$out" -p "${pids// /,}" -e 'syscalls:sys_enter_*' \
         -e syscalls:sys_exit_recvfrom --filter 'ret == -11' -e syscalls:sys_exit_read --filter 'ret == -11' \
-        -e syscalls:sys_exit_accept4 --filter 'ret == -11' -- sleep "${DURATION%s}" 2>/dev/null &
-    local perf_pid=$!
-    "${wrk[@]}" -d"$DURATION" "$PROXY_URL" >"$TMP/wrk-syscalls.out"
-    wait "$perf_pid" || true
+        -e syscalls:sys_exit_accept4 --filter 'ret == -11' \
+        -- "${wrk[@]}" -d"$DURATION" "$PROXY_URL" >"$TMP/wrk-syscalls.out" 2>"$TMP/perf-$mode-$name.err" || true
     bench_stop "$PROXY_PID"
+    if ! [[ -s $out && -s $TMP/wrk-syscalls.out ]]; then
+        say "  syscalls $mode $name: perf stat failed: $(tail -n 2 "$TMP/perf-$mode-$name.err" | tr '\n' ' ')"
+        return
+    fi
     read -r _ _ _ _ reqs < <(bench_parse_wrk "$TMP/wrk-syscalls.out")
     awk -F, -v cell="$mode $name" -v n="$reqs" '$1 + 0 > 0 && n > 0 {
         s = $3
@@ -352,7 +359,9 @@ if [[ -s $TMP/syscalls ]]; then
     echo "System calls per request (one more run of each proxy under \`perf stat\` on the syscall tracepoints, not in the table above):"
     echo
     awk -v proxies="$PROXIES" '
-        { key = $1 " " $3; v[key, $2] = $4; if (!(key in seen)) { seen[key] = 1; keys[++n] = key } }
+        { key = $1 " " $3; v[key, $2] = $4; ran[$1, $2] = 1; if (!(key in seen)) { seen[key] = 1; keys[++n] = key }
+          if ($3 !~ /EAGAIN/) { all[$1, $2] += $4; if (!($1 in mseen)) { mseen[$1] = 1; modes[++nm] = $1 } } }
+        function label(m) { return m == "ka" ? "keep-alive" : m }
         END {
             np = split(proxies, p, " ")
             head = "| |"; rule = "| --- |"
@@ -360,8 +369,15 @@ if [[ -s $TMP/syscalls ]]; then
             print head; print rule
             for (k = 1; k <= n; k++) {
                 split(keys[k], kk, " ")
-                line = "| " (kk[1] == "ka" ? "keep-alive" : kk[1]) ": `" kk[2] "` |"
-                for (i = 1; i <= np; i++) line = line " " ((keys[k], p[i]) in v ? v[keys[k], p[i]] : "0") " |"
+                line = "| " label(kk[1]) ": `" kk[2] "` |"
+                for (i = 1; i <= np; i++)
+                    line = line " " (!((kk[1], p[i]) in ran) ? "–" : ((keys[k], p[i]) in v ? v[keys[k], p[i]] : "0")) " |"
+                print line
+            }
+            for (m = 1; m <= nm; m++) {
+                line = "| " label(modes[m]) ": all (without the EAGAIN rows) |"
+                for (i = 1; i <= np; i++)
+                    line = line " " (((modes[m], p[i]) in ran) ? sprintf("%.2f", all[modes[m], p[i]]) : "–") " |"
                 print line
             }
         }' "$TMP/syscalls"

@@ -39,7 +39,7 @@ while (($#)); do
         --idle-wait) IDLE_WAIT=$2; shift 2 ;;
         --rev) shift 2 ;;
         --rev=*) shift ;;
-        -h | --help) sed -n '2,10p' "$BENCH_SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^$/p' "$BENCH_SELF" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done

@@ -60,10 +60,11 @@ pub enum DetectError {
 /// Wait for the connection's first bytes, at most `within`; the protocol and
 /// the bytes read, which belong in front of the stream ([`Prefixed::new`]).
 ///
-/// The deadline is set by the first read that has to wait: a client usually
-/// sends its request with its connect, and then its first bytes cost no
-/// clock read and no timer (issue 9: one of each per `Connection: close`
-/// request).
+/// The deadline is set by the first read that has to wait: bytes tokio
+/// already knows to be there cost no clock read and no timer (issue 9). A
+/// connection from the accept loop always waits once ([`wait_for_first_bytes`]),
+/// so there the first try only registers the task's waker, and the deadline
+/// is set at once.
 pub async fn detect(stream: &mut TcpStream, within: Duration) -> Result<(Protocol, Vec<u8>), DetectError> {
     let mut deadline = None;
     let mut first = Vec::new();
@@ -105,12 +106,13 @@ pub async fn detect(stream: &mut TcpStream, within: Duration) -> Result<(Protoco
 /// the client's ACK arrives, and the request follows it. Under
 /// `bench/pinned.sh`'s `Connection: close` load, `perf` counted 0.985 first
 /// reads per connection failing with `EAGAIN` (issue 9): a `recv` and the
-/// way through tokio and [`detect`] for nothing. nginx does the same: it
-/// reads a new connection only after epoll says it is readable. The price
+/// way through tokio and [`detect`] for nothing. nginx, too, reads a new
+/// connection only after epoll says it is readable. The price
 /// is paid when the bytes were there first: a task poll and the detection
 /// deadline's timer (callgrind, which slows the proxy so much that they
-/// always are, counts about 1,400 more instructions per `Connection: close`
-/// request; `bench/pinned.sh` at full speed, 5 % less CPU). A plain
+/// always are, counts about 1,500 more instructions per `Connection: close`
+/// request; `bench/pinned.sh` at full speed, 1-6 % less CPU in close mode,
+/// three runs). A plain
 /// function of tokio's own API: `try_io` clears the readiness it was given
 /// when the operation reports `WouldBlock`, and this operation always does,
 /// without a system call.
@@ -125,11 +127,22 @@ pub fn wait_for_first_bytes(stream: &TcpStream) {
     });
 }
 
-/// One read appended to `first`, through a stack buffer: tokio takes a new
-/// socket to be readable and tries at once, usually before the client's
-/// bytes arrive, and a heap buffer allocated for that try would stay with a
-/// silent connection (1 KiB each, measured) or cost a `malloc` and a `free`
-/// per connection. Not `async`: the stack buffer is never part of the
+/// Whether a read of `s` would try the socket now (and clears tokio's
+/// readiness if it would): what the tests of [`wait_for_first_bytes`] see.
+#[cfg(test)]
+pub(crate) fn would_try(s: &TcpStream) -> bool {
+    let mut tried = false;
+    let _ = s.try_io(tokio::io::Interest::READABLE, || {
+        tried = true;
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
+    tried
+}
+
+/// One read appended to `first`, through a stack buffer: a read may find
+/// nothing yet (a connection's first read waits for its bytes), and a heap
+/// buffer allocated for it would stay with a silent connection (1 KiB each,
+/// measured) or cost a `malloc` and a `free` per connection. Not `async`: the stack buffer is never part of the
 /// connection's future.
 ///
 /// tokio's `poll_read`, not `try_read`: `poll_read` takes a short read as
@@ -325,19 +338,8 @@ mod tests {
         assert!(ready.expect("readable within 5 s").unwrap().is_readable());
     }
 
-    /// Whether a read of `s` would try the socket now (and clears tokio's
-    /// readiness if it would).
-    fn would_try(s: &TcpStream) -> bool {
-        let mut tried = false;
-        let _ = s.try_io(tokio::io::Interest::READABLE, || {
-            tried = true;
-            Err::<(), _>(io::ErrorKind::WouldBlock.into())
-        });
-        tried
-    }
-
     #[tokio::test]
-    async fn an_accepted_socket_is_read_only_after_its_client_has_sent() {
+    async fn wait_for_first_bytes_makes_the_first_read_wait_and_the_bytes_still_wake_it() {
         // What this guards against: tokio takes a socket just accepted as
         // readable, and its first read is a `recv` failing with EAGAIN.
         let (_client, server) = pair().await;

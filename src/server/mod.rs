@@ -143,6 +143,11 @@ async fn accept_and_drain(
     if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
         warn!(listener = kind, error = %e, "could not set TCP_NODELAY on the listener");
     }
+    // A new socket's first read waits for epoll's event (see
+    // `detect::wait_for_first_bytes`), which is safe only where the driver
+    // runs on this thread: every wharf worker's runtime.
+    let clear_guess =
+        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
     let stop = Arc::new(Stop::default());
     // Also if this future is dropped before its drain (an aborted task):
     // the open connections are told to finish, not left running.
@@ -156,7 +161,7 @@ async fn accept_and_drain(
             biased;
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let (stream, peer, permit) = match admit(accepted, proxy, kind) {
+                let (stream, peer, permit) = match admit(accepted, proxy, kind, clear_guess) {
                     Admission::In(stream, peer, permit) => (stream, peer, permit),
                     Admission::Refused => continue,
                     Admission::Failed => {
@@ -211,8 +216,14 @@ enum Admission {
 }
 
 /// A plain function, not an `async fn`: its future was made and polled for
-/// every connection (about 90 instructions; issue 9).
-fn admit(accepted: std::io::Result<(TcpStream, SocketAddr)>, proxy: &Proxy, kind: &'static str) -> Admission {
+/// every connection (about 90 instructions; issue 9). `clear_guess`: on a
+/// current-thread runtime only (see `detect::wait_for_first_bytes`).
+fn admit(
+    accepted: std::io::Result<(TcpStream, SocketAddr)>,
+    proxy: &Proxy,
+    kind: &'static str,
+    clear_guess: bool,
+) -> Admission {
     let (stream, peer) = match accepted {
         Ok(a) => a,
         Err(e) => {
@@ -227,7 +238,9 @@ fn admit(accepted: std::io::Result<(TcpStream, SocketAddr)>, proxy: &Proxy, kind
         }
         return Admission::Refused;
     };
-    detect::wait_for_first_bytes(&stream);
+    if clear_guess {
+        detect::wait_for_first_bytes(&stream);
+    }
     Admission::In(stream, peer, permit)
 }
 
@@ -355,4 +368,52 @@ where
     }
     graceful(conn.as_mut());
     let _ = conn.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::Router;
+    use tokio::sync::oneshot;
+
+    #[tokio::test]
+    async fn the_accept_loop_hands_on_sockets_whose_first_read_waits_for_their_bytes() {
+        let t = Timeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+            client_idle: Duration::from_secs(30),
+            upstream_idle: Duration::from_secs(60),
+            drain: Duration::from_secs(5),
+            body_idle: Duration::from_secs(30),
+            tunnel_idle: Duration::from_secs(600),
+        };
+        let proxy = Proxy::new(Arc::new(Router::default()), t, false, Vec::new());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let accepting = accept_and_drain(
+            listener,
+            &proxy,
+            "test",
+            Duration::from_secs(1),
+            async {
+                let _ = stop_rx.await;
+            },
+            |stream, _, _ticket| {
+                let _ = seen_tx.send(detect::would_try(&stream));
+            },
+        );
+        let client = async {
+            let c = TcpStream::connect(addr).await.unwrap();
+            let tried = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv()).await;
+            let _ = stop_tx.send(());
+            (c, tried)
+        };
+        let (_, (_client, tried)) = tokio::join!(accepting, client);
+        let tried = tried.expect("a connection handed on within 5 s");
+        // Without the accept loop's clearing, tokio takes the socket as
+        // readable and this would be `Some(true)` (see detect's tests).
+        assert_eq!(tried, Some(false), "a read would try the socket before any event");
+    }
 }

@@ -78,10 +78,7 @@ async fn serve_returns_after_the_drain_timeout_when_a_response_never_ends() {
 
 #[tokio::test]
 async fn a_client_that_stops_mid_head_is_disconnected_after_the_idle_timeout() {
-    let mut t = timeouts();
-    t.client_idle = Duration::from_millis(300);
-    let wharf = Wharf::with_timeouts(t).await;
-    let mut c = TcpStream::connect(wharf.addr).await.unwrap();
+    let (_wharf, mut c) = connected_with_client_idle(Duration::from_millis(300)).await;
     let start = Instant::now();
     c.write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\n").await.unwrap();
     let mut buf = Vec::new();
@@ -169,10 +166,7 @@ async fn a_head_sent_in_pieces_is_still_given_up_at_the_header_timeout() {
     // for (the vendored patch, change 17): a client that trickles its first
     // head a byte at a time must still be cut off at the timeout, counted
     // from its first bytes, however often it sends.
-    let mut t = timeouts();
-    t.client_idle = Duration::from_millis(1000);
-    let wharf = Wharf::with_timeouts(t).await;
-    let mut c = TcpStream::connect(wharf.addr).await.unwrap();
+    let (_wharf, mut c) = connected_with_client_idle(Duration::from_millis(1000)).await;
     let start = Instant::now();
     c.write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\nx-slow: ")
         .await
@@ -193,13 +187,25 @@ async fn a_head_sent_in_pieces_is_still_given_up_at_the_header_timeout() {
     };
     let took = start.elapsed();
     println!("disconnected {took:?} after the first bytes of a head sent a byte per 100 ms (timeout 1s)");
-    assert!(matches!(closed, Ok(Ok(_))), "not closed within 10 s: {closed:?}");
-    assert!(!String::from_utf8_lossy(&rest).contains("200"), "{rest:?}");
+    // Closed (an end of stream or a reset, either way), within 10 s.
+    assert!(closed.is_ok(), "not closed within 10 s");
+    println!("the read ended with {closed:?}");
+    assert!(rest.is_empty(), "no response: {rest:?}");
     assert!(
         took >= Duration::from_millis(900),
         "closed before the timeout: {took:?}"
     );
     assert!(took < Duration::from_secs(5), "the trickle kept it open: {took:?}");
+}
+
+/// wharf with its client idle (header-read) timeout set to `idle`, and a
+/// client connected to it.
+async fn connected_with_client_idle(idle: Duration) -> (Wharf, TcpStream) {
+    let mut t = timeouts();
+    t.client_idle = idle;
+    let wharf = Wharf::with_timeouts(t).await;
+    let c = TcpStream::connect(wharf.addr).await.unwrap();
+    (wharf, c)
 }
 
 /// How long until the server closes `c` (read to the end); panics past 10 s.
