@@ -378,16 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_accept_loop_hands_on_sockets_whose_first_read_waits_for_their_bytes() {
-        let t = Timeouts {
-            connect: Duration::from_secs(5),
-            request: Duration::from_secs(30),
-            client_idle: Duration::from_secs(30),
-            upstream_idle: Duration::from_secs(60),
-            drain: Duration::from_secs(5),
-            body_idle: Duration::from_secs(30),
-            tunnel_idle: Duration::from_secs(600),
-        };
-        let proxy = Proxy::new(Arc::new(Router::default()), t, false, Vec::new());
+        let proxy = Proxy::new(Arc::new(Router::default()), Timeouts::default(), false, Vec::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
