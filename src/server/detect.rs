@@ -107,20 +107,22 @@ pub async fn detect(stream: &mut TcpStream, within: Duration) -> Result<(Protoco
 /// `bench/pinned.sh`'s `Connection: close` load, `perf` counted 0.985 first
 /// reads per connection failing with `EAGAIN` (issue 9): a `recv` and the
 /// way through tokio and [`detect`] for nothing. nginx, too, reads a new
-/// connection only after epoll says it is readable. The price
-/// is paid when the bytes were there first: a task poll and the detection
-/// deadline's timer (callgrind, which slows the proxy so much that they
-/// always are, counts about 1,500 more instructions per `Connection: close`
-/// request; `bench/pinned.sh` at full speed, 1-6 % less CPU in close mode,
-/// three runs). A plain
-/// function of tokio's own API: `try_io` clears the readiness it was given
-/// when the operation reports `WouldBlock`, and this operation always does,
-/// without a system call.
+/// connection only after epoll says it is readable.
 ///
-/// Call it at once after `accept`, on the thread of a current-thread runtime
-/// (every wharf worker's): the driver cannot have delivered a real event
-/// for the socket yet, so only the guess is cleared. On a multi-thread
-/// runtime the driver could, and clearing it would lose the wake-up.
+/// The price is paid when the bytes were there first: a task poll and the
+/// detection deadline's timer. callgrind, which slows the proxy so much
+/// that they always are, counts about 1,500 more instructions per
+/// `Connection: close` request; `bench/pinned.sh` at full speed measured
+/// 0-6 % less CPU in close mode (four runs), even with the proxy's core
+/// shared so that connections queue.
+///
+/// A plain function of tokio's own API: `try_io` clears the readiness it
+/// was given when the operation reports `WouldBlock`, and this operation
+/// always does, without a system call. Call it at once after `accept`, on
+/// the thread of a current-thread runtime (every wharf worker's): the
+/// driver cannot have delivered a real event for the socket yet, so only
+/// the guess is cleared. On a multi-thread runtime the driver could, and
+/// clearing it would lose the wake-up.
 pub fn wait_for_first_bytes(stream: &TcpStream) {
     let _ = stream.try_io(tokio::io::Interest::READABLE, || {
         Err::<(), _>(io::ErrorKind::WouldBlock.into())
@@ -142,8 +144,8 @@ pub(crate) fn would_try(s: &TcpStream) -> bool {
 /// One read appended to `first`, through a stack buffer: a read may find
 /// nothing yet (a connection's first read waits for its bytes), and a heap
 /// buffer allocated for it would stay with a silent connection (1 KiB each,
-/// measured) or cost a `malloc` and a `free` per connection. Not `async`: the stack buffer is never part of the
-/// connection's future.
+/// measured) or cost a `malloc` and a `free` per connection. Not `async`:
+/// the stack buffer is never part of the connection's future.
 ///
 /// tokio's `poll_read`, not `try_read`: `poll_read` takes a short read as
 /// proof that the socket is drained and clears its readiness, `try_read`
