@@ -338,7 +338,7 @@ fn worker(
                 };
                 let tls_stop = Arc::clone(&worker_stop);
                 let stopped = async move {
-                    let _ = worker_stop.run(std::future::pending::<()>()).await;
+                    worker_stop.stopped().await;
                 };
                 let tls_serving = async {
                     let Some(t) = tls else { return };
@@ -350,7 +350,7 @@ fn worker(
                         }
                     };
                     let stopped = async move {
-                        let _ = tls_stop.run(std::future::pending::<()>()).await;
+                        tls_stop.stopped().await;
                     };
                     let proxy = Arc::clone(&proxy);
                     server::tls::serve(listener, proxy, t.config, timeouts, t.handshake_timeout, stopped).await;

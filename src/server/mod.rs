@@ -260,9 +260,10 @@ impl Connection {
     /// listener now spawns it boxed, and the box is smaller still.
     ///
     /// Careful: an `async move` block captures only the fields it names. The
-    /// ticket's permit (`--max-connections`) and drain token are never named,
-    /// so the ticket is used whole at the end: without that they were dropped
-    /// when the task was spawned (the drain did not wait, the cap did not hold).
+    /// ticket's permit (`--max-connections`) and drain token are otherwise
+    /// never named, so the ticket is taken apart inside the block and each
+    /// is dropped by name at the end: without that they were dropped when
+    /// the task was spawned (the drain did not wait, the cap did not hold).
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     fn serve(
         self,
@@ -276,9 +277,24 @@ impl Connection {
             builders,
         } = self;
         async move {
+            // Taken apart here, so that the watch can borrow the stop signal
+            // while the permit and drain token are given back by name at the
+            // end (see above).
+            let Ticket {
+                _permit: permit,
+                stop,
+                _live: live,
+            } = ticket;
+            // One watch on the stop signal for the connection's whole life
+            // (see `Stop::watch`).
+            let mut watch = std::pin::pin!(stop.watch());
             // The socket is closed before the ticket (its permit) is given
             // back, on every path, as when this was an `async fn`.
-            let Some(protocol) = ticket.stop.run(detect::detect(&mut stream, first_bytes_within)).await else {
+            let Some(protocol) = watch
+                .as_mut()
+                .run(detect::detect(&mut stream, first_bytes_within))
+                .await
+            else {
                 drop(stream);
                 return;
             };
@@ -305,17 +321,18 @@ impl Connection {
             match protocol {
                 Protocol::Http1 => {
                     let conn = builders.h1.serve_connection_boxed_with_upgrades(io, svc);
-                    drive(conn, &ticket.stop, |c| c.graceful_shutdown()).await
+                    drive(conn, watch.as_mut(), |c| c.graceful_shutdown()).await
                 }
                 Protocol::H2 => {
                     let conn = Box::pin(builders.h2.serve_connection(io, svc));
-                    drive(conn, &ticket.stop, |c| c.graceful_shutdown()).await
+                    drive(conn, watch.as_mut(), |c| c.graceful_shutdown()).await
                 }
             }
-            // The open-connections gauge, then the whole ticket, when the
+            // The open-connections gauge, then the ticket, when the
             // connection ends (see above).
             drop(_open);
-            drop(ticket);
+            drop(permit);
+            drop(live);
         }
     }
 }
@@ -359,7 +376,7 @@ impl Drop for OpenConnection {
 
 /// Run a connection to its end; when `stop` turns true, ask it to finish
 /// gracefully and keep running it.
-async fn drive<C, E>(mut conn: Pin<Box<C>>, stop: &Stop, graceful: impl FnOnce(Pin<&mut C>))
+async fn drive<C, E>(mut conn: Pin<Box<C>>, stop: Pin<&mut stop::Watch<'_>>, graceful: impl FnOnce(Pin<&mut C>))
 where
     C: Future<Output = Result<(), E>>,
 {

@@ -63,7 +63,8 @@ struct TlsConnection {
 impl TlsConnection {
     async fn serve(self, stream: TcpStream, peer: SocketAddr, handshake_timeout: Duration) {
         let handshake = tokio::time::timeout(handshake_timeout, self.acceptor.accept(stream));
-        let Some(tls) = self.ticket.stop.run(handshake).await else {
+        let mut watch = std::pin::pin!(self.ticket.stop.watch());
+        let Some(tls) = watch.as_mut().run(handshake).await else {
             return;
         };
         let mut tls = match tls {
@@ -89,10 +90,10 @@ impl TlsConnection {
         let io = TokioIo::new(tls);
         if alpn.as_deref() == Some(b"h2") {
             let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
-            drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
+            drive(conn, watch.as_mut(), |c| c.graceful_shutdown()).await
         } else {
             let conn = self.builders.h1.serve_connection_boxed_with_upgrades(io, svc);
-            drive(conn, &self.ticket.stop, |c| c.graceful_shutdown()).await
+            drive(conn, watch.as_mut(), |c| c.graceful_shutdown()).await
         }
     }
 }
