@@ -135,16 +135,20 @@ if [[ $MODES == *tls* ]]; then
     cc -shared -fPIC -O2 -o "$TMP/noresume.so" "$TMP/noresume.c" || die "cc failed"
 fi
 
-# wharf_cmd NAME TLS: sets CMD (argv) for wharf A or B; false if this binary
-# cannot do TLS.
+# wharf_cmd NAME TLS MAXCONN: sets CMD (argv) for wharf A or B; false if this
+# binary cannot do TLS.
 wharf_cmd() {
-    local name=$1 tls=$2 bin=$WHARF_A extra=${WHARF_ARGS:-} vars=${WHARF_ENV:-} base=${PORT[$1]} t
+    local name=$1 tls=$2 maxconn=$3 bin=$WHARF_A extra=${WHARF_ARGS:-} vars=${WHARF_ENV:-} base=${PORT[$1]} t
     if [[ $name == wharfb ]]; then bin=$WHARF_B extra=${WHARF_ARGS_B:-} vars=${WHARF_ENV_B:-}; fi
     CMD=(env -u WHARF_LOG $vars "$bin" --provider none --static "web=${BACKENDS// /,}"
         --listen "127.0.0.1:$base" --admin-listen "127.0.0.1:$((base + 1))")
     # One worker: --workers 1 once wharf has it; until then the pinning makes
     # tokio size its runtime to one worker.
     ! bench_wharf_has "$bin" --workers || CMD+=(--workers 1)
+    # The connection cap nginx and HAProxy are given: wharf's own default
+    # (half the descriptor limit) refused 32 of the idle run's 10,000
+    # where the hard limit is 20,000.
+    ! bench_wharf_has "$bin" --max-connections || CMD+=(--max-connections "$maxconn")
     if ((tls)); then
         t=${WHARF_TLS_ARGS%% *}
         bench_wharf_has "$bin" "$t" || return 1
@@ -171,7 +175,7 @@ start_proxy() {
             CMD=(haproxy -db -f "$TMP/haproxy.cfg")
             ;;
         wharf | wharfb)
-            wharf_cmd "$name" "$tls" || return 1
+            wharf_cmd "$name" "$tls" "$maxconn" || return 1
             ((tls)) && port=$((port + 2))
             ;;
     esac
