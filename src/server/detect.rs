@@ -202,10 +202,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     }
 }
 
-/// For a TCP socket only: its `poll_shutdown` does not shut the socket down
-/// (see there), which is right for a bare socket whose task drops it next,
-/// not for a stream with its own closing words (TLS's `close_notify`).
-impl AsyncWrite for Prefixed<TcpStream> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
@@ -226,19 +223,8 @@ impl AsyncWrite for Prefixed<TcpStream> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
-    /// Nothing: hyper shuts a connection down (HTTP/1 after a `Connection:
-    /// close` exchange or at the idle timeout, HTTP/2 after its GOAWAY) just
-    /// before its future ends, and the connection's task drops the socket
-    /// right then, whose `close` sends the same FIN. `shutdown(SHUT_WR)`
-    /// first was one system call per `Connection: close` request that
-    /// nginx does not make (it closes too; issue 9: 9.96 → 8.71 calls per
-    /// request). What the peer sees is the same: the response, then the end
-    /// of the stream. Only when the client sent bytes that were never read
-    /// (a body cut short by an early answer) does Linux's `close` reset the
-    /// connection, with or without the shutdown before it; the peer then
-    /// gets the reset without a FIN ahead of it, as from nginx.
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -291,19 +277,6 @@ mod tests {
         let mut want = PREFACE.to_vec();
         want.extend_from_slice(b"after");
         assert_eq!(all, want, "nothing lost, nothing repeated");
-    }
-
-    #[tokio::test]
-    async fn shutdown_leaves_the_socket_open_and_dropping_it_ends_the_stream() {
-        let (mut client, server) = pair().await;
-        let mut io = Prefixed::new(Vec::new(), server);
-        io.shutdown().await.unwrap();
-        // A real `shutdown(SHUT_WR)` would fail this write (EPIPE).
-        io.write_all(b"after").await.unwrap();
-        drop(io);
-        let mut all = Vec::new();
-        client.read_to_end(&mut all).await.unwrap();
-        assert_eq!(all, b"after", "the bytes, then a clean end of the stream");
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -334,6 +335,31 @@ pub async fn upgrade_echo() -> Upstream {
                 }
                 Ok::<_, Infallible>(resp)
             }
+        });
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+        let _ = conn.with_upgrades().await;
+    })
+    .await
+}
+
+/// Answers `101 Switching Protocols`, writes `last` into the upgraded
+/// connection and closes it at once, without waiting for the other side.
+pub async fn upgrade_then_close(last: &'static [u8]) -> Upstream {
+    spawn(move |stream, _log| async move {
+        let svc = service_fn(move |mut req: Request<Incoming>| async move {
+            let on = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(upgraded) = on.await else { return };
+                let mut io = TokioIo::new(upgraded);
+                let _ = io.write_all(last).await;
+                let _ = io.shutdown().await;
+            });
+            let mut resp = empty(StatusCode::SWITCHING_PROTOCOLS);
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+            resp.headers_mut()
+                .insert(http::header::UPGRADE, HeaderValue::from_static("echo"));
+            Ok::<_, Infallible>(resp)
         });
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
         let _ = conn.with_upgrades().await;

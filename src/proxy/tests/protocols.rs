@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -240,6 +240,34 @@ async fn an_upgrade_the_backend_declines_is_answered_as_a_plain_response() {
 
 /// HTTP/2 carries the host in the URI, so for an h2c pool it must be a
 /// valid authority; a Host header that is not one is the client's error.
+/// The backend's half-close reaches the client through the tunnel: wharf
+/// shuts the client's side down when the backend's ends (a WebSocket
+/// client waits for that after its close handshake), also now that a
+/// finished plain connection is closed without a `shutdown` (the hyper
+/// patch's 18th change applies to HTTP/1 connections that end in hyper,
+/// not to upgraded ones).
+#[tokio::test]
+async fn a_backend_that_closes_its_tunnel_first_ends_the_clients_stream() {
+    let up = backends::upgrade_then_close(b"bye").await;
+    let wharf = Wharf::start().await;
+    wharf.serve(PoolOptions::default(), &[up.addr]);
+    let mut c = TcpStream::connect(wharf.addr).await.unwrap();
+    c.write_all(b"GET /ws HTTP/1.1\r\nhost: app.test\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, mut rest) = client::read_head(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // The client keeps its own side open and reads to the end of the stream.
+    let start = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "no end of stream 10 s after the backend closed its side: {read:?}, got {rest:?}"
+    );
+    assert_eq!(rest, b"bye");
+    println!("end of stream {:?} after the 101", start.elapsed());
+}
+
 #[tokio::test]
 async fn an_h2c_pool_answers_400_to_a_host_that_is_not_a_valid_authority() {
     let a = backends::named_h2("a").await;

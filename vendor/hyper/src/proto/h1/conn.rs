@@ -77,6 +77,8 @@ where
                 h09_responses: false,
                 #[cfg(feature = "server")]
                 skip_whole_connection: false,
+                #[cfg(feature = "server")]
+                close_without_shutdown: false,
                 #[cfg(feature = "client")]
                 on_informational: None,
                 notify_read: false,
@@ -133,6 +135,12 @@ where
     #[cfg(feature = "server")]
     pub(crate) fn set_skip_whole_connection(&mut self) {
         self.state.skip_whole_connection = true;
+    }
+
+    /// wharf patch 18: see `http1::Builder::close_without_shutdown`.
+    #[cfg(feature = "server")]
+    pub(crate) fn set_close_without_shutdown(&mut self) {
+        self.state.close_without_shutdown = true;
     }
 
     pub(crate) fn set_title_case_headers(&mut self) {
@@ -915,6 +923,11 @@ where
     }
 
     pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // wharf patch 18: flushed, not shut down; the owner closes the IO.
+        #[cfg(feature = "server")]
+        if self.state.close_without_shutdown {
+            return self.io.poll_flush(cx);
+        }
         match ready!(self.io.poll_shutdown(cx)) {
             Ok(()) => {
                 trace!("shut down IO complete");
@@ -1025,6 +1038,9 @@ struct State {
     h09_responses: bool,
     #[cfg(feature = "server")]
     skip_whole_connection: bool,
+    /// wharf patch 18: see `http1::Builder::close_without_shutdown`.
+    #[cfg(feature = "server")]
+    close_without_shutdown: bool,
     /// If set, called with each 1xx informational response received for
     /// the current request. MUST be unset after a non-1xx response is
     /// received.

@@ -84,6 +84,7 @@ pub struct Builder {
     pipeline_flush: bool,
     date_header: bool,
     skip_whole_connection: bool,
+    close_without_shutdown: bool,
 }
 
 /// Deconstructed parts of a `Connection`.
@@ -257,6 +258,7 @@ impl Builder {
             pipeline_flush: false,
             date_header: true,
             skip_whole_connection: false,
+            close_without_shutdown: false,
         }
     }
 
@@ -267,6 +269,17 @@ impl Builder {
     /// request as it came (an echo) leaves this off, the default.
     pub fn skip_whole_connection(&mut self, enabled: bool) -> &mut Self {
         self.skip_whole_connection = enabled;
+        self
+    }
+
+    /// wharf patch 18 (see vendor/hyper/WHARF-PATCH.md): when a connection
+    /// is done (not upgraded), flush it and end without calling the IO's
+    /// `poll_shutdown`, for an owner that closes the IO right after, whose
+    /// close ends the stream just the same (a TCP socket's `close` sends
+    /// the FIN that `shutdown` would have). An upgraded IO is handed over
+    /// untouched either way, and its own `poll_shutdown` still works.
+    pub fn close_without_shutdown(&mut self, enabled: bool) -> &mut Self {
+        self.close_without_shutdown = enabled;
         self
     }
     /// Set whether HTTP/1 connections should support half-closures.
@@ -578,6 +591,9 @@ impl Builder {
         }
         if self.skip_whole_connection {
             conn.set_skip_whole_connection();
+        }
+        if self.close_without_shutdown {
+            conn.set_close_without_shutdown();
         }
     }
 }
