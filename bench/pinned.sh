@@ -148,7 +148,9 @@ wharf_cmd() {
     # The connection cap nginx and HAProxy are given: wharf's own default
     # (half the descriptor limit) refused 32 of the idle run's 10,000
     # where the hard limit is 20,000.
-    ! bench_wharf_has "$bin" --max-connections || CMD+=(--max-connections "$maxconn")
+    # (Unless WHARF_ARGS gives its own: clap refuses a repeated flag.)
+    [[ " $extra " == *" --max-connections"* ]] || ! bench_wharf_has "$bin" --max-connections \
+        || CMD+=(--max-connections "$maxconn")
     if ((tls)); then
         t=${WHARF_TLS_ARGS%% *}
         bench_wharf_has "$bin" "$t" || return 1

@@ -76,7 +76,7 @@ impl Builders {
     /// a `shutdown(SHUT_WR)` first (the hyper patch's 18th change): the
     /// task drops the socket right after, and its `close` sends the same
     /// FIN. One system call per `Connection: close` request that nginx
-    /// does not make either (issue 9: 9.97 → 8.81 per request). Not for
+    /// does not make either (issue 9: 9.97 → 8.89 per request). Not for
     /// TLS, which ends with a `close_notify` written by the stream's own
     /// shutdown. An upgraded connection (a WebSocket) is handed over
     /// untouched, so the tunnel's shutdowns still pass half-closes on.

@@ -238,8 +238,6 @@ async fn an_upgrade_the_backend_declines_is_answered_as_a_plain_response() {
     wharf.settled().await;
 }
 
-/// HTTP/2 carries the host in the URI, so for an h2c pool it must be a
-/// valid authority; a Host header that is not one is the client's error.
 /// The backend's half-close reaches the client through the tunnel: wharf
 /// shuts the client's side down when the backend's ends (a WebSocket
 /// client waits for that after its close handshake), also now that a
@@ -268,6 +266,8 @@ async fn a_backend_that_closes_its_tunnel_first_ends_the_clients_stream() {
     println!("end of stream {:?} after the 101", start.elapsed());
 }
 
+/// HTTP/2 carries the host in the URI, so for an h2c pool it must be a
+/// valid authority; a Host header that is not one is the client's error.
 #[tokio::test]
 async fn an_h2c_pool_answers_400_to_a_host_that_is_not_a_valid_authority() {
     let a = backends::named_h2("a").await;
