@@ -7,7 +7,7 @@
 #   bench/pinned.sh [--modes http,idle,tls] [--rounds 3] [--duration 8s]
 #                   [--warmup 2s] [--connections 64] [--proxies "nginx haproxy wharf"]
 #                   [--idle-conns 10000] [--idle-wait 15] [--tls-key ec|rsa]
-#                   [--raw FILE] [--perf DIR] [--syscalls] [--rev REV]
+#                   [--raw FILE] [--perf DIR] [--syscalls] [--deferred] [--rev REV]
 #
 # modes: http = keep-alive and `Connection: close` (default); idle = RSS with
 # 10,000 idle client connections; tls = the http table over TLS.
@@ -16,6 +16,9 @@
 # --syscalls: after the rounds, one more run of each proxy per mode under
 # `perf stat` on the syscall tracepoints (not in the table): system calls per
 # request, and how many reads and accepts found nothing (EAGAIN).
+# --deferred: nginx and HAProxy defer accepts too (`listen … deferred`,
+# `bind … defer-accept`: TCP_DEFER_ACCEPT), as wharf does by default
+# (`--defer-accept 1s`); without it they run their own defaults (off).
 # WHARF_BIN=PATH measures that binary instead of building one (--rev);
 # WHARF_ARGS="flags" and WHARF_ENV="VAR=value …" are added to wharf A's command;
 # WHARF_BIN_B, WHARF_ARGS_B, WHARF_ENV_B (any of them) add a column "wharf B":
@@ -55,6 +58,7 @@ while (($#)); do
         --raw) RAW=$2; shift 2 ;;
         --perf) PERF_DIR=$2; shift 2 ;;
         --syscalls) SYSCALLS=1; shift ;;
+        --deferred) export BENCH_DEFERRED=1; shift ;;
         --rev) shift 2 ;;
         --rev=*) shift ;;
         -h | --help) sed -n '2,/^$/p' "$BENCH_SELF" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
@@ -305,6 +309,7 @@ header() {
     echo "wharf A: $DESC_A"
     [[ $PROXIES != *wharfb* ]] || echo "wharf B: $DESC_B"
     echo "machine: $(bench_machine)"
+    [[ ${BENCH_DEFERRED:-0} != 1 ]] || echo "nginx and HAProxy defer accepts (--deferred)"
     echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), $(openssl version | cut -d' ' -f1-2)"
 }
 say "$(header)"

@@ -75,11 +75,14 @@ EOF
 # wharf do not, so the limit is lifted. nginx allocates its WORKERS ×
 # worker_connections (MAXCONN) connection structures up front, which shows in
 # its RSS: keep MAXCONN at what the run needs.
+# BENCH_DEFERRED=1: the listener defers accepts (nginx `deferred`, HAProxy
+# `defer-accept`: TCP_DEFER_ACCEPT), as wharf's does by default.
 bench_nginx_proxy_conf() {
     local dir=$1 listen=$2 workers=$3 maxconn=$4 backends=$5 crt=${6:-} key=${7:-} b servers="" ssl="" tls=""
+    [[ ${BENCH_DEFERRED:-0} != 1 ]] || ssl=" deferred"
     for b in $backends; do servers+="        server $b;"$'\n'; done
     if [[ -n $crt ]]; then
-        ssl=" ssl"
+        ssl+=" ssl"
         tls="        ssl_certificate $crt;"$'\n'"        ssl_certificate_key $key;"$'\n'"        ssl_protocols TLSv1.2 TLSv1.3;"
     fi
     mkdir -p "$dir"
@@ -122,8 +125,9 @@ EOF
 bench_haproxy_conf() {
     local file=$1 listen=$2 threads=$3 maxconn=$4 backends=$5 pem=${6:-} b i=0 servers="" ssl="" proto=http
     for b in $backends; do servers+="    server s$((++i)) $b"$'\n'; done
+    [[ ${BENCH_DEFERRED:-0} != 1 ]] || ssl=" defer-accept"
     if [[ -n $pem ]]; then
-        ssl=" ssl crt $pem ssl-min-ver TLSv1.2 alpn http/1.1"
+        ssl+=" ssl crt $pem ssl-min-ver TLSv1.2 alpn http/1.1"
         proto=https
     fi
     cat >"$file" <<EOF

@@ -75,18 +75,22 @@ pub struct Listeners {
 impl Listeners {
     /// Bind the addresses of `cfg`, the public one once per worker.
     pub async fn bind(cfg: &Config) -> Result<Listeners, StartError> {
-        let public = listen::reuseport(cfg.listen, cfg.workers.max(1)).map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            what: "proxy",
-            flag: "--listen",
-            source,
+        let public = listen::reuseport(cfg.listen, cfg.workers.max(1), cfg.defer_accept_secs).map_err(|source| {
+            StartError::Bind {
+                addr: cfg.listen,
+                what: "proxy",
+                flag: "--listen",
+                source,
+            }
         })?;
         let tls = match cfg.tls_listen {
-            Some(addr) => listen::reuseport(addr, cfg.workers.max(1)).map_err(|source| StartError::Bind {
-                addr,
-                what: "TLS",
-                flag: "--tls-listen",
-                source,
+            Some(addr) => listen::reuseport(addr, cfg.workers.max(1), cfg.defer_accept_secs).map_err(|source| {
+                StartError::Bind {
+                    addr,
+                    what: "TLS",
+                    flag: "--tls-listen",
+                    source,
+                }
             })?,
             None => Vec::new(),
         };
@@ -259,7 +263,8 @@ pub async fn run(
         access: cfg.admin_access.clone(),
     });
     let admin_addr = listeners.admin.local_addr().ok();
-    info!(listen = ?public_addr, tls_listen = ?tls_addr, admin = ?admin_addr, workers = workers.len(), "wharf {} serving", env!("CARGO_PKG_VERSION"));
+    info!(listen = ?public_addr, tls_listen = ?tls_addr, admin = ?admin_addr, workers = workers.len(),
+        defer_accept_s = cfg.defer_accept_secs, "wharf {} serving", env!("CARGO_PKG_VERSION"));
 
     let admin_stop = Arc::new(tokio::sync::Notify::new());
     let admin_task = {

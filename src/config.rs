@@ -166,6 +166,13 @@ pub struct Opts {
     #[arg(long, env = "WHARF_MAX_CONNECTIONS", default_value_t = 0, global = true)]
     pub max_connections: usize,
 
+    /// The kernel hands a new client connection to wharf once its first
+    /// bytes have arrived, or after this long without any (TCP_DEFER_ACCEPT,
+    /// nginx's `listen … deferred`; whole seconds, rounded up); 0: at once.
+    /// A connection that has sent nothing costs wharf nothing meanwhile.
+    #[arg(long, env = "WHARF_DEFER_ACCEPT", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub defer_accept: Duration,
+
     /// An upgraded connection (WebSocket) with no byte either way for this
     /// long is closed.
     #[arg(long, env = "WHARF_TUNNEL_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration, global = true)]
@@ -228,6 +235,17 @@ pub struct Opts {
 /// reuses a connection the backend is about to close.
 pub const UPSTREAM_IDLE_MAX: Duration = Duration::from_millis(900);
 
+/// Longest `--defer-accept`: past a few seconds a silent client is one the
+/// detection deadline (`--idle-timeout`) should judge, not the kernel.
+const DEFER_ACCEPT_MAX: Duration = Duration::from_secs(60);
+
+/// `--defer-accept` as the kernel takes it: whole seconds, a fraction
+/// rounded up, so that `500ms` still defers.
+fn defer_accept_secs(d: Duration) -> u32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
 /// Validated settings, plain data.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -252,6 +270,8 @@ pub struct Config {
     pub acme: Option<crate::tls::acme::AcmeSettings>,
     /// `--max-connections` (0: from the descriptor limit at start).
     pub max_connections: usize,
+    /// `--defer-accept` in whole seconds, rounded up (0: off).
+    pub defer_accept_secs: u32,
     /// `--admin-hosts` and `--admin-token`.
     pub admin_access: crate::admin_access::AdminAccess,
 }
@@ -334,6 +354,13 @@ impl Opts {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
+        if self.defer_accept > DEFER_ACCEPT_MAX {
+            return Err(format!(
+                "--defer-accept {:?}: at most {}s (0 = hand connections over at once)",
+                self.defer_accept,
+                DEFER_ACCEPT_MAX.as_secs()
+            ));
+        }
         if let Some(dir) = &self.tls_dir {
             if !dir.is_dir() {
                 return Err(format!(
@@ -373,6 +400,7 @@ impl Opts {
             access_log: self.access_log,
             trusted_proxies,
             max_connections: self.max_connections,
+            defer_accept_secs: defer_accept_secs(self.defer_accept),
             admin_access: crate::admin_access::AdminAccess {
                 hosts: self
                     .admin_hosts
@@ -453,6 +481,21 @@ mod tests {
             e.starts_with("--tls-dir /nonexistent/wharf-certs: not a readable directory"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn defer_accept_is_one_second_by_default_rounds_up_to_whole_seconds_and_is_bounded() {
+        let cfg = |args: &[&str]| {
+            let mut all = vec!["wharf"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).unwrap().opts.into_config()
+        };
+        assert_eq!(cfg(&[]).unwrap().defer_accept_secs, 1);
+        assert_eq!(cfg(&["--defer-accept", "0"]).unwrap().defer_accept_secs, 0);
+        assert_eq!(cfg(&["--defer-accept", "500ms"]).unwrap().defer_accept_secs, 1);
+        assert_eq!(cfg(&["--defer-accept", "3s"]).unwrap().defer_accept_secs, 3);
+        let e = cfg(&["--defer-accept", "2m"]).unwrap_err();
+        assert!(e.starts_with("--defer-accept 120s: at most 60s"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,16 @@
 //! the connection (a single socket shared by several epoll instances wakes
 //! them all). The first socket is bound like any other; if the port is taken
 //! by a process that did not set `SO_REUSEPORT`, binding fails as usual.
+//!
+//! Each socket also defers accepts (`--defer-accept`, `TCP_DEFER_ACCEPT`):
+//! the kernel hands a connection over once its first bytes are there, so a
+//! new connection's first read finds its request, and the worker is woken
+//! once per connection instead of twice (the accept, then the first bytes).
+//! Measured with `Connection: close` (issue 9): 0.85× the CPU per request,
+//! context switches per request 0.74 → 0.06, `epoll_wait` calls 0.75 → 0.19.
+//! A connection that sends nothing waits in the kernel until the deferral
+//! ends, holding no descriptor and no `--max-connections` place, then meets
+//! the detection deadline like any other.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -16,18 +26,24 @@ use socket2::{Domain, Protocol, Socket, Type};
 const BACKLOG: i32 = 4096;
 
 /// `n` non-blocking listening sockets on `addr` (all on the port the first one
-/// got when `addr` has port 0).
-pub fn reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>> {
-    let first = socket(addr)?;
+/// got when `addr` has port 0), deferring accepts by `defer_secs` (0: not).
+pub fn reuseport(addr: SocketAddr, n: usize, defer_secs: u32) -> io::Result<Vec<TcpListener>> {
+    let first = socket(addr, defer_secs)?;
     let bound = first.local_addr()?;
     let mut all = vec![first];
     for _ in 1..n {
-        all.push(socket(bound)?);
+        all.push(socket(bound, defer_secs)?);
     }
     Ok(all)
 }
 
-fn socket(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Whether `listener` defers accepts: its connections usually arrive with
+/// their first bytes (see the module docs). An error reads as "no".
+pub fn defers_accept(listener: &impl std::os::fd::AsFd) -> bool {
+    wharf_sockopt::tcp_defer_accept(listener).is_ok_and(|secs| secs > 0)
+}
+
+fn socket(addr: SocketAddr, defer_secs: u32) -> io::Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
@@ -36,6 +52,9 @@ fn socket(addr: SocketAddr) -> io::Result<TcpListener> {
     // when a connection is established, so it must be set before `listen`):
     // no `setsockopt` per connection.
     s.set_tcp_nodelay(true)?;
+    if defer_secs > 0 {
+        wharf_sockopt::set_tcp_defer_accept(&s, defer_secs)?;
+    }
     s.bind(&addr.into())?;
     s.listen(BACKLOG)?;
     Ok(s.into())
@@ -77,20 +96,51 @@ mod tests {
 
     #[test]
     fn n_sockets_share_one_port_and_a_plainly_bound_port_is_refused() {
-        let socks = reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let socks = reuseport("127.0.0.1:0".parse().unwrap(), 3, 0).unwrap();
         let port = socks[0].local_addr().unwrap().port();
         assert!(socks.iter().all(|s| s.local_addr().unwrap().port() == port));
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-        let e = reuseport(taken.local_addr().unwrap(), 1).unwrap_err();
+        let e = reuseport(taken.local_addr().unwrap(), 1, 0).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
     }
 
     #[test]
     fn a_connection_queued_before_the_first_accept_inherits_tcp_nodelay() {
-        let socks = reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let socks = reuseport("127.0.0.1:0".parse().unwrap(), 1, 0).unwrap();
         let _client = std::net::TcpStream::connect(socks[0].local_addr().unwrap()).unwrap();
         socks[0].set_nonblocking(false).unwrap();
         let (accepted, _) = socks[0].accept().unwrap();
         assert!(accepted.nodelay().unwrap(), "no setsockopt per connection is needed");
+    }
+
+    #[test]
+    fn a_deferring_socket_hands_over_a_connection_with_its_first_bytes_and_keeps_a_silent_one() {
+        use std::io::{Read, Write};
+        let socks = reuseport("127.0.0.1:0".parse().unwrap(), 2, 1).unwrap();
+        assert!(socks.iter().all(defers_accept), "every worker's socket defers");
+        let plain = reuseport("127.0.0.1:0".parse().unwrap(), 1, 0).unwrap();
+        assert!(!defers_accept(&plain[0]));
+        // One socket on its own port, so that the kernel cannot queue the
+        // connection on the other.
+        let one = reuseport("127.0.0.1:0".parse().unwrap(), 1, 1).unwrap().remove(0);
+        let mut client = std::net::TcpStream::connect(one.local_addr().unwrap()).unwrap();
+        // Connected on the client's side, not yet acceptable: the kernel holds
+        // it until bytes arrive (or for the deferral, 1 s).
+        let early = one.accept().map(|_| ()).unwrap_err();
+        assert_eq!(
+            early.kind(),
+            io::ErrorKind::WouldBlock,
+            "a silent connection is not handed over"
+        );
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        one.set_nonblocking(false).unwrap();
+        let (mut accepted, _) = one.accept().unwrap();
+        // Its request is there at once: a non-blocking read finds it.
+        accepted.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        let n = accepted
+            .read(&mut buf)
+            .expect("the first bytes arrived with the connection");
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
     }
 }

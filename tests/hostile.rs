@@ -32,6 +32,11 @@ async fn connections_over_max_connections_are_closed_at_once_and_the_others_kept
             "5",
             "--workers",
             "2",
+            // Silent connections reach wharf at once: what this test is
+            // about (with the default deferral the kernel holds them for 1 s;
+            // see the next test).
+            "--defer-accept",
+            "0",
         ],
         &[],
     )
@@ -70,6 +75,66 @@ async fn connections_over_max_connections_are_closed_at_once_and_the_others_kept
     })
     .await;
     assert_eq!(r.status, 502, "the static backend is not listening: wharf's own 502");
+}
+
+#[tokio::test]
+async fn a_silent_connection_waits_in_the_kernel_and_leaves_the_only_place_to_a_request() {
+    let backend = format!("web=127.0.0.1:{}", free_port());
+    let args = |defer| {
+        [
+            "--provider",
+            "none",
+            "--static",
+            backend.as_str(),
+            "--max-connections",
+            "1",
+            "--workers",
+            "1",
+            // The 502 at once: a lone new backend that refuses is otherwise
+            // waited for up to the connect timeout (labels.md, "Cold start").
+            "--connect-timeout",
+            "100ms",
+            "--defer-accept",
+            defer,
+        ]
+    };
+    // Deferred (3 s: the kernel's second SYN-ACK retransmission): the
+    // silent connection is not wharf's yet, so the request gets the one
+    // place and wharf's own 502 (its backend is not listening).
+    let deferred = Wharf::spawn(&args("3s"), &[]).await;
+    let silent = TcpStream::connect(deferred.listen).await.expect("connect");
+    let connected = Instant::now();
+    let r = deferred
+        .get("any.test", "/")
+        .await
+        .expect("a request while the silent one waits");
+    let took = connected.elapsed();
+    println!("request answered {} {took:?} after the silent connection", r.status);
+    assert_eq!(r.status, 502, "served, not refused");
+    assert!(
+        took < secs(3),
+        "answered within the deferral, else the silent connection may have been handed over first ({took:?})"
+    );
+    drop(silent);
+    // Not deferred: the silent connection takes the place and the request's
+    // connection is closed at once, without an answer.
+    let at_once = Wharf::spawn(&args("0"), &[]).await;
+    let _silent = TcpStream::connect(at_once.listen).await.expect("connect");
+    let (_, took) = poll("the silent connection holds the only place", secs(20), || async {
+        let refused = at_once.metric("wharf_connections_refused_total").await;
+        if refused > 0 {
+            return Some(());
+        }
+        // Each try is a connection over the cap once the silent one is in.
+        let _ = at_once.get("any.test", "/").await;
+        None
+    })
+    .await;
+    println!("without deferral a request was refused after {took:?}");
+    assert!(
+        at_once.log().contains("--max-connections reached"),
+        "the refusal is logged"
+    );
 }
 
 #[tokio::test]

@@ -123,6 +123,10 @@ pub async fn detect(stream: &mut TcpStream, within: Duration) -> Result<(Protoco
 /// driver cannot have delivered a real event for the socket yet, so only
 /// the guess is cleared. On a multi-thread runtime the driver could, and
 /// clearing it would lose the wake-up.
+///
+/// Not called for a listener that defers accepts (`--defer-accept`, on by
+/// default): its connections arrive with their bytes, and tokio's guess is
+/// then right.
 pub fn wait_for_first_bytes(stream: &TcpStream) {
     let _ = stream.try_io(tokio::io::Interest::READABLE, || {
         Err::<(), _>(io::ErrorKind::WouldBlock.into())

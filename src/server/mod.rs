@@ -159,9 +159,12 @@ async fn accept_and_drain(
     }
     // A new socket's first read waits for epoll's event (see
     // `detect::wait_for_first_bytes`), which is safe only where the driver
-    // runs on this thread: every wharf worker's runtime.
-    let clear_guess =
-        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+    // runs on this thread: every wharf worker's runtime. Not where the
+    // listener defers accepts (`--defer-accept`): its connections arrive
+    // with their first bytes, and the first read should take them at once.
+    let clear_guess = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread
+        && !crate::listen::defers_accept(&listener);
     let stop = Arc::new(Stop::default());
     // Also if this future is dropped before its drain (an aborted task):
     // the open connections are told to finish, not left running.
@@ -407,10 +410,11 @@ mod tests {
     use crate::routing::Router;
     use tokio::sync::oneshot;
 
-    #[tokio::test]
-    async fn the_accept_loop_hands_on_sockets_whose_first_read_waits_for_their_bytes() {
+    /// Connect to `listener` through the accept loop (sending `hello`
+    /// first) and tell whether a read of the socket it hands on would try
+    /// the socket at once (`detect::would_try`).
+    async fn first_read_tries_at_once(listener: TcpListener, hello: &[u8]) -> Option<bool> {
         let proxy = Proxy::new(Arc::new(Router::default()), Timeouts::default(), false, Vec::new());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -427,16 +431,41 @@ mod tests {
             },
         );
         let client = async {
-            let c = TcpStream::connect(addr).await.unwrap();
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut c, hello).await.unwrap();
             let tried = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv()).await;
             let _ = stop_tx.send(());
             (c, tried)
         };
         let (_, (_client, tried)) = tokio::join!(accepting, client);
-        let tried = tried.expect("a connection handed on within 5 s");
+        tried.expect("a connection handed on within 5 s")
+    }
+
+    #[tokio::test]
+    async fn the_accept_loop_hands_on_sockets_whose_first_read_waits_for_their_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         // Without the accept loop's clearing, tokio takes the socket as
         // readable and this would be `Some(true)` (see detect's tests).
-        assert_eq!(tried, Some(false), "a read would try the socket before any event");
+        assert_eq!(
+            first_read_tries_at_once(listener, b"").await,
+            Some(false),
+            "a read would try the socket before any event"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deferring_listeners_sockets_are_read_at_once_for_the_bytes_they_came_with() {
+        let std_listener = crate::listen::reuseport("127.0.0.1:0".parse().unwrap(), 1, 1)
+            .unwrap()
+            .remove(0);
+        let listener = TcpListener::from_std(std_listener).unwrap();
+        // Cleared, the first read would wait for the driver's next turn to
+        // be told of bytes that are already there.
+        assert_eq!(
+            first_read_tries_at_once(listener, b"GET / HTTP/1.1\r\n\r\n").await,
+            Some(true),
+            "the first read takes the request without waiting"
+        );
     }
 
     /// A socket that counts the calls to its `poll_shutdown`.

@@ -270,7 +270,7 @@ async fn status(addr: std::net::SocketAddr, path: &str) -> StatusCode {
 async fn app_run_serves_on_listeners_bound_by_the_caller_with_two_workers_and_returns_when_shutdown_resolves() {
     let a = backends::named("a").await;
     let b = backends::named("b").await;
-    let public = crate::listen::reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let public = crate::listen::reuseport("127.0.0.1:0".parse().unwrap(), 2, 0).unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (public_addr, admin_addr) = (public[0].local_addr().unwrap(), admin.local_addr().unwrap());
     let cfg = Cli::try_parse_from(["wharf", "--drain-timeout", "2s"])
