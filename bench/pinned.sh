@@ -309,7 +309,11 @@ header() {
     echo "wharf A: $DESC_A"
     [[ $PROXIES != *wharfb* ]] || echo "wharf B: $DESC_B"
     echo "machine: $(bench_machine)"
-    [[ ${BENCH_DEFERRED:-0} != 1 ]] || echo "nginx and HAProxy defer accepts (--deferred)"
+    if [[ ${BENCH_DEFERRED:-0} == 1 ]]; then
+        echo "accepts deferred: nginx and HAProxy (--deferred), and wharf unless its flags say --defer-accept 0"
+    else
+        echo "accepts deferred: wharf only (its default --defer-accept 1s; nginx and HAProxy with --deferred)"
+    fi
     echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), $(openssl version | cut -d' ' -f1-2)"
 }
 say "$(header)"

@@ -208,6 +208,8 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let public_addr = listeners.public.first().and_then(|l| l.local_addr().ok());
+    // As the kernel rounded `--defer-accept` (1, 3, 7… s), 0 if refused.
+    let listeners_deferral = listeners.public.first().map_or(0, listen::deferral_secs);
     let tls_addr = listeners.tls.first().and_then(|l| l.local_addr().ok());
     if tls_addr.is_some() && tls.store.served().is_empty() {
         tracing::warn!("TLS listener on but no certificate loaded yet: handshakes fail until one is (--tls-dir, or ACME obtains one)");
@@ -264,7 +266,7 @@ pub async fn run(
     });
     let admin_addr = listeners.admin.local_addr().ok();
     info!(listen = ?public_addr, tls_listen = ?tls_addr, admin = ?admin_addr, workers = workers.len(),
-        defer_accept_s = cfg.defer_accept_secs, "wharf {} serving", env!("CARGO_PKG_VERSION"));
+        defer_accept_s = listeners_deferral, "wharf {} serving", env!("CARGO_PKG_VERSION"));
 
     let admin_stop = Arc::new(tokio::sync::Notify::new());
     let admin_task = {

@@ -166,10 +166,11 @@ pub struct Opts {
     #[arg(long, env = "WHARF_MAX_CONNECTIONS", default_value_t = 0, global = true)]
     pub max_connections: usize,
 
-    /// The kernel hands a new client connection to wharf once its first
-    /// bytes have arrived, or after this long without any (TCP_DEFER_ACCEPT,
-    /// nginx's `listen … deferred`; whole seconds, rounded up); 0: at once.
-    /// A connection that has sent nothing costs wharf nothing meanwhile.
+    /// The kernel hands a new client connection (--listen, --tls-listen)
+    /// to wharf once its first bytes have arrived, or after this long
+    /// without any (TCP_DEFER_ACCEPT, nginx's `listen … deferred`; Linux
+    /// rounds it up to 1, 3, 7, 15, 31 or 63 s); 0: at once. A connection
+    /// that has sent nothing costs wharf nothing meanwhile.
     #[arg(long, env = "WHARF_DEFER_ACCEPT", default_value = "1s", value_parser = parse_duration, global = true)]
     pub defer_accept: Duration,
 

@@ -9,12 +9,20 @@
 //! connection's handshake but hands it to `accept` only once the client's
 //! first bytes have arrived, or once the given number of seconds has passed
 //! (the kernel rounds it up to a count of SYN-ACK retransmissions, the first
-//! at 1 s), after which the connection is accepted without data. nginx's
-//! `listen … deferred` sets 1 s; HAProxy calls it `defer-accept`.
+//! at 1 s, then 3, 7, 15, 31, 63 s after the handshake), after which the
+//! connection is accepted without data when the client answers the SYN-ACK
+//! sent again. nginx's `listen … deferred` sets 1 s; HAProxy calls it
+//! `defer-accept`. When SYN cookies are in use (a full SYN queue) the kernel
+//! accepts at once, as without the option.
+//!
+//! Other systems have no such option: there the setter does nothing and the
+//! getter reads 0.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
+#[cfg(target_os = "linux")]
+use std::os::fd::AsRawFd;
 
 /// Set `TCP_DEFER_ACCEPT` on `socket` to `secs` seconds (0 turns it off).
 #[cfg(target_os = "linux")]
@@ -66,6 +74,18 @@ pub fn tcp_defer_accept(socket: &impl AsFd) -> io::Result<u32> {
     }
 }
 
+/// Elsewhere: nothing to set (see the module docs).
+#[cfg(not(target_os = "linux"))]
+pub fn set_tcp_defer_accept(_socket: &impl AsFd, _secs: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// Elsewhere: never deferred.
+#[cfg(not(target_os = "linux"))]
+pub fn tcp_defer_accept(_socket: &impl AsFd) -> io::Result<u32> {
+    Ok(0)
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
@@ -81,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn a_value_the_kernel_cannot_take_is_an_error_not_a_wrapped_number() {
+    fn a_value_beyond_a_c_int_is_refused_not_wrapped_into_a_negative_one() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let e = set_tcp_defer_accept(&l, u32::MAX).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);

@@ -62,9 +62,11 @@ pub enum DetectError {
 ///
 /// The deadline is set by the first read that has to wait: bytes tokio
 /// already knows to be there cost no clock read and no timer (issue 9). A
-/// connection from the accept loop always waits once ([`wait_for_first_bytes`]),
-/// so there the first try only registers the task's waker, and the deadline
-/// is set at once.
+/// connection from a deferring listener (`--defer-accept`, the default)
+/// usually has its bytes there, and takes them at once; one from a listener
+/// that does not defer always waits once ([`wait_for_first_bytes`]), so
+/// there the first try only registers the task's waker, and the deadline is
+/// set at once.
 pub async fn detect(stream: &mut TcpStream, within: Duration) -> Result<(Protocol, Vec<u8>), DetectError> {
     let mut deadline = None;
     let mut first = Vec::new();
