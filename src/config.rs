@@ -426,6 +426,13 @@ pub use crate::model::desired::parse_static;
 mod tests {
     use super::*;
 
+    /// `wharf ARGS…` parsed and validated.
+    fn cfg(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["wharf"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().opts.into_config()
+    }
+
     #[test]
     fn static_pool_parses_name_and_addresses() {
         let p = parse_static("web=127.0.0.1:8080, 127.0.0.1:8081").unwrap();
@@ -464,11 +471,6 @@ mod tests {
 
     #[test]
     fn tls_listens_on_443_once_a_tls_dir_is_given_and_not_before() {
-        let cfg = |args: &[&str]| {
-            let mut all = vec!["wharf"];
-            all.extend_from_slice(args);
-            Cli::try_parse_from(all).unwrap().opts.into_config()
-        };
         assert_eq!(cfg(&[]).unwrap().tls_listen, None);
         let dir = std::env::temp_dir();
         let dir = dir.to_str().unwrap();
@@ -486,11 +488,6 @@ mod tests {
 
     #[test]
     fn defer_accept_is_one_second_by_default_rounds_up_to_whole_seconds_and_is_bounded() {
-        let cfg = |args: &[&str]| {
-            let mut all = vec!["wharf"];
-            all.extend_from_slice(args);
-            Cli::try_parse_from(all).unwrap().opts.into_config()
-        };
         assert_eq!(cfg(&[]).unwrap().defer_accept_secs, 1);
         assert_eq!(cfg(&["--defer-accept", "0"]).unwrap().defer_accept_secs, 0);
         assert_eq!(cfg(&["--defer-accept", "500ms"]).unwrap().defer_accept_secs, 1);
